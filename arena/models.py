@@ -1,0 +1,116 @@
+"""Prompts, battles and votes."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+
+from arena.categories import CATEGORIES
+from generation.models import Generation, ImageModel
+
+Category = models.TextChoices(  # type: ignore[misc]
+    "Category", [(c.upper(), (c, c.replace("_", " ").capitalize())) for c in CATEGORIES]
+)
+
+
+class PromptQuerySet(models.QuerySet["Prompt"]):
+    def curated(self) -> PromptQuerySet:
+        """Prompts a visitor may draw with the random-prompt button."""
+        return self.filter(curated=True, active=True)
+
+
+class Prompt(models.Model):
+    """A prompt in the curated pool (typed prompts live on their battle)."""
+
+    text = models.TextField(unique=True)
+    category = models.CharField(max_length=30, choices=Category.choices)
+    curated = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PromptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["category", "pk"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class BattleQuerySet(models.QuerySet["Battle"]):
+    def counted(self) -> BattleQuerySet:
+        """Battles whose votes may count on the anonymous leaderboard."""
+        return self.filter(anonymous=True, status=Battle.Status.VOTED)
+
+
+class Battle(models.Model):
+    """Two anonymous images for one prompt, left and right, and at most one vote."""
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        READY = "ready"
+        VOTED = "voted"
+        VOID = "void"
+
+    # The public id is random, so ids can be neither guessed nor counted.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    prompt_text = models.TextField()
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.SET_NULL)
+    category = models.CharField(max_length=30, choices=Category.choices)
+    model_left = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    model_right = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    generation_left = models.OneToOneField(
+        Generation, on_delete=models.PROTECT, related_name="battle_as_left"
+    )
+    generation_right = models.OneToOneField(
+        Generation, on_delete=models.PROTECT, related_name="battle_as_right"
+    )
+    seed = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
+    anonymous = models.BooleanField(default=True)
+    void_reason = models.CharField(max_length=200, blank=True, help_text="Internal; never shown")
+    owner = models.CharField(max_length=64, help_text="Salted hash of the creating session")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BattleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(model_left=F("model_right")), name="battle_models_differ"
+            ),
+            models.CheckConstraint(
+                condition=~Q(generation_left=F("generation_right")),
+                name="battle_generations_differ",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Battle {self.public_id} ({self.status})"
+
+
+class Vote(models.Model):
+    """A visitor's verdict on one battle; the database allows one per battle."""
+
+    class Choice(models.TextChoices):
+        LEFT = "left", "A is better"
+        RIGHT = "right", "B is better"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "both_bad", "Both are bad"
+
+    # One-to-one: the database's unique index allows one vote per battle, whatever races.
+    battle = models.OneToOneField(Battle, on_delete=models.CASCADE, related_name="vote")
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    voter = models.CharField(max_length=64, help_text="Salted hash of the voting session")
+    ms_to_vote = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.choice} on {self.battle_id}"

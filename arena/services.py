@@ -1,0 +1,265 @@
+"""Battle logic: prompts, creating battles, finishing them, and votes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from arena.categories import CATEGORIES, classify_prompt
+from arena.matchmaking import pick_pair
+from arena.models import Battle, Prompt, Vote
+from generation import services as generation_services
+from generation.models import Generation, ImageModel
+from leaderboard.models import PairCount
+
+# Shown for every battle that cannot finish, whatever went wrong on which side: the message
+# must not tell which model failed.
+VOID_MESSAGE = "This battle could not be completed. Please start a new one."
+
+# Bidirectional overrides and isolates can make a prompt display differently from what it
+# says; zero-width joiners stay allowed because emoji sequences need them.
+_FORBIDDEN_FORMAT_CHARS = {chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+class PromptError(ValueError):
+    """The prompt cannot be used; the message says why, in words for the visitor."""
+
+
+class VoteRejected(Exception):
+    """The vote cannot be taken; ``code`` is stable for API clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def clean_prompt(text: object) -> str:
+    """Normalise a typed prompt, or raise PromptError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise PromptError("The prompt must be text.")
+    text = unicodedata.normalize("NFC", text)
+    for char in text:
+        if char in "\t\n\r":
+            continue
+        if unicodedata.category(char) == "Cc" or char in _FORBIDDEN_FORMAT_CHARS:
+            raise PromptError(
+                f"The prompt contains a control character (U+{ord(char):04X}); remove it."
+            )
+    text = " ".join(text.split())
+    if not text:
+        raise PromptError("Enter a prompt.")
+    limit = settings.ARENA_MAX_PROMPT_CHARS
+    if len(text) > limit:
+        raise PromptError(f"The prompt is {len(text)} characters long; the limit is {limit}.")
+    return text
+
+
+def identity_hash(value: str) -> str:
+    """A salted, one-way stand-in for a session key, kept with battles and votes."""
+    return hmac.new(settings.ARENA_VOTER_SALT.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def load_prompts(*, path: Path | None = None) -> int:
+    """Add the curated prompt file's prompts that are not in the database yet; returns how many."""
+    data = tomllib.loads((path or settings.PROMPT_POOL).read_text(encoding="utf-8"))
+    added = 0
+    for entry in data.get("prompt", []):
+        if entry["category"] not in CATEGORIES:
+            raise ValueError(f"unknown category {entry['category']!r} in the prompt pool")
+        _, created = Prompt.objects.get_or_create(
+            text=clean_prompt(entry["text"]),
+            defaults={"category": entry["category"], "curated": True},
+        )
+        added += created
+    return added
+
+
+def draw_prompt(*, rng: random.Random | None = None) -> Prompt | None:
+    """A random prompt from the curated pool, or None when the pool is empty."""
+    ids = list(Prompt.objects.curated().values_list("pk", flat=True))
+    if not ids:
+        return None
+    return Prompt.objects.get(pk=(rng or random.SystemRandom()).choice(ids))
+
+
+@transaction.atomic
+def create_battle(
+    *, prompt_text: str, owner: str, rng: random.Random | None = None
+) -> Battle:
+    """Draw two different enabled models, randomise sides, and queue both images on commit."""
+    rng = rng or random.SystemRandom()
+    text = clean_prompt(prompt_text)
+    curated = Prompt.objects.filter(text=text).first()
+    models = list(ImageModel.objects.enabled().filter(retired=False))
+    left_id, right_id = pick_pair(
+        ids=[m.pk for m in models], weights=[m.sampling_weight for m in models], rng=rng
+    )
+    by_id = {m.pk: m for m in models}
+    seed = rng.randrange(2**31)
+    # One output size for both sides, so the files do not tell native resolutions apart.
+    size = (
+        min(by_id[left_id].width, by_id[right_id].width),
+        min(by_id[left_id].height, by_id[right_id].height),
+    )
+    left, right = (
+        generation_services.create_generation(
+            model=by_id[model_id], prompt=text, seed=seed, output_size=size
+        )
+        for model_id in (left_id, right_id)
+    )
+    battle = Battle.objects.create(
+        prompt_text=text,
+        prompt=curated,
+        category=curated.category if curated else classify_prompt(text),
+        model_left=by_id[left_id],
+        model_right=by_id[right_id],
+        generation_left=left,
+        generation_right=right,
+        seed=seed,
+        owner=owner,
+    )
+    generation_services.enqueue(left)
+    generation_services.enqueue(right)
+    return battle
+
+
+def on_generation_finished(*, generation: Generation) -> None:
+    """Mark the battle ready when both sides are done, or void when either side failed."""
+    battle = (
+        Battle.objects.select_for_update()
+        .filter(status=Battle.Status.GENERATING)
+        .filter(pk__in=_battle_ids_for(generation))
+        .select_related("generation_left", "generation_right")
+        .first()
+    )
+    if battle is None:
+        return
+    sides = (battle.generation_left, battle.generation_right)
+    if any(g.status == Generation.Status.FAILED for g in sides):
+        _void(battle, reason="a side failed")
+    elif all(g.status == Generation.Status.DONE for g in sides):
+        battle.status = Battle.Status.READY
+        battle.ready_at = timezone.now()
+        battle.save(update_fields=["status", "ready_at"])
+
+
+def _battle_ids_for(generation: Generation) -> list[int]:
+    return list(
+        Battle.objects.filter(generation_left=generation).values_list("pk", flat=True)
+    ) + list(Battle.objects.filter(generation_right=generation).values_list("pk", flat=True))
+
+
+def _void(battle: Battle, *, reason: str) -> None:
+    battle.status = Battle.Status.VOID
+    battle.void_reason = reason
+    battle.save(update_fields=["status", "void_reason"])
+
+
+def void_if_overdue(battle: Battle) -> Battle:
+    """Void a battle still generating past the deadline (dead worker, lost message)."""
+    deadline = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
+    if battle.status == Battle.Status.GENERATING and battle.created_at < deadline:
+        with transaction.atomic():
+            overdue = Battle.objects.filter(pk=battle.pk, status=Battle.Status.GENERATING).update(
+                status=Battle.Status.VOID, void_reason="deadline passed"
+            )
+            if overdue:
+                for generation_id in (battle.generation_left_id, battle.generation_right_id):
+                    generation_services.fail(generation_id=generation_id, error="battle deadline")
+        battle.refresh_from_db()
+    return battle
+
+
+@dataclass(frozen=True)
+class BattleState:
+    """What a voter may know about a battle right now; names only after the vote."""
+
+    status: str
+    progress: int
+    left_image: str | None = None
+    right_image: str | None = None
+    message: str = ""
+    choice: str | None = None
+    left_name: str | None = None
+    right_name: str | None = None
+
+
+def battle_state(battle: Battle) -> BattleState:
+    """The voter's view of the battle; progress is a whole percentage across both sides."""
+    battle = void_if_overdue(battle)
+    left, right = battle.generation_left, battle.generation_right
+    if battle.status == Battle.Status.VOID:
+        return BattleState(status="void", progress=0, message=VOID_MESSAGE)
+    if battle.status == Battle.Status.GENERATING:
+        # The mean of the two sides' fractions, not summed steps: a total of steps would hint
+        # at which models run.
+        fraction = (generation_services.progress(left) + generation_services.progress(right)) / 2
+        return BattleState(status="generating", progress=min(int(fraction * 100), 99))
+    state = BattleState(
+        status=battle.status,
+        progress=100,
+        left_image=left.image.name.rsplit("/", 1)[-1],
+        right_image=right.image.name.rsplit("/", 1)[-1],
+    )
+    if battle.status == Battle.Status.VOTED:
+        state = BattleState(
+            status=state.status, progress=100, left_image=state.left_image,
+            right_image=state.right_image, choice=battle.vote.choice,
+            left_name=battle.model_left.display_name, right_name=battle.model_right.display_name,
+        )
+    return state
+
+
+def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
+    """Record the one vote a battle may have and count it for its pair, atomically."""
+    if choice not in Vote.Choice.values:
+        raise VoteRejected("bad_choice", f"choice must be one of {', '.join(Vote.Choice.values)}")
+    battle = void_if_overdue(battle)
+    with transaction.atomic():
+        locked = Battle.objects.select_for_update().get(pk=battle.pk)
+        if locked.status == Battle.Status.VOTED:
+            raise VoteRejected("already_voted", "This battle already has a vote.")
+        if locked.status == Battle.Status.VOID:
+            raise VoteRejected("void", VOID_MESSAGE)
+        if locked.status != Battle.Status.READY:
+            raise VoteRejected("not_ready", "The images are not ready yet.")
+        ms_to_vote = int((timezone.now() - locked.ready_at).total_seconds() * 1000)
+        try:
+            with transaction.atomic():
+                vote = Vote.objects.create(
+                    battle=locked, choice=choice, voter=voter, ms_to_vote=ms_to_vote
+                )
+        except IntegrityError:
+            raise VoteRejected("already_voted", "This battle already has a vote.") from None
+        locked.status = Battle.Status.VOTED
+        locked.save(update_fields=["status"])
+        if locked.anonymous:
+            _count_vote(battle=locked, choice=choice)
+    battle.refresh_from_db()
+    return vote
+
+
+def _count_vote(*, battle: Battle, choice: str) -> None:
+    """Add the vote to its pair's running counts (lower model id stored first)."""
+    left, right = battle.model_left_id, battle.model_right_id
+    a, b = (left, right) if left < right else (right, left)
+    field = {
+        Vote.Choice.TIE: "ties",
+        Vote.Choice.BOTH_BAD: "both_bad",
+        Vote.Choice.LEFT: "wins_a" if left == a else "wins_b",
+        Vote.Choice.RIGHT: "wins_b" if left == a else "wins_a",
+    }[Vote.Choice(choice)]
+    row, _ = PairCount.objects.get_or_create(category=battle.category, model_a_id=a, model_b_id=b)
+    PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})

@@ -1,0 +1,27 @@
+"""URL map: battle pages, the JSON API, the leaderboard and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from arena import views
+
+
+arena_patterns = [
+    path("", views.index, name="index"),
+    path("prompts/random", views.random_prompt, name="random_prompt"),
+    path("battles", views.create_battle, name="create_battle"),
+    path("battles/<uuid:battle_id>", views.battle, name="battle"),
+    path("battles/<uuid:battle_id>/panel", views.battle_panel, name="battle_panel"),
+    path("battles/<uuid:battle_id>/vote", views.vote, name="vote"),
+    path("images/<str:name>", views.image, name="image"),
+    path("api/v1/session", views.api_session, name="api_session"),
+    path("api/v1/battles", views.api_create_battle, name="api_create_battle"),
+    path("api/v1/battles/<uuid:battle_id>", views.api_battle, name="api_battle"),
+    path("api/v1/battles/<uuid:battle_id>/vote", views.api_vote, name="api_vote"),
+]
+
+urlpatterns = [
+    path("", include((arena_patterns, "arena"))),
+    path("leaderboard/", include("leaderboard.urls")),
+    path("admin/", admin.site.urls),
+]

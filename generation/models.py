@@ -1,0 +1,121 @@
+"""Models that make images, and the jobs that make them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class ImageModelQuerySet(models.QuerySet["ImageModel"]):
+    def enabled(self) -> ImageModelQuerySet:
+        """Models that may be drawn into new battles."""
+        return self.filter(enabled=True)
+
+
+class ImageModel(models.Model):
+    """A text-to-image model as the registry file describes it; one row per key and version."""
+
+    class Backend(models.TextChoices):
+        DIFFUSERS = "diffusers", "diffusers pipeline"
+        HTTP = "http", "HTTP endpoint"
+
+    key = models.SlugField(max_length=100)
+    version = models.CharField(max_length=100, default="1")
+    display_name = models.CharField(max_length=200)
+    organisation = models.CharField(max_length=200, blank=True)
+    licence = models.CharField(max_length=200, blank=True)
+    is_in_house = models.BooleanField(default=False)
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.DIFFUSERS)
+    pipeline_class = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=500, help_text="Local directory, hub id or URL")
+    revision = models.CharField(max_length=100, blank=True)
+    dtype = models.CharField(max_length=20, default="float32")
+    default_steps = models.PositiveSmallIntegerField(default=4)
+    default_guidance = models.FloatField(default=5.0)
+    width = models.PositiveIntegerField(default=64)
+    height = models.PositiveIntegerField(default=64)
+    scheduler = models.CharField(max_length=100, blank=True)
+    queue = models.CharField(max_length=100, default="default")
+    timeout_s = models.PositiveIntegerField(default=120)
+    sampling_weight = models.FloatField(default=1.0)
+    enabled = models.BooleanField(default=True)
+    retired = models.BooleanField(default=False)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ImageModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "version"], name="unique_model_key_version"),
+            models.CheckConstraint(
+                condition=Q(sampling_weight__gte=0), name="model_sampling_weight_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.key}@{self.version})"
+
+
+class GenerationQuerySet(models.QuerySet["Generation"]):
+    def unfinished(self) -> GenerationQuerySet:
+        """Jobs a sweeper or a status page still has to wait for."""
+        return self.filter(status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING])
+
+
+class Generation(models.Model):
+    """One image job: what to make, who made it, how long it took, where the bytes are."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="generations")
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField()
+    steps = models.PositiveSmallIntegerField()
+    guidance = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    # The stored image's size; a battle gives both sides the same one.
+    output_width = models.PositiveIntegerField()
+    output_height = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    steps_done = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The file's name is random: it must not tell which model made it.
+    image = models.FileField(upload_to="images/", blank=True)
+    image_sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True, help_text="Internal detail; never shown to voters")
+    worker_host = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
+    compute_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(steps__gte=1), name="generation_steps_positive"),
+            models.CheckConstraint(
+                condition=Q(steps_done__lte=models.F("steps")),
+                name="generation_steps_done_within_steps",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}

@@ -1,0 +1,636 @@
+"""Bradley-Terry ratings and their uncertainty, computed from aggregated pair counts.
+
+Pure numerical code: numpy and scipy only, arrays in and arrays out, an explicit
+``rng`` wherever randomness is used, no Django, no settings, no module state.
+
+Conventions (see docs ARCHITECTURE section 4):
+
+* Log-strengths ``theta`` are on the natural-log scale; P(i beats j) = sigmoid(theta_i - theta_j).
+* A tie counts as half a win for each side, so a row of counts enters the likelihood only
+  through its battle total ``n`` and the score of side a, ``s = wins_a + ties / 2``.
+* The gauge is fixed by giving every connected part of the comparison graph mean zero.
+  Models without battles are not estimable: they come back as NaN.
+* Display ratings are ``init + scale * log_base(strength)``; every constant is a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import cho_factor, cho_solve
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.special import expit
+from scipy.stats import norm
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
+
+class ConvergenceError(RuntimeError):
+    """Raised when an iterative fit does not reach its tolerance."""
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Battle outcomes aggregated per (model a, model b) row; build with ``from_arrays``."""
+
+    a: Ints
+    b: Ints
+    wins_a: Floats
+    wins_b: Floats
+    ties: Floats
+    n_models: int
+
+    def __post_init__(self) -> None:
+        # Validating here, not only in from_arrays, means no invalid PairCounts can exist.
+        if not isinstance(self.n_models, (int, np.integer)) or self.n_models < 1:
+            raise ValueError(f"n_models must be a positive integer, got {self.n_models!r}")
+        arrays = {"a": self.a, "b": self.b, "wins_a": self.wins_a, "wins_b": self.wins_b, "ties": self.ties}
+        for name, values in arrays.items():
+            if not isinstance(values, np.ndarray) or values.ndim != 1:
+                raise ValueError(f"{name} must be a one-dimensional numpy array")
+        lengths = {name: values.shape[0] for name, values in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"a, b, wins_a, wins_b and ties must have the same length, got {lengths}")
+        for name in ("a", "b"):
+            if arrays[name].dtype != np.int64:
+                raise ValueError(f"{name} must have dtype int64, got {arrays[name].dtype}")
+        for name in ("wins_a", "wins_b", "ties"):
+            values = arrays[name]
+            if values.dtype != np.float64:
+                raise ValueError(f"{name} must have dtype float64, got {values.dtype}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"{name} must be finite")
+            if np.any(values < 0):
+                raise ValueError(f"{name} must be non-negative, found {values.min()}")
+        for name in ("a", "b"):
+            values = arrays[name]
+            if values.size and (values.min() < 0 or values.max() >= self.n_models):
+                raise ValueError(f"{name} must hold model indices in [0, {self.n_models}), found {values.min()}..{values.max()}")
+        same = np.flatnonzero(self.a == self.b)
+        if same.size:
+            raise ValueError(f"a model cannot battle itself: a == b in row {int(same[0])}")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        a: ArrayLike,
+        b: ArrayLike,
+        wins_a: ArrayLike,
+        wins_b: ArrayLike,
+        ties: ArrayLike,
+        n_models: int,
+    ) -> PairCounts:
+        """Validate and copy array-likes into read-only PairCounts; raise ValueError if invalid."""
+        index_a, index_b = np.asarray(a), np.asarray(b)
+        for name, values in (("a", index_a), ("b", index_b)):
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                raise ValueError(f"{name} must hold integer model indices, got dtype {values.dtype}")
+
+        return cls(
+            a=_read_only(index_a, np.int64),
+            b=_read_only(index_b, np.int64),
+            wins_a=_read_only(wins_a, np.float64),
+            wins_b=_read_only(wins_b, np.float64),
+            ties=_read_only(ties, np.float64),
+            n_models=int(n_models),
+        )
+
+    @property
+    def battles(self) -> Floats:
+        """Battles per row."""
+        return self.wins_a + self.wins_b + self.ties
+
+
+def aggregate_votes(*, a: ArrayLike, b: ArrayLike, outcome: ArrayLike, n_models: int) -> PairCounts:
+    """Aggregate per-vote arrays (outcome 1 a wins, 0 b wins, 0.5 tie) into one row per unordered pair."""
+    side_a = np.asarray(a, dtype=np.int64)
+    side_b = np.asarray(b, dtype=np.int64)
+    result = np.asarray(outcome, dtype=np.float64)
+    if not (side_a.shape == side_b.shape == result.shape) or side_a.ndim != 1:
+        raise ValueError("a, b and outcome must be one-dimensional arrays of the same length")
+    if not np.all((result == 0.0) | (result == 0.5) | (result == 1.0)):
+        raise ValueError("outcome must be 1.0 (a wins), 0.0 (b wins) or 0.5 (tie)")
+    if side_a.size and (min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models):
+        raise ValueError(f"model indices must lie in [0, {n_models})")
+    # One row per unordered pair keeps the row count at most n(n-1)/2 whatever side each model sat on.
+    low, high = np.minimum(side_a, side_b), np.maximum(side_a, side_b)
+    score_low = np.where(side_a <= side_b, result, 1.0 - result)
+    key = low * n_models + high
+    size = n_models * n_models
+    battles = np.bincount(key, minlength=size)
+    wins_low = np.bincount(key, weights=(score_low == 1.0), minlength=size)
+    ties = np.bincount(key, weights=(score_low == 0.5), minlength=size)
+    rows = np.flatnonzero(battles)
+    return PairCounts.from_arrays(
+        a=rows // n_models,
+        b=rows % n_models,
+        wins_a=wins_low[rows],
+        wins_b=battles[rows] - wins_low[rows] - ties[rows],
+        ties=ties[rows],
+        n_models=n_models,
+    )
+
+
+def models_without_battles(counts: PairCounts) -> Ints:
+    """Indices of models that appear in no battle (their strength cannot be estimated)."""
+    return np.flatnonzero(_battles_per_model(counts) == 0).astype(np.int64)
+
+
+def components(counts: PairCounts) -> Ints:
+    """Connected-component label per model of the comparison graph (models without battles are alone)."""
+    played = counts.battles > 0
+    graph = coo_matrix(
+        (np.ones(int(played.sum())), (counts.a[played], counts.b[played])),
+        shape=(counts.n_models, counts.n_models),
+    )
+    _, labels = connected_components(graph, directed=False)
+    return np.asarray(labels, dtype=np.int64)
+
+
+def inverse_pair_frequency_weights(*, counts: PairCounts, min_pair_count: float = 50.0) -> Floats:
+    """Per-row weights 1 / max(battles of the unordered pair, min_pair_count), as LMArena's reweighting."""
+    low = np.minimum(counts.a, counts.b)
+    high = np.maximum(counts.a, counts.b)
+    key = low * counts.n_models + high
+    pair_total = np.bincount(key, weights=counts.battles, minlength=counts.n_models**2)[key]
+    # The floor stops rarely sampled pairs from dominating the fit through huge weights.
+    return np.asarray(1.0 / np.maximum(pair_total, min_pair_count), dtype=np.float64)
+
+
+def bradley_terry_loss(
+    *, counts: PairCounts, log_strengths: ArrayLike, weights: ArrayLike | None = None, l2_prior: float = 0.0
+) -> float:
+    """Negative (weighted, penalised) Bradley-Terry log-likelihood, ties as half a win each."""
+    problem = _Problem.build(counts=counts, weights=weights)
+    theta = _checked_log_strengths(log_strengths, counts.n_models)[problem.models]
+    return problem.loss(theta, l2_prior)
+
+
+def bradley_terry_gradient(
+    *, counts: PairCounts, log_strengths: ArrayLike, weights: ArrayLike | None = None, l2_prior: float = 0.0
+) -> Floats:
+    """Gradient of ``bradley_terry_loss`` with respect to every model's log-strength."""
+    problem = _Problem.build(counts=counts, weights=weights)
+    theta = _checked_log_strengths(log_strengths, counts.n_models)[problem.models]
+    gradient = np.zeros(counts.n_models)
+    gradient[problem.models] = problem.gradient(theta, l2_prior)
+    return gradient
+
+
+def fit_bradley_terry(
+    *,
+    counts: PairCounts,
+    weights: ArrayLike | None = None,
+    l2_prior: float = 1e-4,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> Floats:
+    """Maximum-likelihood Bradley-Terry log-strengths (NaN for models without battles)."""
+    # l2_prior adds l2_prior / 2 * sum(theta**2) to the loss, i.e. a Gaussian prior with a
+    # standard deviation of 100 log-units at the default: far too wide to move ordinary ratings
+    # (shifts are about l2_prior * theta / battles, well under 0.001 display points), but it keeps
+    # the estimate finite when a model won or lost every battle, where the MLE is at infinity.
+    # Set it to 0.0 for the exact MLE; separable data then raises ConvergenceError.
+    if l2_prior < 0:
+        raise ValueError(f"l2_prior must be non-negative, got {l2_prior}")
+    problem = _Problem.build(counts=counts, weights=weights)
+    theta = _newton(problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter)
+    return problem.expand(theta)
+
+
+def to_display(
+    *,
+    log_strengths: ArrayLike,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init: float = 1000.0,
+    anchor: int | None = None,
+    anchor_rating: float | None = None,
+) -> Floats:
+    """Display ratings ``init + scale * log_base(strength)``, centred on the mean or anchored to one model."""
+    theta = np.asarray(log_strengths, dtype=np.float64)
+    points = theta * (scale / float(np.log(base)))
+    return points + _display_offset(points=points, init=init, anchor=anchor, anchor_rating=anchor_rating)
+
+
+def intervals_to_display(
+    *,
+    log_strengths: ArrayLike,
+    lower: ArrayLike,
+    upper: ArrayLike,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init: float = 1000.0,
+    anchor: int | None = None,
+    anchor_rating: float | None = None,
+) -> tuple[Floats, Floats]:
+    """Convert log-strength interval bounds to display points, shifted exactly like ``to_display``."""
+    theta = np.asarray(log_strengths, dtype=np.float64)
+    points_per_log = scale / np.log(base)
+    offset = _display_offset(points=theta * points_per_log, init=init, anchor=anchor, anchor_rating=anchor_rating)
+    low = np.asarray(lower, dtype=np.float64) * points_per_log + offset
+    high = np.asarray(upper, dtype=np.float64) * points_per_log + offset
+    return low, high
+
+
+def sandwich_intervals(
+    *,
+    counts: PairCounts,
+    log_strengths: ArrayLike,
+    weights: ArrayLike | None = None,
+    level: float = 0.95,
+    hessian_ridge: float = 1e-5,
+) -> tuple[Floats, Floats]:
+    """Normal intervals from the robust covariance H^-1 J H^-1, in log-strength units."""
+    # H is the Hessian of the weighted loss, J the sum over battles of each battle's score outer
+    # product: the same definition as LMArena's arena-rank. Like arena-rank we add
+    # hessian_ridge * (total battles, or 1 when weighted) to H's diagonal. The all-ones direction
+    # of each component has zero score variance, so the ridge only fixes the gauge there; elsewhere
+    # it shrinks variances by about ridge / (per-battle information), roughly 0.1 % of a width.
+    # hessian_ridge=0.0 gives the exact mean-zero-gauge covariance H^+ J H^+.
+    _check_level(level)
+    problem = _Problem.build(counts=counts, weights=weights)
+    theta = _checked_log_strengths(log_strengths, counts.n_models)[problem.models]
+    if not np.all(np.isfinite(theta)):
+        raise ValueError("log_strengths must be finite for every model that has battles")
+    unweighted = weights is None or bool(np.allclose(problem.weights, 1.0))
+    ridge = hessian_ridge * (float(problem.battles.sum()) if unweighted else 1.0)
+    win_prob = expit(problem.difference(theta))
+    score_variance = problem.weights**2 * (
+        problem.wins_a * (1.0 - win_prob) ** 2 + problem.wins_b * win_prob**2 + problem.ties * (0.5 - win_prob) ** 2
+    )
+    meat = problem.laplacian(score_variance)
+    bread = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
+    # Adding the component projector makes the bread invertible without changing the result:
+    # it acts only on the all-ones directions, which the meat annihilates.
+    bread_inverse = np.linalg.inv(bread + ridge * np.eye(problem.size) + problem.gauge_projector)
+    covariance = bread_inverse @ meat @ bread_inverse
+    half_width = norm.ppf(0.5 + level / 2.0) * np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    return problem.expand(theta - half_width), problem.expand(theta + half_width)
+
+
+def bootstrap_intervals(
+    *,
+    counts: PairCounts,
+    rounds: int = 1000,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    weights: ArrayLike | None = None,
+    log_strengths: ArrayLike | None = None,
+    l2_prior: float = 1e-4,
+    tol: float = 1e-8,
+    max_iter: int = 100,
+) -> tuple[Floats, Floats, Floats]:
+    """Percentile intervals from multinomial resampling of the counts; returns (lower, upper, samples)."""
+    # Each round redistributes the total battle count over all (row, outcome) cells with one
+    # multinomial draw and refits. The refits are batched: every round takes simplified-Newton
+    # steps with the Hessian of the point estimate, factorised once, which is close to each
+    # round's own Hessian because resamples stay near the data. That makes a step one matrix
+    # product across all rounds. A round whose steps stop shrinking fast (its graph changed, or
+    # a model won everything) is refitted on its own with the full Newton fit.
+    _check_level(level)
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    problem = _Problem.build(counts=counts, weights=weights)
+    cells = np.concatenate([problem.wins_a, problem.wins_b, problem.ties])
+    if not np.array_equal(cells, np.round(cells)):
+        raise ValueError("bootstrap resampling needs whole-number counts")
+    total = int(cells.sum())
+    if log_strengths is None:
+        point = _newton(problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter)
+    else:
+        point = _checked_log_strengths(log_strengths, counts.n_models)[problem.models]
+    samples = np.full((rounds, counts.n_models), np.nan)
+    if total == 0:
+        return samples[0], samples[0], samples
+
+    draws = rng.multinomial(total, cells / total, size=rounds).astype(np.float64)
+    n_rows = problem.rows
+    wins_a, wins_b, ties = draws[:, :n_rows], draws[:, n_rows : 2 * n_rows], draws[:, 2 * n_rows :]
+    battles = problem.weights * (wins_a + wins_b + ties)
+    score = problem.weights * (wins_a + 0.5 * ties)
+
+    theta = _batched_simplified_newton(
+        problem=problem, point=point, battles=battles, score=score, l2_prior=l2_prior, tol=tol, max_iter=max_iter
+    )
+    samples[:, problem.models] = theta
+    for round_index in np.flatnonzero(np.isnan(theta[:, 0])):
+        resampled = PairCounts.from_arrays(
+            a=problem.models[problem.index_a],
+            b=problem.models[problem.index_b],
+            wins_a=wins_a[round_index],
+            wins_b=wins_b[round_index],
+            ties=ties[round_index],
+            n_models=counts.n_models,
+        )
+        samples[round_index] = fit_bradley_terry(
+            counts=resampled, weights=problem.weights, l2_prior=l2_prior, tol=tol, max_iter=max_iter
+        )
+    tail = (1.0 - level) / 2.0
+    with np.errstate(all="ignore"):
+        lower = np.nanquantile(samples, tail, axis=0)
+        upper = np.nanquantile(samples, 1.0 - tail, axis=0)
+    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64), samples
+
+
+def rank_ub(*, lower: ArrayLike, upper: ArrayLike) -> Ints:
+    """Rank (UB): 1 + the number of models whose lower bound is above this model's upper bound."""
+    low = np.asarray(lower, dtype=np.float64)
+    high = np.asarray(upper, dtype=np.float64)
+    if low.shape != high.shape or low.ndim != 1:
+        raise ValueError("lower and upper must be one-dimensional arrays of the same length")
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("bounds must be finite; leave out models without battles")
+    if np.any(low > high):
+        raise ValueError("every lower bound must be at most its upper bound")
+    above = low.size - np.searchsorted(np.sort(low), high, side="right")
+    return np.asarray(1 + above, dtype=np.int64)
+
+
+def online_elo(
+    *,
+    a: ArrayLike,
+    b: ArrayLike,
+    outcome: ArrayLike,
+    n_models: int,
+    k: float = 4.0,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init: float = 1000.0,
+) -> Floats:
+    """Sequential Elo over votes in order (outcome 1 a wins, 0 b wins, 0.5 tie); a comparison column only."""
+    side_a = np.asarray(a, dtype=np.int64)
+    side_b = np.asarray(b, dtype=np.int64)
+    result = np.asarray(outcome, dtype=np.float64)
+    if not (side_a.shape == side_b.shape == result.shape) or side_a.ndim != 1:
+        raise ValueError("a, b and outcome must be one-dimensional arrays of the same length")
+    if side_a.size and (min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models):
+        raise ValueError(f"model indices must lie in [0, {n_models})")
+    ratings = [init] * n_models
+    # Each update depends on the previous one, so this loop cannot be vectorised; plain Python
+    # floats are several times faster than numpy scalars here.
+    for i, j, won in zip(side_a.tolist(), side_b.tolist(), result.tolist()):
+        expected = 1.0 / (1.0 + base ** ((ratings[j] - ratings[i]) / scale))
+        change = k * (won - expected)
+        ratings[i] += change
+        ratings[j] -= change
+    return np.asarray(ratings, dtype=np.float64)
+
+
+def battle_count_matrix(counts: PairCounts) -> Floats:
+    """Symmetric n x n matrix of battles between each pair of models."""
+    matrix = np.zeros((counts.n_models, counts.n_models))
+    np.add.at(matrix, (counts.a, counts.b), counts.battles)
+    return matrix + matrix.T
+
+
+def win_rate_matrix(counts: PairCounts) -> Floats:
+    """Share of battles row model won against column model, ties as half; NaN where they never met."""
+    scores = np.zeros((counts.n_models, counts.n_models))
+    np.add.at(scores, (counts.a, counts.b), counts.wins_a + 0.5 * counts.ties)
+    np.add.at(scores, (counts.b, counts.a), counts.wins_b + 0.5 * counts.ties)
+    battles = battle_count_matrix(counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(battles > 0, scores / battles, np.nan)
+
+
+def predicted_win_matrix(log_strengths: ArrayLike) -> Floats:
+    """Bradley-Terry probability that the row model beats the column model."""
+    theta = np.asarray(log_strengths, dtype=np.float64)
+    return np.asarray(expit(theta[:, None] - theta[None, :]), dtype=np.float64)
+
+
+# Internals -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The fit's view of the counts: models with battles renumbered 0..size-1, empty rows dropped."""
+
+    models: Ints  # original index of each estimable model
+    index_a: Ints  # per row, renumbered
+    index_b: Ints
+    wins_a: Floats
+    wins_b: Floats
+    ties: Floats
+    weights: Floats
+    component: Ints  # per estimable model
+    n_models: int
+
+    @classmethod
+    def build(cls, *, counts: PairCounts, weights: ArrayLike | None) -> _Problem:
+        if weights is None:
+            row_weights = np.ones(counts.a.shape[0])
+        else:
+            row_weights = np.asarray(weights, dtype=np.float64)
+            if row_weights.shape != counts.a.shape:
+                raise ValueError(f"weights must have one entry per row ({counts.a.shape[0]}), got shape {row_weights.shape}")
+            if not np.all(np.isfinite(row_weights)) or np.any(row_weights <= 0):
+                raise ValueError("weights must be finite and positive")
+        played = counts.battles > 0
+        models = np.flatnonzero(_battles_per_model(counts) > 0).astype(np.int64)
+        renumber = np.full(counts.n_models, -1, dtype=np.int64)
+        renumber[models] = np.arange(models.size)
+        labels = components(counts)[models]
+        _, component = np.unique(labels, return_inverse=True)
+        return cls(
+            models=models,
+            index_a=renumber[counts.a[played]],
+            index_b=renumber[counts.b[played]],
+            wins_a=counts.wins_a[played],
+            wins_b=counts.wins_b[played],
+            ties=counts.ties[played],
+            weights=row_weights[played],
+            component=np.asarray(component, dtype=np.int64),
+            n_models=counts.n_models,
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.models.size)
+
+    @property
+    def rows(self) -> int:
+        return int(self.index_a.size)
+
+    @property
+    def battles(self) -> Floats:
+        return self.wins_a + self.wins_b + self.ties
+
+    @property
+    def weighted_battles(self) -> Floats:
+        return self.weights * self.battles
+
+    @property
+    def weighted_score(self) -> Floats:
+        return self.weights * (self.wins_a + 0.5 * self.ties)
+
+    @property
+    def incidence(self) -> Floats:
+        """Rows x models matrix with +1 for side a and -1 for side b, so theta @ incidence.T is d."""
+        matrix = np.zeros((self.rows, self.size))
+        matrix[np.arange(self.rows), self.index_a] = 1.0
+        matrix[np.arange(self.rows), self.index_b] = -1.0
+        return matrix
+
+    @property
+    def gauge_projector(self) -> Floats:
+        """Sum over components of the projector onto that component's all-ones direction."""
+        indicator = np.zeros((self.size, int(self.component.max(initial=-1)) + 1))
+        indicator[np.arange(self.size), self.component] = 1.0
+        return np.asarray((indicator / indicator.sum(axis=0)) @ indicator.T, dtype=np.float64)
+
+    def difference(self, theta: Floats) -> Floats:
+        return theta[self.index_a] - theta[self.index_b]
+
+    def loss(self, theta: Floats, l2_prior: float) -> float:
+        d = self.difference(theta)
+        value = np.sum(self.weighted_battles * np.logaddexp(0.0, d) - self.weighted_score * d)
+        return float(value + 0.5 * l2_prior * np.dot(theta, theta))
+
+    def gradient(self, theta: Floats, l2_prior: float) -> Floats:
+        per_row = self.weighted_battles * expit(self.difference(theta)) - self.weighted_score
+        return self.scatter(per_row) + l2_prior * theta
+
+    def scatter(self, per_row: Floats) -> Floats:
+        """Add each row's value to model a and subtract it from model b."""
+        return np.asarray(
+            np.bincount(self.index_a, per_row, self.size) - np.bincount(self.index_b, per_row, self.size),
+            dtype=np.float64,
+        )
+
+    def laplacian(self, per_row: Floats) -> Floats:
+        """Sum over rows of value * (e_a - e_b)(e_a - e_b)^T, the shape of both H and J."""
+        m = self.size
+        a, b = self.index_a, self.index_b
+        flat = np.concatenate([a * (m + 1), b * (m + 1), a * m + b, b * m + a])
+        values = np.concatenate([per_row, per_row, -per_row, -per_row])
+        return np.bincount(flat, values, m * m).reshape(m, m).astype(np.float64)
+
+    def expand(self, theta: Floats) -> Floats:
+        """Back to one entry per model, NaN for models without battles."""
+        full = np.full(self.n_models, np.nan)
+        full[self.models] = theta
+        return full
+
+    def centred(self, theta: Floats) -> Floats:
+        """Shift each component to mean zero, the gauge every result is reported in."""
+        sizes = np.bincount(self.component)
+        means = np.bincount(self.component, theta) / sizes
+        return np.asarray(theta - means[self.component], dtype=np.float64)
+
+
+def _newton(*, problem: _Problem, theta: Floats, l2_prior: float, tol: float, max_iter: int) -> Floats:
+    """Damped Newton on the reduced problem; the gauge projector makes each system solvable."""
+    if problem.size == 0:
+        return theta
+    theta = problem.centred(theta)
+    projector = problem.gauge_projector
+    regulariser = l2_prior * np.eye(problem.size) + projector
+    step_size = np.inf
+    for _ in range(max_iter):
+        win_prob = expit(problem.difference(theta))
+        gradient = problem.scatter(problem.weighted_battles * win_prob - problem.weighted_score) + l2_prior * theta
+        hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob)) + regulariser
+        step = -cho_solve(cho_factor(hessian), gradient)
+        # Backtrack only when the full step raises the loss beyond rounding: near the optimum the
+        # loss differences vanish into rounding error while Newton steps are still exact.
+        current = problem.loss(theta, l2_prior)
+        slack = 1e-12 * (abs(current) + 1.0)
+        fraction = 1.0
+        while problem.loss(theta + fraction * step, l2_prior) > current + slack and fraction > 1e-8:
+            fraction *= 0.5
+        theta = theta + fraction * step
+        step_size = float(np.max(np.abs(fraction * step)))
+        if step_size < tol:
+            return problem.centred(theta)
+    raise ConvergenceError(
+        f"Bradley-Terry fit did not converge in {max_iter} Newton steps (last step {step_size:.2e} > tol {tol:.0e});"
+        " with l2_prior=0 this means some model won or lost all its battles, so the MLE is infinite"
+    )
+
+
+def _batched_simplified_newton(
+    *, problem: _Problem, point: Floats, battles: Floats, score: Floats, l2_prior: float, tol: float, max_iter: int
+) -> Floats:
+    """Refit all bootstrap rounds at once; rounds that fail to contract come back as NaN rows."""
+    rounds = battles.shape[0]
+    incidence = problem.incidence
+    win_prob = expit(problem.difference(point))
+    hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
+    hessian += l2_prior * np.eye(problem.size) + problem.gauge_projector
+    inverse = np.linalg.inv(hessian)
+    theta = np.tile(point, (rounds, 1))
+    pending = np.arange(rounds)
+    previous = np.full(rounds, np.inf)
+    for iteration in range(max_iter):
+        current = theta[pending]
+        residual = battles[pending] * expit(current @ incidence.T) - score[pending]
+        gradient = residual @ incidence + l2_prior * current
+        step = -gradient @ inverse
+        theta[pending] = current + step
+        size = np.max(np.abs(step), axis=1)
+        # The fixed Hessian makes convergence linear; a contraction ratio above one half means
+        # this round's own Hessian differs too much, so small steps would not mean small errors.
+        ratio = size / previous[pending]
+        converged = (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
+        failed = (iteration >= 2) & (ratio >= 0.5) & ~converged
+        theta[pending[failed]] = np.nan
+        previous[pending] = size
+        pending = pending[~(converged | failed)]
+        if pending.size == 0:
+            break
+    theta[pending] = np.nan
+    return np.asarray(theta - np.nan_to_num(_component_means(problem, theta))[:, problem.component], dtype=np.float64)
+
+
+def _component_means(problem: _Problem, theta: Floats) -> Floats:
+    """Mean of theta over each component, per row of theta; removes drift from rounding."""
+    indicator = np.zeros((problem.size, int(problem.component.max()) + 1))
+    indicator[np.arange(problem.size), problem.component] = 1.0
+    return np.asarray(theta @ (indicator / indicator.sum(axis=0)), dtype=np.float64)
+
+
+def _battles_per_model(counts: PairCounts) -> Floats:
+    battles = counts.battles
+    return np.asarray(
+        np.bincount(counts.a, battles, counts.n_models) + np.bincount(counts.b, battles, counts.n_models),
+        dtype=np.float64,
+    )
+
+
+def _read_only(values: ArrayLike, dtype: type[np.generic]) -> NDArray[Any]:
+    copy = np.array(values, dtype=dtype, copy=True)
+    copy.setflags(write=False)
+    return copy
+
+
+def _checked_log_strengths(log_strengths: ArrayLike, n_models: int) -> Floats:
+    theta = np.asarray(log_strengths, dtype=np.float64)
+    if theta.shape != (n_models,):
+        raise ValueError(f"log_strengths must have shape ({n_models},), got {theta.shape}")
+    return theta
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+
+
+def _display_offset(*, points: Floats, init: float, anchor: int | None, anchor_rating: float | None) -> float:
+    """Constant added to scaled log-strengths: centre the mean on init, or pin the anchor model."""
+    if anchor is None:
+        if anchor_rating is not None:
+            raise ValueError("anchor_rating needs an anchor model index")
+        finite = points[np.isfinite(points)]
+        return init - float(finite.mean()) if finite.size else init
+    if not 0 <= anchor < points.size or not np.isfinite(points[anchor]):
+        raise ValueError(f"anchor {anchor} is not a model with a finite rating")
+    target = init if anchor_rating is None else anchor_rating
+    return target - float(points[anchor])
