@@ -43,6 +43,11 @@ def device_name() -> str:
 def load_pipeline(spec: PipelineSpec, *, device: str | None = None) -> Any:
     """Load a text-to-image pipeline from a local directory or a pinned hub revision."""
     import diffusers
+    import transformers
+
+    # Loading bars are for terminals; in a worker they only flood the log.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
     device = device or device_name()
     if spec.dtype not in _DTYPES:
@@ -53,7 +58,7 @@ def load_pipeline(spec: PipelineSpec, *, device: str | None = None) -> Any:
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"} or os.path.isdir(spec.source)
     pipe = cls.from_pretrained(
         spec.source,
-        torch_dtype=dtype,
+        dtype=dtype,
         revision=spec.revision or None,
         local_files_only=offline,
     )

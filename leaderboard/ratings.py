@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import cho_factor, cho_solve
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from scipy.stats import norm
@@ -310,28 +310,41 @@ def bootstrap_intervals(
     if total == 0:
         return samples[0], samples[0], samples
 
-    draws = rng.multinomial(total, cells / total, size=rounds).astype(np.float64)
+    win_prob = expit(problem.difference(point))
+    hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
+    projector = problem.gauge_projector
+    inverse = np.asarray(np.linalg.inv(hessian + l2_prior * np.eye(problem.size) + projector), dtype=np.float64)
+    incidence = problem.incidence
     n_rows = problem.rows
-    wins_a, wins_b, ties = draws[:, :n_rows], draws[:, n_rows : 2 * n_rows], draws[:, 2 * n_rows :]
-    battles = problem.weights * (wins_a + wins_b + ties)
-    score = problem.weights * (wins_a + 0.5 * ties)
-
-    theta = _batched_simplified_newton(
-        problem=problem, point=point, battles=battles, score=score, l2_prior=l2_prior, tol=tol, max_iter=max_iter
-    )
-    samples[:, problem.models] = theta
-    for round_index in np.flatnonzero(np.isnan(theta[:, 0])):
-        resampled = PairCounts.from_arrays(
-            a=problem.models[problem.index_a],
-            b=problem.models[problem.index_b],
-            wins_a=wins_a[round_index],
-            wins_b=wins_b[round_index],
-            ties=ties[round_index],
-            n_models=counts.n_models,
+    weights = problem.weights[:, None]
+    # Rounds go in chunks so the rows x rounds temporaries stay in cache.
+    for first in range(0, rounds, 128):
+        draws = rng.multinomial(total, cells / total, size=min(128, rounds - first)).astype(np.float64)
+        wins_a, wins_b, ties = draws[:, :n_rows], draws[:, n_rows : 2 * n_rows], draws[:, 2 * n_rows :]
+        theta = _batched_simplified_newton(
+            point=point,
+            inverse=inverse,
+            incidence=incidence,
+            projector=projector,
+            battles=weights * (wins_a + wins_b + ties).T,
+            score=weights * (wins_a + 0.5 * ties).T,
+            l2_prior=l2_prior,
+            tol=tol,
+            max_iter=max_iter,
         )
-        samples[round_index] = fit_bradley_terry(
-            counts=resampled, weights=problem.weights, l2_prior=l2_prior, tol=tol, max_iter=max_iter
-        )
+        samples[first : first + theta.shape[0], problem.models] = theta
+        for offset in np.flatnonzero(np.isnan(theta[:, 0])):
+            resampled = PairCounts.from_arrays(
+                a=problem.models[problem.index_a],
+                b=problem.models[problem.index_b],
+                wins_a=wins_a[offset],
+                wins_b=wins_b[offset],
+                ties=ties[offset],
+                n_models=counts.n_models,
+            )
+            samples[first + offset] = fit_bradley_terry(
+                counts=resampled, weights=problem.weights, l2_prior=l2_prior, tol=tol, max_iter=max_iter
+            )
     tail = (1.0 - level) / 2.0
     with np.errstate(all="ignore"):
         lower = np.nanquantile(samples, tail, axis=0)
@@ -472,12 +485,13 @@ class _Problem:
         return self.weights * (self.wins_a + 0.5 * self.ties)
 
     @property
-    def incidence(self) -> Floats:
-        """Rows x models matrix with +1 for side a and -1 for side b, so theta @ incidence.T is d."""
-        matrix = np.zeros((self.rows, self.size))
-        matrix[np.arange(self.rows), self.index_a] = 1.0
-        matrix[np.arange(self.rows), self.index_b] = -1.0
-        return matrix
+    def incidence(self) -> Any:
+        """Sparse rows x models matrix, +1 for side a and -1 for side b: incidence @ theta is d."""
+        rows = np.arange(self.rows)
+        return csr_matrix(
+            (np.repeat([1.0, -1.0], self.rows), (np.tile(rows, 2), np.concatenate([self.index_a, self.index_b]))),
+            shape=(self.rows, self.size),
+        )
 
     @property
     def gauge_projector(self) -> Floats:
@@ -557,44 +571,51 @@ def _newton(*, problem: _Problem, theta: Floats, l2_prior: float, tol: float, ma
 
 
 def _batched_simplified_newton(
-    *, problem: _Problem, point: Floats, battles: Floats, score: Floats, l2_prior: float, tol: float, max_iter: int
+    *,
+    point: Floats,
+    inverse: Floats,
+    incidence: Any,
+    projector: Floats,
+    battles: Floats,
+    score: Floats,
+    l2_prior: float,
+    tol: float,
+    max_iter: int,
 ) -> Floats:
-    """Refit all bootstrap rounds at once; rounds that fail to contract come back as NaN rows."""
-    rounds = battles.shape[0]
-    incidence = problem.incidence
-    win_prob = expit(problem.difference(point))
-    hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
-    hessian += l2_prior * np.eye(problem.size) + problem.gauge_projector
-    inverse = np.linalg.inv(hessian)
-    theta = np.tile(point, (rounds, 1))
-    pending = np.arange(rounds)
+    """Refit resamples (rows x rounds counts) with the point estimate's inverse Hessian; failures are NaN."""
+    rounds = battles.shape[1]
+    # Models x rounds, so that the sparse products and the exponentials run over contiguous memory.
+    theta = np.repeat(point[:, None], rounds, axis=1)
+    incidence_t = incidence.T.tocsr()
     previous = np.full(rounds, np.inf)
-    for iteration in range(max_iter):
-        current = theta[pending]
-        residual = battles[pending] * expit(current @ incidence.T) - score[pending]
-        gradient = residual @ incidence + l2_prior * current
-        step = -gradient @ inverse
-        theta[pending] = current + step
-        size = np.max(np.abs(step), axis=1)
-        # The fixed Hessian makes convergence linear; a contraction ratio above one half means
-        # this round's own Hessian differs too much, so small steps would not mean small errors.
-        ratio = size / previous[pending]
-        converged = (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
-        failed = (iteration >= 2) & (ratio >= 0.5) & ~converged
-        theta[pending[failed]] = np.nan
-        previous[pending] = size
-        pending = pending[~(converged | failed)]
-        if pending.size == 0:
-            break
-    theta[pending] = np.nan
-    return np.asarray(theta - np.nan_to_num(_component_means(problem, theta))[:, problem.component], dtype=np.float64)
-
-
-def _component_means(problem: _Problem, theta: Floats) -> Floats:
-    """Mean of theta over each component, per row of theta; removes drift from rounding."""
-    indicator = np.zeros((problem.size, int(problem.component.max()) + 1))
-    indicator[np.arange(problem.size), problem.component] = 1.0
-    return np.asarray(theta @ (indicator / indicator.sum(axis=0)), dtype=np.float64)
+    converged = np.zeros(rounds, dtype=bool)
+    failed = np.zeros(rounds, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for iteration in range(max_iter):
+            # In-place logistic: several times faster than scipy's expit on large blocks.
+            win_prob = np.negative(incidence @ theta)
+            np.exp(win_prob, out=win_prob)
+            win_prob += 1.0
+            np.reciprocal(win_prob, out=win_prob)
+            win_prob *= battles
+            win_prob -= score
+            step = -(inverse @ (incidence_t @ win_prob + l2_prior * theta))
+            size = np.max(np.abs(step), axis=0)
+            ratio = size / previous
+            running = ~(converged | failed)
+            theta[:, running] += step[:, running]
+            # The fixed Hessian makes convergence linear with a small ratio. A ratio above one
+            # half means this round's own Hessian differs too much (its graph changed, or a
+            # model won everything), so a small step would not mean a small error.
+            converged |= running & (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
+            failed |= running & ~converged & (iteration >= 2) & ~(ratio < 0.5)
+            previous = size
+            if np.all(converged | failed):
+                break
+    theta[:, ~converged] = np.nan
+    # Steps keep each component's mean at zero in exact arithmetic; this removes rounding drift
+    # (NaN rounds stay NaN).
+    return np.asarray((theta - projector @ theta).T, dtype=np.float64)
 
 
 def _battles_per_model(counts: PairCounts) -> Floats:
