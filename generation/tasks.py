@@ -27,7 +27,15 @@ def generate(generation_id: int) -> None:
 
 @worker_process_init.connect
 def warm_pipelines(**_: object) -> None:
-    """Load the listed models in each worker child at start (after fork: CUDA needs that)."""
+    """Load the listed models in each worker child at start (after fork: CUDA needs that).
+
+    With ``ARENA_READY_FILE`` set, each child then appends its pid to that file: a readiness
+    probe for containers and for the tests.
+    """
     wanted = os.environ.get("ARENA_WARM_MODELS", "")
     if wanted:
         services.warm(keys=None if wanted == "all" else wanted.split(","))
+    ready_file = os.environ.get("ARENA_READY_FILE")
+    if ready_file:
+        with open(ready_file, "a", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")

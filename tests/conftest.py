@@ -1,0 +1,193 @@
+"""Shared fixtures: tiny models on disk, registered models, a real Celery worker process.
+
+Services the suite needs (PostgreSQL, Redis, Chromium) are used when configured. Where one is
+missing, the tests that need it are skipped on a laptop and fail under CI (``CI`` set), so a
+green CI run always means they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_MODELS_DIR = ROOT / "var" / "test-models"
+WORKER_START_TIMEOUT_S = 90
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a service is missing, except in CI where that is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> Path:
+    """The tiny offline pipelines, built once and kept under var/ between runs."""
+    from generation import tiny
+
+    tiny.build_all(TEST_MODELS_DIR)
+    return TEST_MODELS_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
+    settings.MEDIA_ROOT = str(_session_media(tmp_path_factory))
+    settings.MODELS_DIR = TEST_MODELS_DIR
+
+
+_media: list[Path] = []
+
+
+def _session_media(factory: pytest.TempPathFactory) -> Path:
+    if not _media:
+        _media.append(factory.mktemp("media"))
+    return _media[0]
+
+
+@pytest.fixture(scope="session")
+def test_queue() -> str:
+    """A queue name no other process uses, so the test worker only sees this run's jobs."""
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def models(tiny_models_dir: Path, test_queue: str, db: None) -> list[Any]:
+    """The three tiny demo models, registered from the demo registry file."""
+    from generation import services
+    from generation.models import ImageModel
+
+    current, _ = services.sync_models(path=ROOT / "deploy" / "models.tiny.toml")
+    ImageModel.objects.update(queue=test_queue)
+    for model in current:
+        model.refresh_from_db()
+    return current
+
+
+def database_url() -> str:
+    """A URL for the test database, for processes started by the tests."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
+    port = f":{params['PORT']}" if params["PORT"] else ""
+    return f"postgres://{auth}@{params['HOST']}{port}/{params['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARENA_MODELS_DIR": str(TEST_MODELS_DIR),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """A real ``celery worker`` process; ``kill()`` is kill -9 of the whole process group."""
+
+    def __init__(self, queue: str, log_path: Path, concurrency: int = 2) -> None:
+        self.queue = queue
+        self.log_path = log_path
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        ready_file = self.log_path.with_suffix(".ready")
+        ready_file.unlink(missing_ok=True)
+        celery = Path(sys.executable).parent / "celery"
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(celery), "-A", "arena", "worker", "--pool", "prefork",
+             "--concurrency", str(self.concurrency), "--queues", self.queue,
+             "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+             "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=ROOT, env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file)),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if ready_file.exists() and len(ready_file.read_text().split()) >= self.concurrency:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready in {WORKER_START_TIMEOUT_S}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def child_pids(self) -> list[int]:
+        assert self.process is not None
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        self._log.close()
+
+
+def broker_is_redis() -> bool:
+    return str(settings.CELERY_BROKER_URL).startswith("redis://")
+
+
+@pytest.fixture
+def worker(
+    models: list[Any], test_queue: str, tmp_path: Path, transactional_db: None
+) -> Iterator[Worker]:
+    """A real Celery worker process with two pool children on this run's queue."""
+    if os.environ.get("CI"):
+        require(broker_is_redis(), "CI runs the worker tests on the Redis broker")
+    started = Worker(test_queue, tmp_path / "worker.log")
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+        _purge(test_queue)
+
+
+def _purge(queue: str) -> None:
+    from arena.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(queue)
+    except Exception:  # noqa: S110 - an absent queue has nothing to purge
+        pass
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
