@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from arena.categories import CATEGORIES, classify_prompt
@@ -137,16 +137,20 @@ def create_battle(
 
 def on_generation_finished(*, generation: Generation) -> None:
     """Mark the battle ready when both sides are done, or void when either side failed."""
+    # Lock the battle row only: the two sides finish in two workers, each holding its own job
+    # row, and locking both job rows here too would deadlock them against each other. Once the
+    # lock is held, the other side's committed status is visible to the reads below.
     battle = (
-        Battle.objects.select_for_update()
+        Battle.objects.select_for_update(of=("self",))
         .filter(status=Battle.Status.GENERATING)
         .filter(pk__in=_battle_ids_for(generation))
-        .select_related("generation_left", "generation_right")
         .first()
     )
     if battle is None:
         return
-    sides = (battle.generation_left, battle.generation_right)
+    sides = Generation.objects.filter(
+        pk__in=[battle.generation_left_id, battle.generation_right_id]
+    )
     if any(g.status == Generation.Status.FAILED for g in sides):
         _void(battle, reason="a side failed")
     elif all(g.status == Generation.Status.DONE for g in sides):
@@ -157,8 +161,10 @@ def on_generation_finished(*, generation: Generation) -> None:
 
 def _battle_ids_for(generation: Generation) -> list[int]:
     return list(
-        Battle.objects.filter(generation_left=generation).values_list("pk", flat=True)
-    ) + list(Battle.objects.filter(generation_right=generation).values_list("pk", flat=True))
+        Battle.objects.filter(
+            Q(generation_left=generation) | Q(generation_right=generation)
+        ).values_list("pk", flat=True)
+    )
 
 
 def _void(battle: Battle, *, reason: str) -> None:

@@ -188,8 +188,13 @@ def run(*, generation_id: int) -> None:
         fail(generation_id=generation.pk, error=repr(exc))
         return
     compute_ms = int((time.monotonic() - started) * 1000)
-    finish(generation=generation, data=data, compute_ms=compute_ms, queue_wait_ms=queue_wait_ms,
-           device=pipelines.device_name())
+    try:
+        finish(generation=generation, data=data, compute_ms=compute_ms,
+               queue_wait_ms=queue_wait_ms, device=pipelines.device_name())
+    except Exception as exc:
+        # A job must never stay "running" because its bookkeeping failed.
+        logger.exception("could not record generation %s", generation.pk)
+        fail(generation_id=generation.pk, error=f"recording failed: {exc!r}")
 
 
 def spec_for(model: ImageModel) -> PipelineSpec:

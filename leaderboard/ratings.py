@@ -3,7 +3,7 @@
 Pure numerical code: numpy and scipy only, arrays in and arrays out, an explicit
 ``rng`` wherever randomness is used, no Django, no settings, no module state.
 
-Conventions (see docs ARCHITECTURE section 4):
+Conventions (ARCHITECTURE.md, section 4):
 
 * Log-strengths ``theta`` are on the natural-log scale; P(i beats j) = sigmoid(theta_i - theta_j).
 * A tie counts as half a win for each side, so a row of counts enters the likelihood only
@@ -49,13 +49,21 @@ class PairCounts:
         # Validating here, not only in from_arrays, means no invalid PairCounts can exist.
         if not isinstance(self.n_models, (int, np.integer)) or self.n_models < 1:
             raise ValueError(f"n_models must be a positive integer, got {self.n_models!r}")
-        arrays = {"a": self.a, "b": self.b, "wins_a": self.wins_a, "wins_b": self.wins_b, "ties": self.ties}
+        arrays = {
+            "a": self.a,
+            "b": self.b,
+            "wins_a": self.wins_a,
+            "wins_b": self.wins_b,
+            "ties": self.ties,
+        }
         for name, values in arrays.items():
             if not isinstance(values, np.ndarray) or values.ndim != 1:
                 raise ValueError(f"{name} must be a one-dimensional numpy array")
         lengths = {name: values.shape[0] for name, values in arrays.items()}
         if len(set(lengths.values())) != 1:
-            raise ValueError(f"a, b, wins_a, wins_b and ties must have the same length, got {lengths}")
+            raise ValueError(
+                f"a, b, wins_a, wins_b and ties must have the same length, got {lengths}"
+            )
         for name in ("a", "b"):
             if arrays[name].dtype != np.int64:
                 raise ValueError(f"{name} must have dtype int64, got {arrays[name].dtype}")
@@ -70,7 +78,10 @@ class PairCounts:
         for name in ("a", "b"):
             values = arrays[name]
             if values.size and (values.min() < 0 or values.max() >= self.n_models):
-                raise ValueError(f"{name} must hold model indices in [0, {self.n_models}), found {values.min()}..{values.max()}")
+                raise ValueError(
+                    f"{name} must hold model indices in [0, {self.n_models}),"
+                    f" found {values.min()}..{values.max()}"
+                )
         same = np.flatnonzero(self.a == self.b)
         if same.size:
             raise ValueError(f"a model cannot battle itself: a == b in row {int(same[0])}")
@@ -90,7 +101,9 @@ class PairCounts:
         index_a, index_b = np.asarray(a), np.asarray(b)
         for name, values in (("a", index_a), ("b", index_b)):
             if values.size and not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(f"{name} must hold integer model indices, got dtype {values.dtype}")
+                raise ValueError(
+                    f"{name} must hold integer model indices, got dtype {values.dtype}"
+                )
 
         return cls(
             a=_read_only(index_a, np.int64),
@@ -108,7 +121,7 @@ class PairCounts:
 
 
 def aggregate_votes(*, a: ArrayLike, b: ArrayLike, outcome: ArrayLike, n_models: int) -> PairCounts:
-    """Aggregate per-vote arrays (outcome 1 a wins, 0 b wins, 0.5 tie) into one row per unordered pair."""
+    """Aggregate votes (outcome 1 a wins, 0 b wins, 0.5 tie) into one row per unordered pair."""
     side_a = np.asarray(a, dtype=np.int64)
     side_b = np.asarray(b, dtype=np.int64)
     result = np.asarray(outcome, dtype=np.float64)
@@ -116,9 +129,11 @@ def aggregate_votes(*, a: ArrayLike, b: ArrayLike, outcome: ArrayLike, n_models:
         raise ValueError("a, b and outcome must be one-dimensional arrays of the same length")
     if not np.all((result == 0.0) | (result == 0.5) | (result == 1.0)):
         raise ValueError("outcome must be 1.0 (a wins), 0.0 (b wins) or 0.5 (tie)")
-    if side_a.size and (min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models):
+    if side_a.size and (
+        min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models
+    ):
         raise ValueError(f"model indices must lie in [0, {n_models})")
-    # One row per unordered pair keeps the row count at most n(n-1)/2 whatever side each model sat on.
+    # One row per unordered pair keeps at most n(n-1)/2 rows, whatever side each model sat on.
     low, high = np.minimum(side_a, side_b), np.maximum(side_a, side_b)
     score_low = np.where(side_a <= side_b, result, 1.0 - result)
     key = low * n_models + high
@@ -143,7 +158,7 @@ def models_without_battles(counts: PairCounts) -> Ints:
 
 
 def components(counts: PairCounts) -> Ints:
-    """Connected-component label per model of the comparison graph (models without battles are alone)."""
+    """Connected-component label of each model in the comparison graph (unplayed models alone)."""
     played = counts.battles > 0
     graph = coo_matrix(
         (np.ones(int(played.sum())), (counts.a[played], counts.b[played])),
@@ -154,7 +169,7 @@ def components(counts: PairCounts) -> Ints:
 
 
 def inverse_pair_frequency_weights(*, counts: PairCounts, min_pair_count: float = 50.0) -> Floats:
-    """Per-row weights 1 / max(battles of the unordered pair, min_pair_count), as LMArena's reweighting."""
+    """Per-row weights 1 / max(battles of the pair, min_pair_count), LMArena's reweighting."""
     low = np.minimum(counts.a, counts.b)
     high = np.maximum(counts.a, counts.b)
     key = low * counts.n_models + high
@@ -164,7 +179,11 @@ def inverse_pair_frequency_weights(*, counts: PairCounts, min_pair_count: float 
 
 
 def bradley_terry_loss(
-    *, counts: PairCounts, log_strengths: ArrayLike, weights: ArrayLike | None = None, l2_prior: float = 0.0
+    *,
+    counts: PairCounts,
+    log_strengths: ArrayLike,
+    weights: ArrayLike | None = None,
+    l2_prior: float = 0.0,
 ) -> float:
     """Negative (weighted, penalised) Bradley-Terry log-likelihood, ties as half a win each."""
     problem = _Problem.build(counts=counts, weights=weights)
@@ -173,7 +192,11 @@ def bradley_terry_loss(
 
 
 def bradley_terry_gradient(
-    *, counts: PairCounts, log_strengths: ArrayLike, weights: ArrayLike | None = None, l2_prior: float = 0.0
+    *,
+    counts: PairCounts,
+    log_strengths: ArrayLike,
+    weights: ArrayLike | None = None,
+    l2_prior: float = 0.0,
 ) -> Floats:
     """Gradient of ``bradley_terry_loss`` with respect to every model's log-strength."""
     problem = _Problem.build(counts=counts, weights=weights)
@@ -200,7 +223,9 @@ def fit_bradley_terry(
     if l2_prior < 0:
         raise ValueError(f"l2_prior must be non-negative, got {l2_prior}")
     problem = _Problem.build(counts=counts, weights=weights)
-    theta = _newton(problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter)
+    theta = _newton(
+        problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter
+    )
     return problem.expand(theta)
 
 
@@ -213,10 +238,12 @@ def to_display(
     anchor: int | None = None,
     anchor_rating: float | None = None,
 ) -> Floats:
-    """Display ratings ``init + scale * log_base(strength)``, centred on the mean or anchored to one model."""
+    """Ratings ``init + scale * log_base(strength)``, centred on the mean or anchored to a model."""
     theta = np.asarray(log_strengths, dtype=np.float64)
     points = theta * (scale / float(np.log(base)))
-    return points + _display_offset(points=points, init=init, anchor=anchor, anchor_rating=anchor_rating)
+    return points + _display_offset(
+        points=points, init=init, anchor=anchor, anchor_rating=anchor_rating
+    )
 
 
 def intervals_to_display(
@@ -230,10 +257,12 @@ def intervals_to_display(
     anchor: int | None = None,
     anchor_rating: float | None = None,
 ) -> tuple[Floats, Floats]:
-    """Convert log-strength interval bounds to display points, shifted exactly like ``to_display``."""
+    """Convert log-strength interval bounds to display points, shifted as ``to_display`` shifts."""
     theta = np.asarray(log_strengths, dtype=np.float64)
     points_per_log = scale / np.log(base)
-    offset = _display_offset(points=theta * points_per_log, init=init, anchor=anchor, anchor_rating=anchor_rating)
+    offset = _display_offset(
+        points=theta * points_per_log, init=init, anchor=anchor, anchor_rating=anchor_rating
+    )
     low = np.asarray(lower, dtype=np.float64) * points_per_log + offset
     high = np.asarray(upper, dtype=np.float64) * points_per_log + offset
     return low, high
@@ -263,7 +292,9 @@ def sandwich_intervals(
     ridge = hessian_ridge * (float(problem.battles.sum()) if unweighted else 1.0)
     win_prob = expit(problem.difference(theta))
     score_variance = problem.weights**2 * (
-        problem.wins_a * (1.0 - win_prob) ** 2 + problem.wins_b * win_prob**2 + problem.ties * (0.5 - win_prob) ** 2
+        problem.wins_a * (1.0 - win_prob) ** 2
+        + problem.wins_b * win_prob**2
+        + problem.ties * (0.5 - win_prob) ** 2
     )
     meat = problem.laplacian(score_variance)
     bread = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
@@ -287,13 +318,14 @@ def bootstrap_intervals(
     tol: float = 1e-8,
     max_iter: int = 100,
 ) -> tuple[Floats, Floats, Floats]:
-    """Percentile intervals from multinomial resampling of the counts; returns (lower, upper, samples)."""
+    """Percentile intervals from multinomial resamples of the counts: (lower, upper, samples)."""
     # Each round redistributes the total battle count over all (row, outcome) cells with one
     # multinomial draw and refits. The refits are batched: every round takes simplified-Newton
     # steps with the Hessian of the point estimate, factorised once, which is close to each
     # round's own Hessian because resamples stay near the data. That makes a step one matrix
     # product across all rounds. A round whose steps stop shrinking fast (its graph changed, or
-    # a model won everything) is refitted on its own with the full Newton fit.
+    # a model won everything) is refitted on its own with the full Newton fit. tol is looser
+    # than the fit's because percentiles of resamples carry Monte Carlo error far above it.
     _check_level(level)
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -303,7 +335,13 @@ def bootstrap_intervals(
         raise ValueError("bootstrap resampling needs whole-number counts")
     total = int(cells.sum())
     if log_strengths is None:
-        point = _newton(problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter)
+        point = _newton(
+            problem=problem,
+            theta=np.zeros(problem.size),
+            l2_prior=l2_prior,
+            tol=tol,
+            max_iter=max_iter,
+        )
     else:
         point = _checked_log_strengths(log_strengths, counts.n_models)[problem.models]
     samples = np.full((rounds, counts.n_models), np.nan)
@@ -313,21 +351,38 @@ def bootstrap_intervals(
     win_prob = expit(problem.difference(point))
     hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob))
     projector = problem.gauge_projector
-    inverse = np.asarray(np.linalg.inv(hessian + l2_prior * np.eye(problem.size) + projector), dtype=np.float64)
+    inverse = np.asarray(
+        np.linalg.inv(hessian + l2_prior * np.eye(problem.size) + projector), dtype=np.float64
+    )
     incidence = problem.incidence
     n_rows = problem.rows
-    weights = problem.weights[:, None]
+    row_weights = problem.weights[:, None]
     # Rounds go in chunks so the rows x rounds temporaries stay in cache.
     for first in range(0, rounds, 128):
-        draws = rng.multinomial(total, cells / total, size=min(128, rounds - first)).astype(np.float64)
-        wins_a, wins_b, ties = draws[:, :n_rows], draws[:, n_rows : 2 * n_rows], draws[:, 2 * n_rows :]
+        draws = rng.multinomial(total, cells / total, size=min(128, rounds - first)).astype(
+            np.float64
+        )
+        wins_a, wins_b, ties = (
+            draws[:, :n_rows],
+            draws[:, n_rows : 2 * n_rows],
+            draws[:, 2 * n_rows :],
+        )
+        battles = row_weights * (wins_a + wins_b + ties).T
+        if l2_prior > 0:
+            # A model left without battles is pinned only by the prior; fit such rounds alone.
+            own_fit = np.any(np.abs(incidence.T) @ battles == 0, axis=0)
+        else:
+            # Without a prior a resample that loses a row may split the graph, leaving an offset
+            # between the parts that the batched steps cannot see; fit such rounds alone.
+            own_fit = np.any(battles == 0, axis=0)
         theta = _batched_simplified_newton(
             point=point,
             inverse=inverse,
             incidence=incidence,
             projector=projector,
-            battles=weights * (wins_a + wins_b + ties).T,
-            score=weights * (wins_a + 0.5 * ties).T,
+            battles=battles,
+            score=row_weights * (wins_a + 0.5 * ties).T,
+            skip=own_fit,
             l2_prior=l2_prior,
             tol=tol,
             max_iter=max_iter,
@@ -343,13 +398,16 @@ def bootstrap_intervals(
                 n_models=counts.n_models,
             )
             samples[first + offset] = fit_bradley_terry(
-                counts=resampled, weights=problem.weights, l2_prior=l2_prior, tol=tol, max_iter=max_iter
+                counts=resampled,
+                weights=problem.weights,
+                l2_prior=l2_prior,
+                tol=tol,
+                max_iter=max_iter,
             )
     tail = (1.0 - level) / 2.0
-    with np.errstate(all="ignore"):
-        lower = np.nanquantile(samples, tail, axis=0)
-        upper = np.nanquantile(samples, 1.0 - tail, axis=0)
-    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64), samples
+    # NaN marks a model a resample left without battles; the percentiles use the other rounds.
+    bounds = np.nanquantile(samples[:, problem.models], [tail, 1.0 - tail], axis=0)
+    return problem.expand(bounds[0]), problem.expand(bounds[1]), samples
 
 
 def rank_ub(*, lower: ArrayLike, upper: ArrayLike) -> Ints:
@@ -377,18 +435,20 @@ def online_elo(
     base: float = 10.0,
     init: float = 1000.0,
 ) -> Floats:
-    """Sequential Elo over votes in order (outcome 1 a wins, 0 b wins, 0.5 tie); a comparison column only."""
+    """Sequential Elo over votes in order (outcome 1 a wins, 0 b wins, 0.5 tie), for comparison."""
     side_a = np.asarray(a, dtype=np.int64)
     side_b = np.asarray(b, dtype=np.int64)
     result = np.asarray(outcome, dtype=np.float64)
     if not (side_a.shape == side_b.shape == result.shape) or side_a.ndim != 1:
         raise ValueError("a, b and outcome must be one-dimensional arrays of the same length")
-    if side_a.size and (min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models):
+    if side_a.size and (
+        min(side_a.min(), side_b.min()) < 0 or max(side_a.max(), side_b.max()) >= n_models
+    ):
         raise ValueError(f"model indices must lie in [0, {n_models})")
     ratings = [init] * n_models
     # Each update depends on the previous one, so this loop cannot be vectorised; plain Python
     # floats are several times faster than numpy scalars here.
-    for i, j, won in zip(side_a.tolist(), side_b.tolist(), result.tolist()):
+    for i, j, won in zip(side_a.tolist(), side_b.tolist(), result.tolist(), strict=True):
         expected = 1.0 / (1.0 + base ** ((ratings[j] - ratings[i]) / scale))
         change = k * (won - expected)
         ratings[i] += change
@@ -404,7 +464,7 @@ def battle_count_matrix(counts: PairCounts) -> Floats:
 
 
 def win_rate_matrix(counts: PairCounts) -> Floats:
-    """Share of battles row model won against column model, ties as half; NaN where they never met."""
+    """Share of battles the row model won against the column one, ties as half; NaN if unplayed."""
     scores = np.zeros((counts.n_models, counts.n_models))
     np.add.at(scores, (counts.a, counts.b), counts.wins_a + 0.5 * counts.ties)
     np.add.at(scores, (counts.b, counts.a), counts.wins_b + 0.5 * counts.ties)
@@ -424,7 +484,7 @@ def predicted_win_matrix(log_strengths: ArrayLike) -> Floats:
 
 @dataclass(frozen=True)
 class _Problem:
-    """The fit's view of the counts: models with battles renumbered 0..size-1, empty rows dropped."""
+    """The fit's view of the counts: models with battles renumbered 0..size-1, no empty rows."""
 
     models: Ints  # original index of each estimable model
     index_a: Ints  # per row, renumbered
@@ -443,7 +503,10 @@ class _Problem:
         else:
             row_weights = np.asarray(weights, dtype=np.float64)
             if row_weights.shape != counts.a.shape:
-                raise ValueError(f"weights must have one entry per row ({counts.a.shape[0]}), got shape {row_weights.shape}")
+                raise ValueError(
+                    f"weights must have one entry per row ({counts.a.shape[0]}),"
+                    f" got shape {row_weights.shape}"
+                )
             if not np.all(np.isfinite(row_weights)) or np.any(row_weights <= 0):
                 raise ValueError("weights must be finite and positive")
         played = counts.battles > 0
@@ -489,7 +552,10 @@ class _Problem:
         """Sparse rows x models matrix, +1 for side a and -1 for side b: incidence @ theta is d."""
         rows = np.arange(self.rows)
         return csr_matrix(
-            (np.repeat([1.0, -1.0], self.rows), (np.tile(rows, 2), np.concatenate([self.index_a, self.index_b]))),
+            (
+                np.repeat([1.0, -1.0], self.rows),
+                (np.tile(rows, 2), np.concatenate([self.index_a, self.index_b])),
+            ),
             shape=(self.rows, self.size),
         )
 
@@ -515,7 +581,8 @@ class _Problem:
     def scatter(self, per_row: Floats) -> Floats:
         """Add each row's value to model a and subtract it from model b."""
         return np.asarray(
-            np.bincount(self.index_a, per_row, self.size) - np.bincount(self.index_b, per_row, self.size),
+            np.bincount(self.index_a, per_row, self.size)
+            - np.bincount(self.index_b, per_row, self.size),
             dtype=np.float64,
         )
 
@@ -540,7 +607,9 @@ class _Problem:
         return np.asarray(theta - means[self.component], dtype=np.float64)
 
 
-def _newton(*, problem: _Problem, theta: Floats, l2_prior: float, tol: float, max_iter: int) -> Floats:
+def _newton(
+    *, problem: _Problem, theta: Floats, l2_prior: float, tol: float, max_iter: int
+) -> Floats:
     """Damped Newton on the reduced problem; the gauge projector makes each system solvable."""
     if problem.size == 0:
         return theta
@@ -550,8 +619,13 @@ def _newton(*, problem: _Problem, theta: Floats, l2_prior: float, tol: float, ma
     step_size = np.inf
     for _ in range(max_iter):
         win_prob = expit(problem.difference(theta))
-        gradient = problem.scatter(problem.weighted_battles * win_prob - problem.weighted_score) + l2_prior * theta
-        hessian = problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob)) + regulariser
+        gradient = (
+            problem.scatter(problem.weighted_battles * win_prob - problem.weighted_score)
+            + l2_prior * theta
+        )
+        hessian = (
+            problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob)) + regulariser
+        )
         step = -cho_solve(cho_factor(hessian), gradient)
         # Backtrack only when the full step raises the loss beyond rounding: near the optimum the
         # loss differences vanish into rounding error while Newton steps are still exact.
@@ -565,7 +639,8 @@ def _newton(*, problem: _Problem, theta: Floats, l2_prior: float, tol: float, ma
         if step_size < tol:
             return problem.centred(theta)
     raise ConvergenceError(
-        f"Bradley-Terry fit did not converge in {max_iter} Newton steps (last step {step_size:.2e} > tol {tol:.0e});"
+        f"Bradley-Terry fit did not converge in {max_iter} Newton steps"
+        f" (last step {step_size:.2e} > tol {tol:.0e});"
         " with l2_prior=0 this means some model won or lost all its battles, so the MLE is infinite"
     )
 
@@ -578,18 +653,19 @@ def _batched_simplified_newton(
     projector: Floats,
     battles: Floats,
     score: Floats,
+    skip: NDArray[np.bool_],
     l2_prior: float,
     tol: float,
     max_iter: int,
 ) -> Floats:
-    """Refit resamples (rows x rounds counts) with the point estimate's inverse Hessian; failures are NaN."""
+    """Refit resamples (rows x rounds) with the point estimate's inverse Hessian; failures NaN."""
     rounds = battles.shape[1]
     # Models x rounds, so that the sparse products and the exponentials run over contiguous memory.
     theta = np.repeat(point[:, None], rounds, axis=1)
     incidence_t = incidence.T.tocsr()
     previous = np.full(rounds, np.inf)
     converged = np.zeros(rounds, dtype=bool)
-    failed = np.zeros(rounds, dtype=bool)
+    failed = skip.copy()
     with np.errstate(over="ignore", invalid="ignore"):
         for iteration in range(max_iter):
             # In-place logistic: several times faster than scipy's expit on large blocks.
@@ -607,7 +683,8 @@ def _batched_simplified_newton(
             # The fixed Hessian makes convergence linear with a small ratio. A ratio above one
             # half means this round's own Hessian differs too much (its graph changed, or a
             # model won everything), so a small step would not mean a small error.
-            converged |= running & (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
+            small = (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
+            converged |= running & small & (iteration >= 1)
             failed |= running & ~converged & (iteration >= 2) & ~(ratio < 0.5)
             previous = size
             if np.all(converged | failed):
@@ -621,7 +698,8 @@ def _batched_simplified_newton(
 def _battles_per_model(counts: PairCounts) -> Floats:
     battles = counts.battles
     return np.asarray(
-        np.bincount(counts.a, battles, counts.n_models) + np.bincount(counts.b, battles, counts.n_models),
+        np.bincount(counts.a, battles, counts.n_models)
+        + np.bincount(counts.b, battles, counts.n_models),
         dtype=np.float64,
     )
 
@@ -644,7 +722,9 @@ def _check_level(level: float) -> None:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
 
 
-def _display_offset(*, points: Floats, init: float, anchor: int | None, anchor_rating: float | None) -> float:
+def _display_offset(
+    *, points: Floats, init: float, anchor: int | None, anchor_rating: float | None
+) -> float:
     """Constant added to scaled log-strengths: centre the mean on init, or pin the anchor model."""
     if anchor is None:
         if anchor_rating is not None:

@@ -69,7 +69,7 @@ def wait_until_finished(client: HttpClient, battle_id: str) -> dict[str, Any]:
             assert progress_seen == sorted(progress_seen), "progress never goes backwards"
             return state
         time.sleep(0.05)
-    raise AssertionError(f"battle {battle_id} still generating after {BATTLE_TIMEOUT_S}s")
+    raise AssertionError(f"battle {battle_id} still generating after {BATTLE_TIMEOUT_S}s: {state}")
 
 
 def png_chunks(data: bytes) -> list[bytes]:

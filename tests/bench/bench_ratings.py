@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-# Timings are per core, as on the 2-core production machines; set before numpy loads BLAS.
+# Single-threaded BLAS, so every method is timed alike on a 2-core machine; must precede numpy.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
@@ -57,7 +57,8 @@ def fastchat_style(votes: Votes, models: int, rounds: int, seed: int) -> dict[st
 
     def aggregate() -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         table = np.column_stack([a, b, (2 * outcome).astype(np.int64)])
-        return np.unique(table, axis=0, return_counts=True)  # type: ignore[no-any-return]
+        rows, count = np.unique(table, axis=0, return_counts=True)
+        return rows, count.astype(np.float64)
 
     def fit(rows: NDArray[np.int64], weight: NDArray[np.float64]) -> NDArray[np.float64]:
         side_a, side_b, score = rows[:, 0], rows[:, 1], rows[:, 2] / 2.0
@@ -68,15 +69,19 @@ def fastchat_style(votes: Votes, models: int, rounds: int, seed: int) -> dict[st
             loss = np.sum(weight * (np.logaddexp(0.0, d) - score * d)) / total
             per_row = weight * (1.0 / (1.0 + np.exp(-d)) - score) / total
             gradient = np.bincount(side_a, per_row, models) - np.bincount(side_b, per_row, models)
-            return float(loss), gradient
+            return float(loss), gradient.astype(np.float64)
 
         result = minimize(
-            loss_and_gradient, np.zeros(models), jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 1e-14}
+            loss_and_gradient,
+            np.zeros(models),
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-10, "ftol": 1e-14},
         )
         return np.asarray(result.x - result.x.mean())
 
     aggregate_s, (rows, weight) = timed(aggregate, 1)
-    fit_s, theta = timed(lambda: fit(rows, weight.astype(np.float64)), 1)
+    fit_s, theta = timed(lambda: fit(rows, weight), 1)
 
     def bootstrap() -> NDArray[np.float64]:
         rng = np.random.default_rng(seed)
@@ -110,7 +115,9 @@ def arena_rank_sandwich(votes: Votes, models: int, repeats: int) -> dict[str, An
         return BradleyTerry(n_competitors=models).fit(dataset)
 
     fit_s, model = timed(fit, repeats)
-    sandwich_s, result = timed(lambda: model.compute_ratings_and_cis(dataset, ci_method="sandwich"), repeats)
+    sandwich_s, result = timed(
+        lambda: model.compute_ratings_and_cis(dataset, ci_method="sandwich"), repeats
+    )
     return {
         "aggregate": aggregate_s,
         "fit": fit_s,
@@ -145,10 +152,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    votes = simulate_votes(votes=args.votes, models=args.models, tie_share=args.tie_share, seed=args.seed)
+    votes = simulate_votes(
+        votes=args.votes, models=args.models, tie_share=args.tie_share, seed=args.seed
+    )
     a, b, outcome = votes
     aggregate_s, counts = timed(
-        lambda: ratings.aggregate_votes(a=a, b=b, outcome=outcome, n_models=args.models), args.repeats
+        lambda: ratings.aggregate_votes(a=a, b=b, outcome=outcome, n_models=args.models),
+        args.repeats,
     )
     fit_s, theta = timed(lambda: ratings.fit_bradley_terry(counts=counts), args.repeats)
     sandwich_s, (low, high) = timed(
@@ -156,74 +166,138 @@ def main() -> None:
     )
     bootstrap_s, (boot_low, boot_high, _) = timed(
         lambda: ratings.bootstrap_intervals(
-            counts=counts, rounds=args.rounds, rng=np.random.default_rng(args.seed), log_strengths=theta
+            counts=counts,
+            rounds=args.rounds,
+            rng=np.random.default_rng(args.seed),
+            log_strengths=theta,
         ),
         args.repeats,
     )
+    cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
+
+    def draws_only() -> None:
+        # Same chunks of 128 rounds as bootstrap_intervals draws, so the two times compare.
+        rng = np.random.default_rng(args.seed)
+        for first in range(0, args.rounds, 128):
+            rng.multinomial(
+                int(cells.sum()), cells / cells.sum(), size=min(128, args.rounds - first)
+            )
+
+    draws_s, _ = timed(draws_only, args.repeats)
     ours = ratings.to_display(log_strengths=theta)
     our_low, our_high = ratings.intervals_to_display(log_strengths=theta, lower=low, upper=high)
-    boot_low_pts, boot_high_pts = ratings.intervals_to_display(log_strengths=theta, lower=boot_low, upper=boot_high)
-    refresh_s = fit_s + sandwich_s + bootstrap_s
+    boot_low_pts, boot_high_pts = ratings.intervals_to_display(
+        log_strengths=theta, lower=boot_low, upper=boot_high
+    )
 
     arena = arena_rank_sandwich(votes, args.models, args.repeats)
     choix_result = choix_fit(counts, args.repeats)
     fastchat = fastchat_style(votes, args.models, args.fastchat_rounds, args.seed)
 
-    def gap(other: NDArray[np.float64]) -> str:
-        return f"{np.max(np.abs(other - ours)):.2e}"
+    def gap(other: NDArray[np.float64] | None) -> str:
+        return "-" if other is None else f"{np.max(np.abs(other - ours)):.1e}"
 
     arena_total = arena["aggregate"] + arena["fit"] + arena["sandwich"] if arena else None
+    rows: list[tuple[str, float | None, float | None, float | None, float | None, str, str]] = [
+        (
+            "ours, sandwich (LMArena default)",
+            aggregate_s,
+            fit_s,
+            sandwich_s,
+            None,
+            "(reference)",
+            "(reference)",
+        ),
+        (
+            f"ours, sandwich + {args.rounds}-rd bootstrap",
+            aggregate_s,
+            fit_s,
+            sandwich_s,
+            bootstrap_s,
+            "",
+            "",
+        ),
+        ("ours, refresh from kept counts", None, fit_s, sandwich_s, bootstrap_s, "", ""),
+    ]
+    if arena:
+        bound_gap = max(
+            np.max(np.abs(arena["lower"] - our_low)), np.max(np.abs(arena["upper"] - our_high))
+        )
+        rows.append(
+            (
+                "arena-rank 0.1.1 (JAX, sandwich)",
+                arena["aggregate"],
+                arena["fit"],
+                arena["sandwich"],
+                None,
+                gap(arena["ratings"]),
+                f"{bound_gap:.1e}",
+            )
+        )
+    rows.append(
+        (
+            "choix ilsr_pairwise_dense",
+            None,
+            choix_result["fit"],
+            None,
+            None,
+            gap(ratings.to_display(log_strengths=choix_result["theta"])),
+            "-",
+        )
+    )
+    rows.append(
+        (
+            f"FastChat-style, {args.fastchat_rounds}-rd bootstrap",
+            fastchat["aggregate"],
+            fastchat["fit"],
+            None,
+            fastchat["bootstrap"],
+            gap(ratings.to_display(log_strengths=fastchat["theta"])),
+            "-",
+        )
+    )
 
-    def ratio(total: float) -> str:
-        return f"{arena_total / total:8.1f}x" if arena_total else "      n/a"
+    def cell(seconds: float | None) -> str:
+        return f"{'-' if seconds is None else f'{seconds:.4f}':>10}"
 
     print(
         f"{args.votes:,} votes, {args.models} models, {args.tie_share:.0%} ties, seed {args.seed}, "
-        f"{counts.a.size} pair rows, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; seconds, median of "
-        f"{args.repeats} (FastChat-style: one run)"
+        f"{counts.a.size} pair rows, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        f"seconds, median of {args.repeats} (FastChat-style: one run)"
     )
-    header = f"{'method':<34}{'aggregate':>10}{'fit':>9}{'intervals':>11}{'total':>9}{'vs arena':>10}  max |d rating| pts"
+    header = (
+        f"{'method':<36}{'aggregate':>10}{'fit':>10}{'sandwich':>10}{'bootstrap':>10}{'total':>10}"
+        f"{'arena/this':>11}{'max|d rating|':>15}{'max|d bound|':>14}"
+    )
     print(header)
     print("-" * len(header))
-    ours_total = aggregate_s + refresh_s
-    print(
-        f"{'ours: bincount + Newton':<34}{aggregate_s:>10.4f}{fit_s:>9.4f}{sandwich_s + bootstrap_s:>11.4f}"
-        f"{ours_total:>9.4f}{ratio(ours_total)}  (reference)"
-    )
-    print(f"{'  of which sandwich':<34}{'':>10}{'':>9}{sandwich_s:>11.4f}")
-    print(f"{f'  of which bootstrap, {args.rounds} rounds':<34}{'':>10}{'':>9}{bootstrap_s:>11.4f}")
-    print(f"{'  refresh from counts (fit+both)':<34}{'':>10}{'':>9}{'':>11}{refresh_s:>9.4f}{ratio(refresh_s)}")
-    print(
-        f"{'  fit + sandwich only':<34}{'':>10}{'':>9}{'':>11}{fit_s + sandwich_s:>9.4f}"
-        f"{ratio(aggregate_s + fit_s + sandwich_s)}  (ratio incl. aggregate)"
-    )
+    for name, aggregate, fit, sandwich, bootstrap, rating_gap, bound_gap in rows:
+        total = sum(part for part in (aggregate, fit, sandwich, bootstrap) if part is not None)
+        speed = f"{arena_total / total:.1f}x" if arena_total else "n/a"
+        print(
+            f"{name:<36}{cell(aggregate)}{cell(fit)}{cell(sandwich)}{cell(bootstrap)}{cell(total)}"
+            f"{speed:>11}{rating_gap:>15}{bound_gap:>14}"
+        )
     if arena:
-        print(
-            f"{'arena-rank 0.1.1 (JAX, sandwich)':<34}{arena['aggregate']:>10.4f}{arena['fit']:>9.4f}"
-            f"{arena['sandwich']:>11.4f}{arena_total:>9.4f}{ratio(arena_total)}  {gap(arena['ratings'])}"
-        )
-        print(f"{'  first call, compiling':<34}{'':>10}{'':>9}{'':>11}{arena['first_call']:>9.4f}")
-        print(
-            f"{'  sandwich bounds vs ours':<34}{'':>10}{'':>9}{'':>11}{'':>9}{'':>10}  "
-            f"{max(np.max(np.abs(arena['lower'] - our_low)), np.max(np.abs(arena['upper'] - our_high))):.2e}"
-        )
+        print(f"arena-rank's first call, which compiles its JAX code: {arena['first_call']:.2f} s")
     else:
-        print(f"{'arena-rank':<34}  not importable here: run with /work/bench-venv/bin/python")
-    choix_ratings = ratings.to_display(log_strengths=choix_result["theta"])
+        print(
+            "arena-rank is not importable here: run with /work/bench-venv/bin/python, see README.md"
+        )
     print(
-        f"{'choix ilsr_pairwise_dense':<34}{'-':>10}{choix_result['fit']:>9.4f}{'-':>11}"
-        f"{choix_result['fit']:>9.4f}{ratio(choix_result['fit'])}  {gap(choix_ratings)}"
+        "rating and bound gaps are in display points (400 * log10 scale), against our sandwich row"
     )
-    fastchat_total = fastchat["aggregate"] + fastchat["fit"] + fastchat["bootstrap"]
     print(
-        f"{f'FastChat-style, {args.fastchat_rounds}-round bootstrap':<34}{fastchat['aggregate']:>10.4f}"
-        f"{fastchat['fit']:>9.4f}{fastchat['bootstrap']:>11.4f}{fastchat_total:>9.4f}{ratio(fastchat_total)}  "
-        f"{gap(ratings.to_display(log_strengths=fastchat['theta']))}"
+        f"our bootstrap: numpy's multinomial draws alone ({args.rounds} rounds x {cells.size}"
+        f" cells) take {draws_s:.4f} s of its {bootstrap_s:.4f} s; the batched refits the rest"
     )
-    widths = np.stack([our_high - our_low, boot_high_pts - boot_low_pts])
+    width = our_high - our_low
+    boot_width = boot_high_pts - boot_low_pts
     print(
-        f"95% interval width, display points: sandwich mean {widths[0].mean():.2f}, "
-        f"bootstrap mean {widths[1].mean():.2f}, largest gap between the two {np.max(np.abs(widths[0] - widths[1])):.2f}"
+        f"95% interval width: sandwich mean {width.mean():.2f} pts,"
+        f" bootstrap mean {boot_width.mean():.2f} pts,"
+        " "
+        f"largest per-model difference {np.max(np.abs(width - boot_width)):.2f} pts"
     )
 
 
