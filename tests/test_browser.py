@@ -1,0 +1,112 @@
+"""The battle page in a real Chromium, with a real worker and the tiny pipelines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arena import services
+from generation.models import ImageModel
+
+from .conftest import chromium_path, require
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# Enough steps that a person (and this test) sees the progress bar move.
+SLOW_STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    require(executable is not None, "Chromium is not installed (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # beside it are ordinary blocking calls, which Django would otherwise refuse.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def slow_models(models: list) -> list:
+    ImageModel.objects.update(default_steps=SLOW_STEPS)
+    services.load_prompts()
+    return models
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_visitor_draws_a_prompt_watches_progress_votes_by_keyboard_and_sees_the_reveal(
+    browser: Any, live_server: Any, worker: Any, slow_models: list, viewport: dict[str, int]
+) -> None:
+    label = "desktop" if viewport is DESKTOP else "phone"
+    page = browser.new_page(viewport=viewport)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live_server.url + "/")
+    page.click("#random-prompt")
+    page.wait_for_function("document.querySelector('#prompt').value.length > 20")
+    drawn = page.input_value("#prompt")
+    shot(page, f"{label}-1-prompt")
+
+    page.click("#start-battle")
+    page.wait_for_selector("#progress", state="visible")
+    assert page.locator("#vote-form").count() == 0, "no vote buttons while generating"
+    page.wait_for_function("Number(document.querySelector('#progress')?.value) > 0")
+    shot(page, f"{label}-2-progress")
+    assert "/battles/" in page.url
+
+    page.wait_for_selector("#vote-form[data-ready='1']", timeout=60_000)
+    widths = page.eval_on_selector_all(".panes img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert len(widths) == 2 and all(w > 0 for w in widths)
+    assert page.locator("#vote-form button:disabled").count() == 0
+    assert drawn in page.inner_text("#battle")
+    names = set(ImageModel.objects.values_list("display_name", flat=True))
+    assert not any(name in page.content() for name in names), "names hidden before the vote"
+    shot(page, f"{label}-3-ready")
+
+    page.keyboard.press("b")
+    page.wait_for_selector("#reveal")
+    reveal = page.inner_text("#reveal")
+    assert "B is better" in reveal
+    assert sum(name in reveal for name in names) == 2
+    shot(page, f"{label}-4-reveal")
+
+    page.keyboard.press("n")
+    page.wait_for_selector("#start-battle")
+    assert errors == []
+    page.close()
+
+
+def test_the_battle_works_without_javascript(
+    browser: Any, live_server: Any, worker: Any, models: list
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    page.fill("#prompt", "a paper boat on a puddle")
+    page.click("#start-battle")
+    for _ in range(100):
+        if page.locator("#vote-form").count():
+            break
+        page.click("a.refresh")
+    page.click("#vote-form button[value='tie']")
+    assert "You voted: Tie" in page.inner_text("#reveal")
+    context.close()
