@@ -10,7 +10,9 @@ class NotEnoughModels(Exception):
     """Fewer than two models can be drawn."""
 
 
-def pick_pair(*, ids: Sequence[int], weights: Sequence[float], rng: random.Random) -> tuple[int, int]:
+def pick_pair(
+    *, ids: Sequence[int], weights: Sequence[float], rng: random.Random
+) -> tuple[int, int]:
     """Draw two different models, each with probability proportional to its weight.
 
     The pair comes back in random order: the first is shown on the left (A). Models with

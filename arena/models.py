@@ -7,12 +7,22 @@ import uuid
 from django.db import models
 from django.db.models import F, Q
 
-from arena.categories import CATEGORIES
 from generation.models import Generation, ImageModel
 
-Category = models.TextChoices(  # type: ignore[misc]
-    "Category", [(c.upper(), (c, c.replace("_", " ").capitalize())) for c in CATEGORIES]
-)
+
+class Category(models.TextChoices):
+    """Prompt categories; the same values as ``arena.categories.CATEGORIES`` (a test checks)."""
+
+    PHOTOREALISM = "photorealism"
+    PORTRAITS = "portraits"
+    LANDSCAPES = "landscapes"
+    TEXT_RENDERING = "text_rendering", "Text in the image"
+    ILLUSTRATION = "illustration"
+    PRODUCT = "product"
+    ARCHITECTURE = "architecture"
+    ANIMALS = "animals"
+    ABSTRACT = "abstract"
+    OTHER = "other"
 
 
 class PromptQuerySet(models.QuerySet["Prompt"]):

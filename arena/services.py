@@ -95,9 +95,7 @@ def draw_prompt(*, rng: random.Random | None = None) -> Prompt | None:
 
 
 @transaction.atomic
-def create_battle(
-    *, prompt_text: str, owner: str, rng: random.Random | None = None
-) -> Battle:
+def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = None) -> Battle:
     """Draw two different enabled models, randomise sides, and queue both images on commit."""
     rng = rng or random.SystemRandom()
     text = clean_prompt(prompt_text)
@@ -216,16 +214,25 @@ def battle_state(battle: Battle) -> BattleState:
     state = BattleState(
         status=battle.status,
         progress=100,
-        left_image=left.image.name.rsplit("/", 1)[-1],
-        right_image=right.image.name.rsplit("/", 1)[-1],
+        left_image=_file_name(left),
+        right_image=_file_name(right),
     )
     if battle.status == Battle.Status.VOTED:
         state = BattleState(
-            status=state.status, progress=100, left_image=state.left_image,
-            right_image=state.right_image, choice=battle.vote.choice,
-            left_name=battle.model_left.display_name, right_name=battle.model_right.display_name,
+            status=state.status,
+            progress=100,
+            left_image=state.left_image,
+            right_image=state.right_image,
+            choice=battle.vote.choice,
+            left_name=battle.model_left.display_name,
+            right_name=battle.model_right.display_name,
         )
     return state
+
+
+def _file_name(generation: Generation) -> str:
+    """The stored image's random file name, without its folder."""
+    return str(generation.image.name).rsplit("/", 1)[-1]
 
 
 def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
@@ -241,7 +248,8 @@ def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
             raise VoteRejected("void", VOID_MESSAGE)
         if locked.status != Battle.Status.READY:
             raise VoteRejected("not_ready", "The images are not ready yet.")
-        ms_to_vote = int((timezone.now() - locked.ready_at).total_seconds() * 1000)
+        ready_at = locked.ready_at or timezone.now()
+        ms_to_vote = int((timezone.now() - ready_at).total_seconds() * 1000)
         try:
             with transaction.atomic():
                 vote = Vote.objects.create(

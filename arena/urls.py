@@ -5,7 +5,6 @@ from django.urls import include, path
 
 from arena import views
 
-
 arena_patterns = [
     path("", views.index, name="index"),
     path("prompts/random", views.random_prompt, name="random_prompt"),

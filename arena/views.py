@@ -21,11 +21,11 @@ from django.http import (
     HttpResponseBase,
     JsonResponse,
 )
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
-from django.middleware.csrf import get_token
 
 from arena import services
 from arena.matchmaking import NotEnoughModels
@@ -105,7 +105,9 @@ def battle_panel(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     return _panel(request, _battle_for(request, battle_id))
 
 
-def _panel(request: HttpRequest, found: Battle, *, status: int = 200, error: str = "") -> HttpResponse:
+def _panel(
+    request: HttpRequest, found: Battle, *, status: int = 200, error: str = ""
+) -> HttpResponse:
     state = services.battle_state(found)
     context = {"battle": found, "state": state, "error": error}
     return render(request, "arena/_battle_panel.html", context, status=status)
@@ -243,5 +245,12 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF rejections: JSON for the API, a short page for browsers; always 403."""
     if request.path.startswith("/api/"):
         return _error(403, "csrf", "CSRF token missing or incorrect; GET /api/v1/session first.")
-    return render(request, "arena/error.html", {"message": "Your session expired or the form "
-                  "was sent from elsewhere. Reload the page and try again."}, status=403)
+    return render(
+        request,
+        "arena/error.html",
+        {
+            "message": "Your session expired or the form "
+            "was sent from elsewhere. Reload the page and try again."
+        },
+        status=403,
+    )

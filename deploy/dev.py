@@ -11,6 +11,7 @@ models, registers them and the prompt pool, and starts the processes. Ctrl-C sto
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -93,16 +94,32 @@ def run() -> int:
     prepare(env)
     queues = subprocess.run(
         [str(PYTHON), str(ROOT / "manage.py"), "list_queues"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     host = env.get("ARENA_HOST", "127.0.0.1")
     port = env.get("ARENA_PORT", "8000")
     commands = {
-        "worker": [str(VENV / "bin" / "celery"), "-A", "arena", "worker", "--pool", "prefork",
-                   "--concurrency", env.get("ARENA_WORKER_CONCURRENCY", "2"), "--queues", queues,
-                   "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
-        "web": [str(PYTHON), str(ROOT / "manage.py"), "runserver", "--noreload",
-                f"{host}:{port}"],
+        "worker": [
+            str(VENV / "bin" / "celery"),
+            "-A",
+            "arena",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            env.get("ARENA_WORKER_CONCURRENCY", "2"),
+            "--queues",
+            queues,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
+        "web": [str(PYTHON), str(ROOT / "manage.py"), "runserver", "--noreload", f"{host}:{port}"],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
@@ -136,10 +153,8 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # anything left in its group
-        except ProcessLookupError:
-            pass
 
 
 def test(extra: list[str]) -> int:

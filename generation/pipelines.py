@@ -54,7 +54,9 @@ def load_pipeline(spec: PipelineSpec, *, device: str | None = None) -> Any:
         raise ValueError(f"unknown dtype {spec.dtype!r} for model {spec.key}")
     # Half precision only pays on a GPU; CPU kernels for fp16 are slow or missing.
     dtype = _DTYPES[spec.dtype] if device == "cuda" else torch.float32
-    cls = getattr(diffusers, spec.pipeline_class) if spec.pipeline_class else diffusers.DiffusionPipeline
+    cls = diffusers.DiffusionPipeline
+    if spec.pipeline_class:
+        cls = getattr(diffusers, spec.pipeline_class)
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"} or os.path.isdir(spec.source)
     pipe = cls.from_pretrained(
         spec.source,

@@ -12,10 +12,26 @@ from pathlib import Path
 from typing import Any
 
 PIPELINE_FIELDS = {
-    "key": str, "display_name": str, "organisation": str, "licence": str, "in_house": bool,
-    "version": str, "backend": str, "pipeline_class": str, "source": str, "revision": str,
-    "dtype": str, "queue": str, "timeout_s": int, "sampling_weight": float, "enabled": bool,
-    "steps": int, "guidance": float, "width": int, "height": int, "scheduler": str,
+    "key": str,
+    "display_name": str,
+    "organisation": str,
+    "licence": str,
+    "in_house": bool,
+    "version": str,
+    "backend": str,
+    "pipeline_class": str,
+    "source": str,
+    "revision": str,
+    "dtype": str,
+    "queue": str,
+    "timeout_s": int,
+    "sampling_weight": float,
+    "enabled": bool,
+    "steps": int,
+    "guidance": float,
+    "width": int,
+    "height": int,
+    "scheduler": str,
 }
 REQUIRED = ("key", "display_name", "source")
 BACKENDS = ("diffusers", "http")

@@ -60,13 +60,25 @@ def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[Ima
 
 def _model_fields(entry: ModelEntry) -> dict[str, object]:
     return {
-        "display_name": entry.display_name, "organisation": entry.organisation,
-        "licence": entry.licence, "is_in_house": entry.in_house, "backend": entry.backend,
-        "pipeline_class": entry.pipeline_class, "source": entry.source,
-        "revision": entry.revision, "dtype": entry.dtype, "default_steps": entry.steps,
-        "default_guidance": entry.guidance, "width": entry.width, "height": entry.height,
-        "scheduler": entry.scheduler, "queue": entry.queue, "timeout_s": entry.timeout_s,
-        "sampling_weight": entry.sampling_weight, "enabled": entry.enabled, "retired": False,
+        "display_name": entry.display_name,
+        "organisation": entry.organisation,
+        "licence": entry.licence,
+        "is_in_house": entry.in_house,
+        "backend": entry.backend,
+        "pipeline_class": entry.pipeline_class,
+        "source": entry.source,
+        "revision": entry.revision,
+        "dtype": entry.dtype,
+        "default_steps": entry.steps,
+        "default_guidance": entry.guidance,
+        "width": entry.width,
+        "height": entry.height,
+        "scheduler": entry.scheduler,
+        "queue": entry.queue,
+        "timeout_s": entry.timeout_s,
+        "sampling_weight": entry.sampling_weight,
+        "enabled": entry.enabled,
+        "retired": False,
     }
 
 
@@ -104,7 +116,7 @@ def enqueue(generation: Generation) -> None:
 
         try:
             generate.apply_async(
-                args=[generation.pk],
+                args=(generation.pk,),
                 queue=model.queue,
                 soft_time_limit=model.timeout_s,
                 time_limit=model.timeout_s + 15,
@@ -122,20 +134,17 @@ def claim(*, generation_id: int) -> Generation | None:
     A conditional UPDATE decides, so a task delivered twice runs once; a job whose claim is
     older than its time limit plus a grace period may be taken over (its worker died).
     """
-    timeout_s = (
-        Generation.objects.filter(pk=generation_id).values_list("model__timeout_s", flat=True).first()
-    )
+    timeouts = Generation.objects.filter(pk=generation_id).values_list("model__timeout_s")
+    timeout_s = timeouts.first()
     if timeout_s is None:
         return None
     now = timezone.now()
-    stale_before = now - timedelta(seconds=timeout_s + CLAIM_GRACE_S)
+    stale_before = now - timedelta(seconds=timeout_s[0] + CLAIM_GRACE_S)
     claimable = Q(status=Generation.Status.QUEUED) | Q(
         status=Generation.Status.RUNNING, started_at__lt=stale_before
     )
-    taken = (
-        Generation.objects.filter(claimable, pk=generation_id)
-        .update(status=Generation.Status.RUNNING, started_at=now, steps_done=0,
-                attempts=F("attempts") + 1)
+    taken = Generation.objects.filter(claimable, pk=generation_id).update(
+        status=Generation.Status.RUNNING, started_at=now, steps_done=0, attempts=F("attempts") + 1
     )
     if taken != 1:
         return None
@@ -151,6 +160,7 @@ def run(*, generation_id: int) -> None:
     from generation import pipelines
 
     model = generation.model
+    assert generation.started_at is not None  # set by the claim
     queue_wait_ms = int((generation.started_at - generation.created_at).total_seconds() * 1000)
     last_write = 0.0
 
@@ -189,8 +199,13 @@ def run(*, generation_id: int) -> None:
         return
     compute_ms = int((time.monotonic() - started) * 1000)
     try:
-        finish(generation=generation, data=data, compute_ms=compute_ms,
-               queue_wait_ms=queue_wait_ms, device=pipelines.device_name())
+        finish(
+            generation=generation,
+            data=data,
+            compute_ms=compute_ms,
+            queue_wait_ms=queue_wait_ms,
+            device=pipelines.device_name(),
+        )
     except Exception as exc:
         # A job must never stay "running" because its bookkeeping failed.
         logger.exception("could not record generation %s", generation.pk)
@@ -201,8 +216,12 @@ def spec_for(model: ImageModel) -> PipelineSpec:
     from generation.pipelines import PipelineSpec
 
     return PipelineSpec(
-        key=model.key, version=model.version, source=model.source,
-        pipeline_class=model.pipeline_class, revision=model.revision, dtype=model.dtype,
+        key=model.key,
+        version=model.version,
+        source=model.source,
+        pipeline_class=model.pipeline_class,
+        revision=model.revision,
+        dtype=model.dtype,
         scheduler=model.scheduler,
     )
 
@@ -217,9 +236,15 @@ def finish(
         updated = Generation.objects.filter(
             pk=generation.pk, status=Generation.Status.RUNNING
         ).update(
-            status=Generation.Status.DONE, image=stored, image_sha256=images.sha256(data),
-            steps_done=generation.steps, finished_at=timezone.now(), compute_ms=compute_ms,
-            queue_wait_ms=queue_wait_ms, worker_host=socket.gethostname(), device=device,
+            status=Generation.Status.DONE,
+            image=stored,
+            image_sha256=images.sha256(data),
+            steps_done=generation.steps,
+            finished_at=timezone.now(),
+            compute_ms=compute_ms,
+            queue_wait_ms=queue_wait_ms,
+            worker_host=socket.gethostname(),
+            device=device,
         )
         if updated != 1:
             # Someone else finished or failed it meanwhile: keep theirs, drop our file.
@@ -232,8 +257,10 @@ def finish(
 def fail(*, generation_id: int, error: str) -> None:
     """Mark an unfinished job failed; the error stays internal."""
     with transaction.atomic():
-        updated = Generation.objects.unfinished().filter(pk=generation_id).update(
-            status=Generation.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+        updated = (
+            Generation.objects.unfinished()
+            .filter(pk=generation_id)
+            .update(status=Generation.Status.FAILED, error=error[:2000], finished_at=timezone.now())
         )
         if updated == 1:
             generation = Generation.objects.get(pk=generation_id)

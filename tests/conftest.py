@@ -7,6 +7,7 @@ green CI run always means they ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -92,14 +93,16 @@ def database_url() -> str:
 
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": database_url(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "ARENA_MODELS_DIR": str(TEST_MODELS_DIR),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "ARENA_MODELS_DIR": str(TEST_MODELS_DIR),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -119,12 +122,29 @@ class Worker:
         celery = Path(sys.executable).parent / "celery"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(celery), "-A", "arena", "worker", "--pool", "prefork",
-             "--concurrency", str(self.concurrency), "--queues", self.queue,
-             "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-             "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=ROOT, env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file)),
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(celery),
+                "-A",
+                "arena",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "--queues",
+                self.queue,
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            cwd=ROOT,
+            env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -151,10 +171,8 @@ class Worker:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
         self._log.close()
 
@@ -184,7 +202,8 @@ def _purge(queue: str) -> None:
 
     try:
         with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge(queue)
+            channel: Any = conn.default_channel
+            channel.queue_purge(queue)
     except Exception:  # noqa: S110 - an absent queue has nothing to purge
         pass
 

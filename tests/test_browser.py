@@ -17,8 +17,14 @@ from .conftest import chromium_path, require
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # Enough steps that a person (and this test) sees the progress bar move.
@@ -41,7 +47,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def slow_models(models: list) -> list:
+def slow_models(models: list[Any]) -> list[Any]:
     ImageModel.objects.update(default_steps=SLOW_STEPS)
     services.load_prompts()
     return models
@@ -54,7 +60,7 @@ def shot(page: Any, name: str) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_visitor_draws_a_prompt_watches_progress_votes_by_keyboard_and_sees_the_reveal(
-    browser: Any, live_server: Any, worker: Any, slow_models: list, viewport: dict[str, int]
+    browser: Any, live_server: Any, worker: Any, slow_models: list[Any], viewport: dict[str, int]
 ) -> None:
     label = "desktop" if viewport is DESKTOP else "phone"
     page = browser.new_page(viewport=viewport)
@@ -96,7 +102,7 @@ def test_a_visitor_draws_a_prompt_watches_progress_votes_by_keyboard_and_sees_th
 
 
 def test_the_battle_works_without_javascript(
-    browser: Any, live_server: Any, worker: Any, models: list
+    browser: Any, live_server: Any, worker: Any, models: list[Any]
 ) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()

@@ -65,7 +65,9 @@ def test_whitespace_in_a_prompt_is_collapsed() -> None:
     assert services.clean_prompt("  a  cat\n\ton a   mat ") == "a cat on a mat"
 
 
-def test_a_battle_draws_two_different_enabled_models_with_sides_randomised(models: list) -> None:
+def test_a_battle_draws_two_different_enabled_models_with_sides_randomised(
+    models: list[Any],
+) -> None:
     disabled = models[0]
     ImageModel.objects.filter(pk=disabled.pk).update(enabled=False)
     rng = random.Random(7)
@@ -78,7 +80,7 @@ def test_a_battle_draws_two_different_enabled_models_with_sides_randomised(model
     assert len(orders) == 2, "both side orders of the only pair should occur"
 
 
-def test_a_battle_queues_one_job_per_side_with_the_same_seed_and_size(models: list) -> None:
+def test_a_battle_queues_one_job_per_side_with_the_same_seed_and_size(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     left, right = battle.generation_left, battle.generation_right
     assert left.status == right.status == Generation.Status.QUEUED
@@ -88,14 +90,16 @@ def test_a_battle_queues_one_job_per_side_with_the_same_seed_and_size(models: li
 
 
 def test_a_battle_enqueues_its_jobs_only_on_commit(
-    models: list, django_capture_on_commit_callbacks: Any
+    models: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.create_battle(prompt_text="a lighthouse", owner="me")
     assert len(callbacks) == 2
 
 
-def test_a_curated_prompt_gives_its_category_and_a_typed_one_is_classified(models: list) -> None:
+def test_a_curated_prompt_gives_its_category_and_a_typed_one_is_classified(
+    models: list[Any],
+) -> None:
     services.load_prompts()
     curated = services.draw_prompt(rng=random.Random(1))
     assert curated is not None
@@ -110,7 +114,7 @@ def test_loading_the_prompt_pool_twice_adds_nothing_the_second_time() -> None:
     assert services.load_prompts() == 0
 
 
-def test_a_battle_is_ready_only_when_both_sides_are_done(models: list) -> None:
+def test_a_battle_is_ready_only_when_both_sides_are_done(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     finish_side(battle.generation_left)
     battle.refresh_from_db()
@@ -120,7 +124,7 @@ def test_a_battle_is_ready_only_when_both_sides_are_done(models: list) -> None:
     assert battle.status == Battle.Status.READY and battle.ready_at is not None
 
 
-def test_a_failed_side_voids_the_battle_with_a_message_naming_no_model(models: list) -> None:
+def test_a_failed_side_voids_the_battle_with_a_message_naming_no_model(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     generation_services.fail(generation_id=battle.generation_right_id, error="CUDA out of memory")
     battle.refresh_from_db()
@@ -131,7 +135,7 @@ def test_a_failed_side_voids_the_battle_with_a_message_naming_no_model(models: l
         assert model.display_name not in state.message and model.key not in state.message
 
 
-def test_a_battle_past_its_deadline_is_voided(models: list, settings: Any) -> None:
+def test_a_battle_past_its_deadline_is_voided(models: list[Any], settings: Any) -> None:
     settings.ARENA_BATTLE_DEADLINE_S = 60
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     Battle.objects.filter(pk=battle.pk).update(created_at=timezone.now() - timedelta(seconds=61))
@@ -140,14 +144,14 @@ def test_a_battle_past_its_deadline_is_voided(models: list, settings: Any) -> No
     assert set(Generation.objects.values_list("status", flat=True)) == {Generation.Status.FAILED}
 
 
-def test_progress_is_the_mean_of_both_sides_in_whole_percent(models: list) -> None:
+def test_progress_is_the_mean_of_both_sides_in_whole_percent(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     Generation.objects.filter(pk=battle.generation_left_id).update(steps_done=4)  # 4 of 8
     battle.refresh_from_db()
     assert services.battle_state(battle).progress == 25
 
 
-def test_a_vote_reveals_names_and_counts_for_its_pair(models: list) -> None:
+def test_a_vote_reveals_names_and_counts_for_its_pair(models: list[Any]) -> None:
     battle = ready_battle()
     services.cast_vote(battle=battle, choice="left", voter="v")
     battle.refresh_from_db()
@@ -162,13 +166,15 @@ def test_a_vote_reveals_names_and_counts_for_its_pair(models: list) -> None:
 
 
 @pytest.mark.parametrize(("choice", "field"), [("tie", "ties"), ("both_bad", "both_bad")])
-def test_tie_and_both_bad_are_counted_apart(models: list, choice: str, field: str) -> None:
+def test_tie_and_both_bad_are_counted_apart(models: list[Any], choice: str, field: str) -> None:
     services.cast_vote(battle=ready_battle(), choice=choice, voter="v")
     row = PairCount.objects.get()
     assert getattr(row, field) == 1 and row.total == 1
 
 
-def test_a_second_vote_on_the_same_battle_is_rejected_and_changes_nothing(models: list) -> None:
+def test_a_second_vote_on_the_same_battle_is_rejected_and_changes_nothing(
+    models: list[Any],
+) -> None:
     battle = ready_battle()
     services.cast_vote(battle=battle, choice="left", voter="v")
     with pytest.raises(services.VoteRejected) as rejected:
@@ -178,7 +184,7 @@ def test_a_second_vote_on_the_same_battle_is_rejected_and_changes_nothing(models
     assert PairCount.objects.get().total == 1
 
 
-def test_a_vote_before_both_images_are_ready_is_refused(models: list) -> None:
+def test_a_vote_before_both_images_are_ready_is_refused(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     finish_side(battle.generation_left)
     with pytest.raises(services.VoteRejected) as rejected:
@@ -187,7 +193,7 @@ def test_a_vote_before_both_images_are_ready_is_refused(models: list) -> None:
     assert not Vote.objects.exists() and not PairCount.objects.exists()
 
 
-def test_a_void_battle_cannot_be_voted_on(models: list) -> None:
+def test_a_void_battle_cannot_be_voted_on(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     generation_services.fail(generation_id=battle.generation_left_id, error="boom")
     with pytest.raises(services.VoteRejected) as rejected:
@@ -195,20 +201,27 @@ def test_a_void_battle_cannot_be_voted_on(models: list) -> None:
     assert rejected.value.code == "void"
 
 
-def test_an_unknown_choice_is_refused(models: list) -> None:
+def test_an_unknown_choice_is_refused(models: list[Any]) -> None:
     with pytest.raises(services.VoteRejected) as rejected:
         services.cast_vote(battle=ready_battle(), choice="left; DROP TABLE", voter="v")
     assert rejected.value.code == "bad_choice"
 
 
-def test_the_database_allows_one_vote_per_battle(models: list) -> None:
+def test_the_database_allows_one_vote_per_battle(models: list[Any]) -> None:
     battle = ready_battle()
     Vote.objects.create(battle=battle, choice="left", voter="v")
     with pytest.raises(IntegrityError), transaction.atomic():
         Vote.objects.create(battle=battle, choice="right", voter="w")
 
 
-def test_the_database_refuses_a_battle_of_a_model_against_itself(models: list) -> None:
+def test_the_database_refuses_a_battle_of_a_model_against_itself(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     with pytest.raises(IntegrityError), transaction.atomic():
         Battle.objects.filter(pk=battle.pk).update(model_right=battle.model_left)
+
+
+def test_the_category_choices_match_the_classifier_categories() -> None:
+    from arena.categories import CATEGORIES
+    from arena.models import Category
+
+    assert tuple(Category.values) == CATEGORIES

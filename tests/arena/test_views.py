@@ -59,7 +59,7 @@ def test_drawing_a_random_prompt_without_javascript_fills_the_box(client: Client
 
 
 def test_submitting_the_form_creates_a_battle_and_redirects_to_it(
-    client: Client, models: list
+    client: Client, models: list[Any]
 ) -> None:
     response = client.post("/battles", {"prompt": "a lighthouse at dawn"})
     battle = Battle.objects.get()
@@ -69,7 +69,9 @@ def test_submitting_the_form_creates_a_battle_and_redirects_to_it(
     assert 'id="progress"' in page and "Refresh" in page
 
 
-def test_the_page_flow_without_javascript_votes_and_reveals(client: Client, models: list) -> None:
+def test_the_page_flow_without_javascript_votes_and_reveals(
+    client: Client, models: list[Any]
+) -> None:
     client.post("/battles", {"prompt": "a lighthouse at dawn"})
     battle = make_ready(str(Battle.objects.get().public_id))
     page = client.get(f"/battles/{battle.public_id}").content.decode()
@@ -81,14 +83,14 @@ def test_the_page_flow_without_javascript_votes_and_reveals(client: Client, mode
     assert 'id="next-battle"' in page
 
 
-def test_an_empty_prompt_gets_a_clear_400_on_the_page(client: Client, models: list) -> None:
+def test_an_empty_prompt_gets_a_clear_400_on_the_page(client: Client, models: list[Any]) -> None:
     response = client.post("/battles", {"prompt": "   "})
     assert response.status_code == 400
     assert "Enter a prompt." in response.content.decode()
     assert not Battle.objects.exists()
 
 
-def test_the_api_plays_a_battle_and_reveals_names_only_after_the_vote(models: list) -> None:
+def test_the_api_plays_a_battle_and_reveals_names_only_after_the_vote(models: list[Any]) -> None:
     client, token = api_client()
     created = api_battle(client, token)
     assert set(created) == {"id", "status", "progress"} and created["status"] == "generating"
@@ -103,12 +105,13 @@ def test_the_api_plays_a_battle_and_reveals_names_only_after_the_vote(models: li
     assert voted.status_code == 200
     battle = Battle.objects.get(public_id=created["id"])
     assert voted.json()["models"] == {
-        "left": battle.model_left.display_name, "right": battle.model_right.display_name
+        "left": battle.model_left.display_name,
+        "right": battle.model_right.display_name,
     }
 
 
 @pytest.mark.parametrize("prompt", ["", "x" * 10_000, "bell\x07"])
-def test_a_bad_prompt_gets_a_clear_400_from_the_api(models: list, prompt: str) -> None:
+def test_a_bad_prompt_gets_a_clear_400_from_the_api(models: list[Any], prompt: str) -> None:
     client, token = api_client()
     response = post_json(client, "/api/v1/battles", {"prompt": prompt}, token)
     assert response.status_code == 400
@@ -117,14 +120,18 @@ def test_a_bad_prompt_gets_a_clear_400_from_the_api(models: list, prompt: str) -
     assert not Battle.objects.exists()
 
 
-def test_a_body_that_is_not_json_gets_400(models: list) -> None:
+def test_a_body_that_is_not_json_gets_400(models: list[Any]) -> None:
     client, token = api_client()
-    response = client.post("/api/v1/battles", data="{nope", content_type="application/json",
-                           headers={"X-CSRFToken": token})
+    response = client.post(
+        "/api/v1/battles",
+        data="{nope",
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
     assert response.status_code == 400 and "JSON" in response.json()["error"]["message"]
 
 
-def test_a_post_without_csrf_gets_403(models: list) -> None:
+def test_a_post_without_csrf_gets_403(models: list[Any]) -> None:
     client, _ = api_client()
     response = post_json(client, "/api/v1/battles", {"prompt": "a cat"}, token=None)
     assert response.status_code == 403
@@ -134,7 +141,7 @@ def test_a_post_without_csrf_gets_403(models: list) -> None:
     assert not Battle.objects.exists()
 
 
-def test_a_second_vote_gets_409_and_changes_nothing(models: list) -> None:
+def test_a_second_vote_gets_409_and_changes_nothing(models: list[Any]) -> None:
     client, token = api_client()
     created = api_battle(client, token)
     make_ready(created["id"])
@@ -145,7 +152,7 @@ def test_a_second_vote_gets_409_and_changes_nothing(models: list) -> None:
     assert Vote.objects.get().choice == "left" and PairCount.objects.get().total == 1
 
 
-def test_a_vote_before_both_images_are_ready_gets_409(models: list) -> None:
+def test_a_vote_before_both_images_are_ready_gets_409(models: list[Any]) -> None:
     client, token = api_client()
     created = api_battle(client, token)
     response = post_json(client, f"/api/v1/battles/{created['id']}/vote", {"choice": "left"}, token)
@@ -153,7 +160,7 @@ def test_a_vote_before_both_images_are_ready_gets_409(models: list) -> None:
     assert not Vote.objects.exists()
 
 
-def test_an_unknown_choice_gets_400(models: list) -> None:
+def test_an_unknown_choice_gets_400(models: list[Any]) -> None:
     client, token = api_client()
     created = api_battle(client, token)
     make_ready(created["id"])
@@ -161,24 +168,27 @@ def test_an_unknown_choice_gets_400(models: list) -> None:
     assert response.status_code == 400 and not Vote.objects.exists()
 
 
-def test_an_unknown_battle_id_gets_404(models: list) -> None:
+def test_an_unknown_battle_id_gets_404(models: list[Any]) -> None:
     client, token = api_client()
     missing = uuid.uuid4()
     assert client.get(f"/api/v1/battles/{missing}").status_code == 404
-    assert post_json(client, f"/api/v1/battles/{missing}/vote", {"choice": "left"},
-                     token).status_code == 404
+    assert (
+        post_json(client, f"/api/v1/battles/{missing}/vote", {"choice": "left"}, token).status_code
+        == 404
+    )
     assert client.get(f"/battles/{missing}").status_code == 404
     assert client.get("/api/v1/battles/not-a-uuid").status_code == 404
 
 
-def test_another_sessions_battle_is_a_404_and_cannot_be_voted_on(models: list) -> None:
+def test_another_sessions_battle_is_a_404_and_cannot_be_voted_on(models: list[Any]) -> None:
     owner, owner_token = api_client()
     created = api_battle(owner, owner_token)
     make_ready(created["id"])
     stranger, stranger_token = api_client()
     assert stranger.get(f"/api/v1/battles/{created['id']}").status_code == 404
-    response = post_json(stranger, f"/api/v1/battles/{created['id']}/vote", {"choice": "left"},
-                         stranger_token)
+    response = post_json(
+        stranger, f"/api/v1/battles/{created['id']}/vote", {"choice": "left"}, stranger_token
+    )
     assert response.status_code == 404 and not Vote.objects.exists()
 
 
