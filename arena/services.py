@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from arena.categories import CATEGORIES, classify_prompt
@@ -21,7 +21,7 @@ from arena.matchmaking import pick_pair
 from arena.models import Battle, Prompt, Vote
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
-from leaderboard.models import PairCount
+from leaderboard import services as leaderboard_services
 
 # Shown for every battle that cannot finish, whatever went wrong on which side: the message
 # must not tell which model failed.
@@ -260,20 +260,11 @@ def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
         locked.status = Battle.Status.VOTED
         locked.save(update_fields=["status"])
         if locked.anonymous:
-            _count_vote(battle=locked, choice=choice)
+            leaderboard_services.count_vote(
+                left_id=locked.model_left_id,
+                right_id=locked.model_right_id,
+                category=locked.category,
+                choice=choice,
+            )
     battle.refresh_from_db()
     return vote
-
-
-def _count_vote(*, battle: Battle, choice: str) -> None:
-    """Add the vote to its pair's running counts (lower model id stored first)."""
-    left, right = battle.model_left_id, battle.model_right_id
-    a, b = (left, right) if left < right else (right, left)
-    field = {
-        Vote.Choice.TIE: "ties",
-        Vote.Choice.BOTH_BAD: "both_bad",
-        Vote.Choice.LEFT: "wins_a" if left == a else "wins_b",
-        Vote.Choice.RIGHT: "wins_b" if left == a else "wins_a",
-    }[Vote.Choice(choice)]
-    row, _ = PairCount.objects.get_or_create(category=battle.category, model_a_id=a, model_b_id=b)
-    PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})

@@ -241,3 +241,28 @@ LOGGING = {
     "loggers": {"django.server": {"level": "WARNING"}},
 }
 CSRF_FAILURE_VIEW = "arena.views.csrf_failure"
+
+# --- Leaderboard --------------------------------------------------------------------------
+LEADERBOARD_REFRESH_S = env_int("LEADERBOARD_REFRESH_S", 60, minimum=1)
+# "sandwich" (robust, LMArena's default) or "bootstrap" (multinomial over the counts).
+LEADERBOARD_INTERVALS = env_str("LEADERBOARD_INTERVALS", "sandwich")
+if LEADERBOARD_INTERVALS not in {"sandwich", "bootstrap"}:
+    raise ImproperlyConfigured("LEADERBOARD_INTERVALS must be sandwich or bootstrap")
+LEADERBOARD_BOOTSTRAP_ROUNDS = env_int("LEADERBOARD_BOOTSTRAP_ROUNDS", 1000, minimum=10)
+# "Both are bad" is kept apart in the data; by default the ratings count it as a tie.
+LEADERBOARD_BOTH_BAD_AS_TIE = env_bool("LEADERBOARD_BOTH_BAD_AS_TIE", True)
+# Overall: models with fewer votes are marked provisional. Categories: they are hidden.
+LEADERBOARD_PROVISIONAL_VOTES = env_int("LEADERBOARD_PROVISIONAL_VOTES", 2000)
+LEADERBOARD_CATEGORY_MIN_VOTES = env_int("LEADERBOARD_CATEGORY_MIN_VOTES", 300)
+# A model key to pin at LEADERBOARD_ANCHOR_RATING; empty centres the board on the mean.
+LEADERBOARD_ANCHOR = env_str("LEADERBOARD_ANCHOR", "")
+LEADERBOARD_ANCHOR_RATING = float(env_str("LEADERBOARD_ANCHOR_RATING", "1000"))
+LEADERBOARD_ELO_K = float(env_str("LEADERBOARD_ELO_K", "4"))
+
+CELERY_BEAT_SCHEDULE = {
+    "refresh-leaderboard": {
+        "task": "leaderboard.tasks.refresh",
+        "schedule": float(LEADERBOARD_REFRESH_S),
+        "options": {"expires": float(LEADERBOARD_REFRESH_S)},
+    },
+}

@@ -39,3 +39,111 @@ class PairCount(models.Model):
     @property
     def total(self) -> int:
         return self.wins_a + self.wins_b + self.ties + self.both_bad
+
+
+class OnlineElo(models.Model):
+    """A model's online Elo rating, updated vote by vote (a comparison column only)."""
+
+    model = models.OneToOneField(ImageModel, on_delete=models.CASCADE, related_name="online_elo")
+    rating = models.FloatField()
+    votes = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.model_id}: {self.rating:.1f}"
+
+
+class SnapshotQuerySet(models.QuerySet["Snapshot"]):
+    def latest_for(self, category: str = "") -> Snapshot | None:
+        """The newest board for a category ("" is overall), for pages, API and exports."""
+        return self.filter(category=category).order_by("-created_at", "-pk").first()
+
+
+class Snapshot(models.Model):
+    """One computed board: how it was computed, from how many votes, and when."""
+
+    class IntervalMethod(models.TextChoices):
+        SANDWICH = "sandwich"
+        BOOTSTRAP = "bootstrap"
+
+    category = models.CharField(max_length=30, blank=True, help_text="Empty for overall")
+    created_at = models.DateTimeField()
+    method = models.CharField(max_length=40, default="bradley_terry")
+    interval_method = models.CharField(max_length=20, choices=IntervalMethod.choices)
+    bootstrap_rounds = models.PositiveIntegerField(default=0)
+    seed = models.BigIntegerField(null=True, blank=True)
+    level = models.FloatField(default=0.95)
+    votes_used = models.PositiveIntegerField()
+    both_bad_as_tie = models.BooleanField(default=True)
+    anchor = models.CharField(max_length=100, blank=True, help_text="Anchored model key, if any")
+    components = models.PositiveIntegerField(default=1, help_text="Parts of the comparison graph")
+    code_version = models.CharField(max_length=64, blank=True)
+    compute_ms = models.FloatField(default=0.0)
+    # Model ids in matrix order, and the win-rate, battle-count and predicted matrices.
+    matrices = models.JSONField(default=dict)
+
+    objects = SnapshotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["category", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.category or 'overall'} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SnapshotRow(models.Model):
+    """One model's line on a board."""
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="rows")
+    model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    rank = models.PositiveIntegerField(help_text="Rank (UB)")
+    rating = models.FloatField()
+    lower = models.FloatField()
+    upper = models.FloatField()
+    votes = models.PositiveIntegerField()
+    win_rate = models.FloatField()
+    online_elo = models.FloatField(null=True, blank=True)
+    provisional = models.BooleanField(default=False)
+    component = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["rank", "-rating"]
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "model"], name="unique_snapshot_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.model_id} {self.rating:.1f}"
+
+
+class ImportedBattle(models.Model):
+    """A vote from an existing log (FastChat's clean-battle layout) rather than from a battle
+    played here; it has no images, only the two models, the outcome and where it came from."""
+
+    class Winner(models.TextChoices):
+        MODEL_A = "model_a"
+        MODEL_B = "model_b"
+        TIE = "tie"
+        BOTH_BAD = "tie (bothbad)"
+
+    source = models.CharField(max_length=300, help_text="File name the row came from")
+    line = models.PositiveIntegerField()
+    model_a = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    winner = models.CharField(max_length=16, choices=Winner.choices)
+    tstamp = models.DateTimeField(null=True, blank=True)
+    anonymous = models.BooleanField(default=True)
+    category = models.CharField(max_length=30, blank=True)
+    judge = models.CharField(max_length=200, blank=True)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tstamp"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(model_a=F("model_b")), name="imported_battle_models_differ"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}"

@@ -449,11 +449,26 @@ def online_elo(
     # Each update depends on the previous one, so this loop cannot be vectorised; plain Python
     # floats are several times faster than numpy scalars here.
     for i, j, won in zip(side_a.tolist(), side_b.tolist(), result.tolist(), strict=True):
-        expected = 1.0 / (1.0 + base ** ((ratings[j] - ratings[i]) / scale))
-        change = k * (won - expected)
+        change = elo_change(
+            rating_a=ratings[i], rating_b=ratings[j], outcome=won, k=k, scale=scale, base=base
+        )
         ratings[i] += change
         ratings[j] -= change
     return np.asarray(ratings, dtype=np.float64)
+
+
+def elo_change(
+    *,
+    rating_a: float,
+    rating_b: float,
+    outcome: float,
+    k: float = 4.0,
+    scale: float = 400.0,
+    base: float = 10.0,
+) -> float:
+    """One online Elo step: what side a gains (side b loses the same) for one vote's outcome."""
+    expected = 1.0 / (1.0 + base ** ((rating_b - rating_a) / scale))
+    return k * (outcome - expected)
 
 
 def battle_count_matrix(counts: PairCounts) -> Floats:

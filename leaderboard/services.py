@@ -1,38 +1,251 @@
-"""Reads for the leaderboard: per-model totals from the pair counts."""
+"""Leaderboard logic: keep the counts per vote, compute boards from them, store snapshots."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
+import logging
+import os
+import random
+import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard.models import PairCount
+from leaderboard import ratings
+from leaderboard.models import OnlineElo, PairCount, Snapshot, SnapshotRow
+
+logger = logging.getLogger(__name__)
+
+ELO_INIT = 1000.0
+OVERALL = ""
+
+
+def count_vote(*, left_id: int, right_id: int, category: str, choice: str) -> None:
+    """Add one anonymous vote to its pair's counts and to online Elo; call inside the vote's
+    transaction so a vote and its counts commit together."""
+    a, b = (left_id, right_id) if left_id < right_id else (right_id, left_id)
+    left_is_a = left_id == a
+    field = {
+        "tie": "ties",
+        "both_bad": "both_bad",
+        "left": "wins_a" if left_is_a else "wins_b",
+        "right": "wins_b" if left_is_a else "wins_a",
+    }[choice]
+    row, _ = PairCount.objects.get_or_create(category=category, model_a_id=a, model_b_id=b)
+    PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})
+    _update_elo(left_id=left_id, right_id=right_id, choice=choice)
+
+
+def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
+    for model_id in sorted((left_id, right_id)):
+        OnlineElo.objects.get_or_create(model_id=model_id, defaults={"rating": ELO_INIT})
+    # Lock both rows in id order, so two votes on overlapping pairs cannot deadlock.
+    rows = {
+        row.model_id: row
+        for row in OnlineElo.objects.select_for_update()
+        .filter(model_id__in=(left_id, right_id))
+        .order_by("model_id")
+    }
+    outcome = {"left": 1.0, "right": 0.0}.get(choice, 0.5)
+    change = ratings.elo_change(
+        rating_a=rows[left_id].rating,
+        rating_b=rows[right_id].rating,
+        outcome=outcome,
+        k=settings.LEADERBOARD_ELO_K,
+    )
+    OnlineElo.objects.filter(model_id=left_id).update(
+        rating=F("rating") + change, votes=F("votes") + 1
+    )
+    OnlineElo.objects.filter(model_id=right_id).update(
+        rating=F("rating") - change, votes=F("votes") + 1
+    )
+
+
+@transaction.atomic
+def rebuild_counts() -> int:
+    """Recompute every pair count and online Elo from the votes, in vote order; returns votes."""
+    from arena.models import Vote
+
+    PairCount.objects.all().delete()
+    OnlineElo.objects.all().delete()
+    votes = (
+        Vote.objects.filter(battle__anonymous=True)
+        .order_by("created_at", "pk")
+        .values_list(
+            "battle__model_left_id", "battle__model_right_id", "battle__category", "choice"
+        )
+    )
+    total = 0
+    for left_id, right_id, category, choice in votes.iterator(chunk_size=2000):
+        count_vote(left_id=left_id, right_id=right_id, category=category, choice=choice)
+        total += 1
+    return total
 
 
 @dataclass(frozen=True)
-class Row:
-    model: ImageModel
+class Counts:
+    """Pair counts for one board, with the model ids behind the matrix indices."""
+
+    model_ids: list[int]
+    pairs: ratings.PairCounts
     votes: int
-    wins: float
-    win_rate: float | None
 
 
-def board(*, category: str | None = None) -> list[Row]:
-    """Every model with anonymous votes: votes, wins (a tie or both-bad as half), win rate."""
-    counts = PairCount.objects.all()
+def load_counts(*, category: str = OVERALL, both_bad_as_tie: bool | None = None) -> Counts:
+    """The board's counts from the pair-count rows (overall sums every category)."""
+    if both_bad_as_tie is None:
+        both_bad_as_tie = settings.LEADERBOARD_BOTH_BAD_AS_TIE
+    rows = PairCount.objects.all()
     if category:
-        counts = counts.filter(category=category)
-    votes: dict[int, int] = defaultdict(int)
-    wins: dict[int, float] = defaultdict(float)
-    for row in counts:
-        shared = (row.ties + row.both_bad) / 2
-        votes[row.model_a_id] += row.total
-        votes[row.model_b_id] += row.total
-        wins[row.model_a_id] += row.wins_a + shared
-        wins[row.model_b_id] += row.wins_b + shared
-    models = ImageModel.objects.in_bulk(list(votes))
-    rows = [
-        Row(model=models[pk], votes=n, wins=wins[pk], win_rate=wins[pk] / n if n else None)
-        for pk, n in votes.items()
-    ]
-    return sorted(rows, key=lambda r: (-(r.win_rate or 0), -r.votes, r.model.display_name))
+        rows = rows.filter(category=category)
+    summed = list(
+        rows.values("model_a_id", "model_b_id").annotate(
+            wa=Sum("wins_a"), wb=Sum("wins_b"), t=Sum("ties"), bb=Sum("both_bad")
+        )
+    )
+    model_ids = sorted({r["model_a_id"] for r in summed} | {r["model_b_id"] for r in summed})
+    index = {pk: i for i, pk in enumerate(model_ids)}
+    ties = np.array([r["t"] + (r["bb"] if both_bad_as_tie else 0) for r in summed], dtype=float)
+    pairs = ratings.PairCounts.from_arrays(
+        a=np.array([index[r["model_a_id"]] for r in summed], dtype=np.int64),
+        b=np.array([index[r["model_b_id"]] for r in summed], dtype=np.int64),
+        wins_a=np.array([r["wa"] for r in summed], dtype=float),
+        wins_b=np.array([r["wb"] for r in summed], dtype=float),
+        ties=ties,
+        n_models=max(len(model_ids), 1),
+    )
+    votes = sum(r["wa"] + r["wb"] + r["t"] + r["bb"] for r in summed)
+    return Counts(model_ids=model_ids, pairs=pairs, votes=votes)
+
+
+@functools.cache
+def code_version() -> str:
+    """The code's version for provenance: ARENA_CODE_VERSION, else the git commit."""
+    if os.environ.get("ARENA_CODE_VERSION"):
+        return os.environ["ARENA_CODE_VERSION"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def refresh(
+    *,
+    category: str = OVERALL,
+    interval_method: str | None = None,
+    rounds: int | None = None,
+    seed: int | None = None,
+) -> Snapshot | None:
+    """Compute one board from the counts and store it as a snapshot; None without votes."""
+    started = time.perf_counter()
+    method = interval_method or settings.LEADERBOARD_INTERVALS
+    counts = load_counts(category=category)
+    if counts.votes == 0 or len(counts.model_ids) < 2:
+        return None
+    pairs = counts.pairs
+    theta = ratings.fit_bradley_terry(counts=pairs)
+    used_rounds = 0
+    if method == Snapshot.IntervalMethod.BOOTSTRAP:
+        used_rounds = rounds or settings.LEADERBOARD_BOOTSTRAP_ROUNDS
+        seed = seed if seed is not None else random.SystemRandom().randrange(2**63)
+        low, high, _ = ratings.bootstrap_intervals(
+            counts=pairs, rounds=used_rounds, rng=np.random.default_rng(seed), log_strengths=theta
+        )
+    else:
+        seed = None
+        low, high = ratings.sandwich_intervals(counts=pairs, log_strengths=theta)
+    models = ImageModel.objects.in_bulk(counts.model_ids)
+    anchor_key = settings.LEADERBOARD_ANCHOR
+    anchor = next(
+        (i for i, pk in enumerate(counts.model_ids) if models[pk].key == anchor_key), None
+    )
+    display = {
+        "anchor": anchor,
+        "anchor_rating": settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None,
+    }
+    rating = ratings.to_display(log_strengths=theta, **display)
+    lower, upper = ratings.intervals_to_display(
+        log_strengths=theta, lower=low, upper=high, scale=400.0, base=10.0, init=1000.0, **display
+    )
+    battles = ratings.battle_count_matrix(pairs)
+    win_rates = ratings.win_rate_matrix(pairs)
+    per_model = battles.sum(axis=1)
+    score = np.nansum(win_rates * battles, axis=1)
+    parts = ratings.components(pairs)
+    threshold = (
+        settings.LEADERBOARD_CATEGORY_MIN_VOTES
+        if category
+        else settings.LEADERBOARD_PROVISIONAL_VOTES
+    )
+    # Overall, thin models are shown and marked provisional; a category board hides them.
+    shown = [i for i in range(len(counts.model_ids)) if not category or per_model[i] >= threshold]
+    ranks = ratings.rank_ub(lower=lower[shown], upper=upper[shown]) if shown else []
+    elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
+    with transaction.atomic():
+        snapshot = Snapshot.objects.create(
+            category=category,
+            created_at=timezone.now(),
+            interval_method=method,
+            bootstrap_rounds=used_rounds,
+            seed=seed,
+            votes_used=counts.votes,
+            both_bad_as_tie=settings.LEADERBOARD_BOTH_BAD_AS_TIE,
+            anchor=anchor_key if anchor is not None else "",
+            components=int(parts.max()) + 1 if parts.size else 0,
+            code_version=code_version(),
+            matrices={
+                "model_ids": counts.model_ids,
+                "win_rate": _json_matrix(win_rates),
+                "battles": battles.astype(int).tolist(),
+                "predicted": _json_matrix(ratings.predicted_win_matrix(theta)),
+            },
+        )
+        SnapshotRow.objects.bulk_create(
+            SnapshotRow(
+                snapshot=snapshot,
+                model_id=counts.model_ids[i],
+                rank=int(rank),
+                rating=float(rating[i]),
+                lower=float(lower[i]),
+                upper=float(upper[i]),
+                votes=int(per_model[i]),
+                win_rate=float(score[i] / per_model[i]) if per_model[i] else 0.0,
+                online_elo=elo.get(counts.model_ids[i]) if not category else None,
+                provisional=per_model[i] < threshold,
+                component=int(parts[i]),
+            )
+            for i, rank in zip(shown, ranks, strict=True)
+        )
+        snapshot.compute_ms = (time.perf_counter() - started) * 1000
+        snapshot.save(update_fields=["compute_ms"])
+    return snapshot
+
+
+def _json_matrix(matrix: np.ndarray) -> list[list[float | None]]:
+    return [[None if np.isnan(v) else round(float(v), 6) for v in row] for row in matrix]
+
+
+def refresh_all(**options: object) -> list[Snapshot]:
+    """Refresh the overall board and one board per category that has votes."""
+    categories = PairCount.objects.order_by().values_list("category", flat=True).distinct()
+    boards = [OVERALL, *sorted(set(categories))]
+    made = []
+    for category in boards:
+        snapshot = refresh(category=category, **options)  # type: ignore[arg-type]
+        if snapshot is not None:
+            made.append(snapshot)
+    return made
