@@ -115,6 +115,16 @@ class SnapshotRow(models.Model):
     def __str__(self) -> str:
         return f"#{self.rank} {self.model_id} {self.rating:.1f}"
 
+    @property
+    def minus(self) -> float:
+        """Distance from the rating down to the interval's lower bound."""
+        return self.rating - self.lower
+
+    @property
+    def plus(self) -> float:
+        """Distance from the rating up to the interval's upper bound."""
+        return self.upper - self.rating
+
 
 class ImportedBattle(models.Model):
     """A vote from an existing log (FastChat's clean-battle layout) rather than from a battle

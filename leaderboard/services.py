@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from generation.models import ImageModel
 from leaderboard import ratings
-from leaderboard.models import OnlineElo, PairCount, Snapshot, SnapshotRow
+from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot, SnapshotRow
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +27,37 @@ ELO_INIT = 1000.0
 OVERALL = ""
 
 
-def count_vote(*, left_id: int, right_id: int, category: str, choice: str) -> None:
-    """Add one anonymous vote to its pair's counts and to online Elo; call inside the vote's
-    transaction so a vote and its counts commit together."""
-    a, b = (left_id, right_id) if left_id < right_id else (right_id, left_id)
-    left_is_a = left_id == a
+FIELDS = ("wins_a", "wins_b", "ties", "both_bad")
+# How an imported log's winner reads as a vote on its left (model_a) and right (model_b) sides.
+IMPORTED_CHOICE = {"model_a": "left", "model_b": "right", "tie": "tie", "tie (bothbad)": "both_bad"}
+
+
+def _ordered(left_id: int, right_id: int, choice: str) -> tuple[int, int, str]:
+    """The pair in stored order (lower id first) and the count field this vote adds to."""
+    if left_id < right_id:
+        a, b, swapped = left_id, right_id, False
+    else:
+        a, b, swapped = right_id, left_id, True
     field = {
         "tie": "ties",
         "both_bad": "both_bad",
-        "left": "wins_a" if left_is_a else "wins_b",
-        "right": "wins_b" if left_is_a else "wins_a",
+        "left": "wins_b" if swapped else "wins_a",
+        "right": "wins_a" if swapped else "wins_b",
     }[choice]
+    return a, b, field
+
+
+def count_vote(*, left_id: int, right_id: int, category: str, choice: str) -> None:
+    """Add one anonymous vote to its pair's counts and to online Elo; call inside the vote's
+    transaction so a vote and its counts commit together."""
+    a, b, field = _ordered(left_id, right_id, choice)
     row, _ = PairCount.objects.get_or_create(category=category, model_a_id=a, model_b_id=b)
     PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})
     _update_elo(left_id=left_id, right_id=right_id, choice=choice)
+
+
+def _elo_outcome(choice: str) -> float:
+    return {"left": 1.0, "right": 0.0}.get(choice, 0.5)
 
 
 def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
@@ -53,11 +70,10 @@ def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
         .filter(model_id__in=(left_id, right_id))
         .order_by("model_id")
     }
-    outcome = {"left": 1.0, "right": 0.0}.get(choice, 0.5)
     change = ratings.elo_change(
         rating_a=rows[left_id].rating,
         rating_b=rows[right_id].rating,
-        outcome=outcome,
+        outcome=_elo_outcome(choice),
         k=settings.LEADERBOARD_ELO_K,
     )
     OnlineElo.objects.filter(model_id=left_id).update(
@@ -70,23 +86,61 @@ def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
 
 @transaction.atomic
 def rebuild_counts() -> int:
-    """Recompute every pair count and online Elo from the votes, in vote order; returns votes."""
+    """Recompute every pair count and online Elo from the anonymous votes and imported logs,
+    in time order, in memory; returns how many votes were counted."""
     from arena.models import Vote
+
+    events = [
+        (when, left, right, category, choice)
+        for when, left, right, category, choice in Vote.objects.filter(
+            battle__anonymous=True
+        ).values_list(
+            "created_at",
+            "battle__model_left_id",
+            "battle__model_right_id",
+            "battle__category",
+            "choice",
+        )
+    ]
+    imported = ImportedBattle.objects.filter(anonymous=True).order_by("pk")
+    for tstamp, imported_at, left, right, category, winner in imported.values_list(
+        "tstamp", "imported_at", "model_a_id", "model_b_id", "category", "winner"
+    ).iterator(chunk_size=10_000):
+        events.append((tstamp or imported_at, left, right, category, IMPORTED_CHOICE[winner]))
+    events.sort(key=lambda event: event[0])  # stable: equal times keep file order
+
+    counts: dict[tuple[str, int, int], dict[str, int]] = {}
+    elo: dict[int, float] = {}
+    elo_votes: dict[int, int] = {}
+    k = settings.LEADERBOARD_ELO_K
+    for _, left, right, category, choice in events:
+        a, b, field = _ordered(left, right, choice)
+        row = counts.setdefault((category, a, b), dict.fromkeys(FIELDS, 0))
+        row[field] += 1
+        change = ratings.elo_change(
+            rating_a=elo.get(left, ELO_INIT),
+            rating_b=elo.get(right, ELO_INIT),
+            outcome=_elo_outcome(choice),
+            k=k,
+        )
+        elo[left] = elo.get(left, ELO_INIT) + change
+        elo[right] = elo.get(right, ELO_INIT) - change
+        elo_votes[left] = elo_votes.get(left, 0) + 1
+        elo_votes[right] = elo_votes.get(right, 0) + 1
 
     PairCount.objects.all().delete()
     OnlineElo.objects.all().delete()
-    votes = (
-        Vote.objects.filter(battle__anonymous=True)
-        .order_by("created_at", "pk")
-        .values_list(
-            "battle__model_left_id", "battle__model_right_id", "battle__category", "choice"
-        )
+    PairCount.objects.bulk_create(
+        (
+            PairCount(category=c, model_a_id=a, model_b_id=b, **row)
+            for (c, a, b), row in counts.items()
+        ),
+        batch_size=1000,
     )
-    total = 0
-    for left_id, right_id, category, choice in votes.iterator(chunk_size=2000):
-        count_vote(left_id=left_id, right_id=right_id, category=category, choice=choice)
-        total += 1
-    return total
+    OnlineElo.objects.bulk_create(
+        OnlineElo(model_id=pk, rating=rating, votes=elo_votes[pk]) for pk, rating in elo.items()
+    )
+    return len(events)
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,30 @@ def _purge(queue: str) -> None:
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _png(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def finish_battle() -> Any:
+    """Finish both sides of a battle by hand, through the real services, without a worker."""
+    from generation import services as generation_services
+
+    def finish(battle: Any) -> None:
+        for generation in (battle.generation_left, battle.generation_right):
+            claimed = generation_services.claim(generation_id=generation.pk)
+            assert claimed is not None
+            generation_services.finish(
+                generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
+            )
+        battle.refresh_from_db()
+
+    return finish

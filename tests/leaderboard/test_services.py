@@ -1,0 +1,208 @@
+"""Leaderboard services: counts kept per vote, snapshots computed from them."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from arena import services as arena_services
+from generation.models import ImageModel
+from leaderboard import ratings, services
+from leaderboard.models import OnlineElo, PairCount, Snapshot
+
+pytestmark = pytest.mark.django_db
+
+RATING_TOLERANCE = 1e-9
+
+
+def make_models(count: int) -> list[ImageModel]:
+    return [
+        ImageModel.objects.create(key=f"m{i}", display_name=f"Model {i}", source="x")
+        for i in range(count)
+    ]
+
+
+def cast(models: list[ImageModel], votes: list[tuple[int, int, str, str]]) -> None:
+    for left, right, choice, category in votes:
+        services.count_vote(
+            left_id=models[left].pk, right_id=models[right].pk, category=category, choice=choice
+        )
+
+
+def synthetic_votes(
+    rng: random.Random, n: int, strengths: list[float]
+) -> list[tuple[int, int, str, str]]:
+    votes = []
+    for _ in range(n):
+        left, right = rng.sample(range(len(strengths)), 2)
+        p_left = 1 / (1 + np.exp(strengths[right] - strengths[left]))
+        draw = rng.random()
+        choice = (
+            "tie"
+            if draw < 0.1
+            else "both_bad"
+            if draw < 0.15
+            else ("left" if rng.random() < p_left else "right")
+        )
+        votes.append((left, right, choice, rng.choice(["animals", "portraits"])))
+    return votes
+
+
+def test_a_vote_counts_on_its_pair_whichever_side_the_models_were_on() -> None:
+    models = make_models(2)
+    cast(models, [(1, 0, "left", "animals"), (0, 1, "left", "animals"), (1, 0, "right", "animals")])
+    row = PairCount.objects.get()
+    assert row.model_a_id == models[0].pk
+    assert (row.wins_a, row.wins_b) == (2, 1)
+
+
+def test_online_elo_kept_per_vote_equals_the_sequential_computation() -> None:
+    models = make_models(4)
+    votes = synthetic_votes(random.Random(3), 200, [0.0, 0.5, 1.0, -0.5])
+    cast(models, votes)
+    expected = ratings.online_elo(
+        a=[v[0] for v in votes],
+        b=[v[1] for v in votes],
+        outcome=[{"left": 1.0, "right": 0.0}.get(v[2], 0.5) for v in votes],
+        n_models=4,
+    )
+    kept = [OnlineElo.objects.get(model=m).rating for m in models]
+    assert np.allclose(kept, expected, atol=1e-9)
+
+
+def test_a_refresh_gives_the_ratings_of_the_maths_on_the_same_counts() -> None:
+    models = make_models(5)
+    cast(models, synthetic_votes(random.Random(1), 600, [0.0, 0.4, 0.8, -0.4, 1.2]))
+    snapshot = services.refresh()
+    assert snapshot is not None and snapshot.votes_used == 600
+    counts = services.load_counts()
+    expected = ratings.to_display(log_strengths=ratings.fit_bradley_terry(counts=counts.pairs))
+    got = {row.model_id: row.rating for row in snapshot.rows.all()}
+    for index, model_id in enumerate(counts.model_ids):
+        assert abs(got[model_id] - expected[index]) < RATING_TOLERANCE
+    best = snapshot.rows.order_by("-rating").first()
+    assert best is not None and best.model == models[4]
+
+
+def test_both_bad_counts_as_a_tie_by_default_and_can_be_left_out(settings: Any) -> None:
+    models = make_models(2)
+    cast(models, [(0, 1, "left", "animals")] * 3 + [(0, 1, "both_bad", "animals")] * 5)
+    with_ties = services.load_counts()
+    assert with_ties.pairs.ties.tolist() == [5.0] and with_ties.votes == 8
+    settings.LEADERBOARD_BOTH_BAD_AS_TIE = False
+    without = services.load_counts()
+    assert without.pairs.ties.tolist() == [0.0]
+    assert PairCount.objects.get().both_bad == 5, "both bad stays distinct in the data"
+
+
+def test_the_overall_board_marks_thin_models_provisional(settings: Any) -> None:
+    settings.LEADERBOARD_PROVISIONAL_VOTES = 100
+    models = make_models(3)
+    cast(models, [(0, 1, "left", "animals")] * 60 + [(0, 1, "right", "animals")] * 60)
+    cast(models, [(0, 2, "left", "animals")] * 5 + [(2, 1, "left", "animals")] * 5)
+    snapshot = services.refresh()
+    assert snapshot is not None
+    provisional = {row.model_id: row.provisional for row in snapshot.rows.all()}
+    assert provisional == {models[0].pk: False, models[1].pk: False, models[2].pk: True}
+
+
+def test_a_category_board_hides_models_with_few_votes_there(settings: Any) -> None:
+    settings.LEADERBOARD_CATEGORY_MIN_VOTES = 50
+    models = make_models(3)
+    cast(models, [(0, 1, "left", "animals")] * 40 + [(1, 0, "left", "animals")] * 30)
+    cast(models, [(0, 2, "left", "animals")] * 10)
+    snapshot = services.refresh(category="animals")
+    assert snapshot is not None
+    assert set(snapshot.rows.values_list("model_id", flat=True)) == {models[0].pk, models[1].pk}
+    assert services.refresh(category="portraits") is None
+
+
+def test_a_board_in_two_disconnected_parts_says_so() -> None:
+    models = make_models(4)
+    cast(models, [(0, 1, "left", "animals")] * 10 + [(1, 0, "left", "animals")] * 5)
+    cast(models, [(2, 3, "left", "animals")] * 10 + [(3, 2, "left", "animals")] * 5)
+    snapshot = services.refresh()
+    assert snapshot is not None and snapshot.components == 2
+    groups = dict(snapshot.rows.values_list("model_id", "component"))
+    assert groups[models[0].pk] == groups[models[1].pk] != groups[models[2].pk]
+
+
+def test_an_undefeated_model_gets_a_finite_rating() -> None:
+    models = make_models(3)
+    cast(models, [(0, 1, "left", "animals")] * 20 + [(0, 2, "left", "animals")] * 20)
+    cast(models, [(1, 2, "left", "animals")] * 10 + [(2, 1, "left", "animals")] * 10)
+    snapshot = services.refresh()
+    assert snapshot is not None
+    for row in snapshot.rows.all():
+        assert np.isfinite([row.rating, row.lower, row.upper]).all()
+
+
+def test_the_bootstrap_board_records_its_rounds_and_seed_and_is_reproducible() -> None:
+    models = make_models(3)
+    cast(models, synthetic_votes(random.Random(2), 300, [0.0, 0.5, 1.0]))
+    first = services.refresh(interval_method="bootstrap", rounds=200, seed=42)
+    second = services.refresh(interval_method="bootstrap", rounds=200, seed=42)
+    assert first is not None and second is not None
+    assert (first.interval_method, first.bootstrap_rounds, first.seed) == ("bootstrap", 200, 42)
+    assert list(first.rows.values_list("lower", "upper")) == list(
+        second.rows.values_list("lower", "upper")
+    )
+
+
+def test_the_board_can_be_anchored_on_a_chosen_model(settings: Any) -> None:
+    models = make_models(3)
+    cast(models, synthetic_votes(random.Random(4), 300, [0.0, 0.5, 1.0]))
+    settings.LEADERBOARD_ANCHOR = "m1"
+    settings.LEADERBOARD_ANCHOR_RATING = 1200.0
+    snapshot = services.refresh()
+    assert snapshot is not None and snapshot.anchor == "m1"
+    assert abs(snapshot.rows.get(model=models[1]).rating - 1200.0) < 1e-6
+
+
+def test_rebuilding_the_counts_from_the_votes_gives_identical_ratings(
+    models: list[Any], finish_battle: Any
+) -> None:
+    rng = random.Random(5)
+    for _ in range(12):
+        battle = arena_services.create_battle(prompt_text="a fox", owner="me", rng=rng)
+        finish_battle(battle)
+        arena_services.cast_vote(
+            battle=battle, choice=rng.choice(["left", "right", "tie"]), voter="v"
+        )
+    before = services.refresh()
+    kept = sorted(
+        PairCount.objects.values_list(
+            "category", "model_a", "model_b", "wins_a", "wins_b", "ties", "both_bad"
+        )
+    )
+    elo_before = dict(OnlineElo.objects.values_list("model_id", "rating"))
+    assert services.rebuild_counts() == 12
+    after = services.refresh()
+    assert before is not None and after is not None
+    assert (
+        sorted(
+            PairCount.objects.values_list(
+                "category", "model_a", "model_b", "wins_a", "wins_b", "ties", "both_bad"
+            )
+        )
+        == kept
+    )
+    assert list(before.rows.values_list("model_id", "rating")) == list(
+        after.rows.values_list("model_id", "rating")
+    )
+    elo_after = dict(OnlineElo.objects.values_list("model_id", "rating"))
+    assert elo_after.keys() == elo_before.keys()
+    assert all(abs(elo_after[k] - elo_before[k]) < 1e-9 for k in elo_before)
+
+
+def test_named_battles_do_not_count_on_the_board(models: list[Any], finish_battle: Any) -> None:
+    battle = arena_services.create_battle(prompt_text="a fox", owner="me")
+    finish_battle(battle)
+    type(battle).objects.filter(pk=battle.pk).update(anonymous=False)
+    battle.refresh_from_db()
+    arena_services.cast_vote(battle=battle, choice="left", voter="v")
+    assert not PairCount.objects.exists() and services.refresh() is None
+    assert not Snapshot.objects.exists()
