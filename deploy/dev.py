@@ -91,6 +91,7 @@ def run() -> int:
     ensure_venv(dev=False)
     env = base_env()
     env.setdefault("ARENA_WARM_MODELS", "all")
+    env.setdefault("LEADERBOARD_REFRESH_S", "15")
     prepare(env)
     queues = subprocess.run(
         [str(PYTHON), str(ROOT / "manage.py"), "list_queues"],
@@ -119,6 +120,9 @@ def run() -> int:
             "--loglevel",
             "INFO",
         ],
+        # Beat schedules the leaderboard refresh (LEADERBOARD_REFRESH_S; 15 s in the demo).
+        "beat": [str(VENV / "bin" / "celery"), "-A", "arena", "beat", "--loglevel", "WARNING",
+                 "--schedule", str(ROOT / "var" / "celerybeat-schedule")],
         "web": [str(PYTHON), str(ROOT / "manage.py"), "runserver", "--noreload", f"{host}:{port}"],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -1,0 +1,61 @@
+"""Image files carry pixels and nothing else."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+
+from PIL import Image, PngImagePlugin
+
+from generation import images
+
+
+def chunk_types(data: bytes) -> list[bytes]:
+    types, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        types.append(data[offset + 4 : offset + 8])
+        offset += 12 + length
+    return types
+
+
+def tagged_image() -> Image.Image:
+    """An image whose PNG carries a text chunk naming its model, EXIF and an ICC profile."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "model: secret-model-v2, seed 42")
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>secret-model-v2</x:xmpmeta>")
+    exif = Image.Exif()
+    exif[0x0131] = "secret-model-v2"  # Software
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 48), (200, 30, 30)).save(buffer, format="PNG", pnginfo=info, exif=exif)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def test_encoding_drops_text_chunks_exif_and_xmp() -> None:
+    source = tagged_image()
+    assert "parameters" in source.info  # the input really is tagged
+    data = images.encode_png(source, width=80, height=48)
+    assert b"secret-model" not in data
+    assert set(chunk_types(data)) == {b"IHDR", b"IDAT", b"IEND"}
+
+
+def test_encoding_resizes_to_the_battle_size_and_keeps_the_pixels_otherwise() -> None:
+    source = Image.new("RGB", (64, 64), (12, 34, 56))
+    same = Image.open(io.BytesIO(images.encode_png(source, width=64, height=64)))
+    assert same.size == (64, 64) and same.getpixel((10, 10)) == (12, 34, 56)
+    resized = Image.open(io.BytesIO(images.encode_png(source, width=32, height=32)))
+    assert resized.size == (32, 32) and resized.mode == "RGB"
+
+
+def test_the_same_pixels_give_the_same_bytes() -> None:
+    source = Image.effect_noise((64, 64), 40).convert("RGB")
+    assert images.encode_png(source, width=64, height=64) == images.encode_png(
+        source.copy(), width=64, height=64
+    )
+
+
+def test_file_names_are_random_and_say_nothing() -> None:
+    names = {images.random_image_name() for _ in range(1000)}
+    assert len(names) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}\.png", name) for name in names)

@@ -1,0 +1,87 @@
+"""The tiny pipelines, loaded through the loader real checkpoints use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generation import pipelines
+from generation.tiny import TINY_MODELS
+
+# Batched and unbatched runs may differ by a pixel level; repeated single runs should not.
+PIXEL_TOLERANCE = 1
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_models_dir: Path) -> dict[str, object]:
+    return {
+        config.name: pipelines.load_pipeline(
+            pipelines.PipelineSpec(
+                key=config.name,
+                version="1",
+                source=str(tiny_models_dir / config.name),
+                pipeline_class="StableDiffusionPipeline",
+            ),
+            device="cpu",
+        )
+        for config in TINY_MODELS
+    }
+
+
+def run(pipe: object, seed: int, steps: int = 4, on_step: object = None) -> np.ndarray:
+    image = pipelines.generate(
+        pipe,
+        prompt="a red fox",
+        negative_prompt="",
+        seed=seed,
+        steps=steps,
+        guidance=5.0,
+        width=64,
+        height=64,
+        on_step=on_step,  # type: ignore[arg-type]
+    )
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_the_same_seed_gives_the_same_image(loaded: dict[str, object]) -> None:
+    pipe = loaded["tiny-inhouse"]
+    assert np.abs(run(pipe, 7) - run(pipe, 7)).max() <= PIXEL_TOLERANCE
+
+
+def test_another_seed_gives_another_image(loaded: dict[str, object]) -> None:
+    pipe = loaded["tiny-inhouse"]
+    assert np.abs(run(pipe, 7) - run(pipe, 8)).mean() > 5
+
+
+def test_each_tiny_model_makes_its_own_image(loaded: dict[str, object]) -> None:
+    outputs = [run(pipe, 7) for pipe in loaded.values()]
+    for i in range(len(outputs)):
+        for j in range(i + 1, len(outputs)):
+            assert np.abs(outputs[i] - outputs[j]).mean() > 5
+
+
+def test_every_step_is_reported_in_order(loaded: dict[str, object]) -> None:
+    steps: list[int] = []
+    run(loaded["tiny-baseline-a"], 1, steps=6, on_step=steps.append)
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_pipeline_is_loaded_once_per_process(tiny_models_dir: Path) -> None:
+    spec = pipelines.PipelineSpec(
+        key="tiny-baseline-b", version="cache-test", source=str(tiny_models_dir / "tiny-baseline-b")
+    )
+    assert pipelines.get_pipeline(spec) is pipelines.get_pipeline(spec)
+
+
+def test_gpu_options_are_skipped_on_the_cpu(tiny_models_dir: Path) -> None:
+    pipe = pipelines.load_pipeline(
+        pipelines.PipelineSpec(
+            key="t", version="1", source=str(tiny_models_dir / "tiny-inhouse"), dtype="float16"
+        ),
+        device="cpu",
+    )
+    import torch
+
+    assert pipe.unet.dtype == torch.float32, "half precision only on CUDA"
