@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from arena import views
+from leaderboard import views as leaderboard_views
 
 arena_patterns = [
     path("", views.index, name="index"),
@@ -17,6 +18,8 @@ arena_patterns = [
     path("api/v1/battles", views.api_create_battle, name="api_create_battle"),
     path("api/v1/battles/<uuid:battle_id>", views.api_battle, name="api_battle"),
     path("api/v1/battles/<uuid:battle_id>/vote", views.api_vote, name="api_vote"),
+    path("api/v1/leaderboard", leaderboard_views.api_leaderboard, name="api_leaderboard"),
+    path("api/v1/openapi.json", views.openapi, name="openapi"),
 ]
 
 urlpatterns = [

@@ -254,3 +254,11 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         },
         status=403,
     )
+
+
+@require_GET
+def openapi(request: HttpRequest) -> JsonResponse:
+    """The API's OpenAPI description."""
+    from arena.openapi import SCHEMA
+
+    return JsonResponse(SCHEMA)

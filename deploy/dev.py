@@ -93,14 +93,12 @@ def run() -> int:
     env.setdefault("ARENA_WARM_MODELS", "all")
     env.setdefault("LEADERBOARD_REFRESH_S", "15")
     prepare(env)
-    queues = subprocess.run(
+    model_queues = subprocess.run(
         [str(PYTHON), str(ROOT / "manage.py"), "list_queues"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout.strip()
+    # One local worker serves every model queue and "default", where the refresh task goes.
+    queues = ",".join(sorted({"default", *model_queues.split(",")}))
     host = env.get("ARENA_HOST", "127.0.0.1")
     port = env.get("ARENA_PORT", "8000")
     commands = {

@@ -6,4 +6,5 @@ app_name = "leaderboard"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("plots/<int:snapshot_id>/<str:kind>.svg", views.plot, name="plot"),
 ]

@@ -116,3 +116,51 @@ def test_the_battle_works_without_javascript(
     page.click("#vote-form button[value='tie']")
     assert "You voted: Tie" in page.inner_text("#reveal")
     context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_leaderboard_shows_its_table_and_plots_at_desktop_and_phone_widths(
+    browser: Any, live_server: Any, viewport: dict[str, int], transactional_db: None
+) -> None:
+    from leaderboard import services as leaderboard_services
+
+    names = ["Our Model v3", "SDXL 1.0", "FLUX.1 schnell", "SD 3.5 Large", "PixArt-Sigma"]
+    models = [
+        ImageModel.objects.create(
+            key=f"lb{i}",
+            display_name=name,
+            source="x",
+            organisation="Lab",
+            licence="open",
+            is_in_house=i == 0,
+        )
+        for i, name in enumerate(names)
+    ]
+    strengths = [0.6, 0.2, 0.9, 0.4, -0.2]
+    rng = __import__("random").Random(1)
+    for _ in range(1500):
+        left, right = rng.sample(range(5), 2)
+        p_left = 1 / (1 + 10 ** (strengths[right] - strengths[left]))
+        choice = "tie" if rng.random() < 0.15 else "left" if rng.random() < p_left else "right"
+        leaderboard_services.count_vote(
+            left_id=models[left].pk,
+            right_id=models[right].pk,
+            category=rng.choice(["animals", "portraits"]),
+            choice=choice,
+        )
+    leaderboard_services.refresh_all()
+    label = "desktop" if viewport is DESKTOP else "phone"
+    page = browser.new_page(viewport=viewport)
+    page.goto(live_server.url + "/leaderboard/")
+    page.wait_for_selector("#leaderboard tbody tr")
+    assert page.locator("#leaderboard tbody tr").count() == 5
+    page.wait_for_function(
+        "[...document.querySelectorAll('.plots img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page itself never scrolls sideways (the table may, in its box)"
+    shot(page, f"{label}-leaderboard")
+    page.click("text=Animals")
+    page.wait_for_selector("#board-meta")
+    assert "category=animals" in page.url
+    page.close()

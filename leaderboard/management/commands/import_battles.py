@@ -1,0 +1,37 @@
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from leaderboard import imports
+
+
+class Command(BaseCommand):
+    help = (
+        "Import votes from a battle log in FastChat's clean-battle layout (JSONL or CSV). "
+        "Every row is checked first; one bad row and nothing is imported."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--source", help="name to record as the rows' source (default: FILE)")
+
+    def handle(self, *args: Any, file: Path, source: str | None, **options: Any) -> None:
+        try:
+            result = imports.import_battles(path=file, source=source)
+        except OSError as error:
+            raise CommandError(f"cannot read {file}: {error}") from error
+        except imports.ImportFailed as failed:
+            for line, message in failed.errors:
+                self.stderr.write(f"line {line}: {message}")
+            if failed.total > len(failed.errors):
+                self.stderr.write(f"... and {failed.total - len(failed.errors)} more")
+            raise CommandError(str(failed)) from failed
+        self.stdout.write(
+            f"imported {result.rows} rows ({result.anonymous_rows} anonymous, counted) "
+            f"in {result.seconds:.1f} s"
+        )
+        created = ", ".join(result.models_created) or "none"
+        self.stdout.write(f"models created (disabled): {len(result.models_created)}: {created}")
+        self.stdout.write("run recompute_leaderboard to update the boards")

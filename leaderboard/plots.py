@@ -1,0 +1,91 @@
+"""Server-rendered SVG plots of a snapshot: ratings with intervals, and pairwise heatmaps."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+ACCENT = "#3050e0"
+IN_HOUSE = "#d9480f"
+# Hashes make each file's bytes depend on the content only, so cached SVGs compare equal.
+plt.rcParams["svg.hashsalt"] = "image-arena"
+plt.rcParams["svg.fonttype"] = "none"
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def ratings_plot(
+    *,
+    names: Sequence[str],
+    ratings: Sequence[float],
+    lower: Sequence[float],
+    upper: Sequence[float],
+    in_house: Sequence[bool],
+) -> str:
+    """Each model's rating as a dot with its 95% interval, best at the top."""
+    count = len(names)
+    figure, axes = plt.subplots(figsize=(7.5, 0.45 * count + 1.2))
+    positions = np.arange(count)[::-1]
+    rating = np.asarray(ratings)
+    errors = np.vstack([rating - np.asarray(lower), np.asarray(upper) - rating])
+    colours = [IN_HOUSE if flag else ACCENT for flag in in_house]
+    for y, x, low, high, colour in zip(
+        positions, rating, errors[0], errors[1], colours, strict=True
+    ):
+        axes.errorbar(x, y, xerr=[[low], [high]], fmt="o", color=colour, capsize=4, lw=1.6, ms=6)
+    axes.set_yticks(positions, labels=list(names))
+    axes.set_xlabel("Rating (Bradley-Terry, Elo scale) with 95% interval")
+    axes.grid(axis="x", alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    return _svg(figure)
+
+
+def heatmap(
+    *, matrix: Sequence[Sequence[float | None]], names: Sequence[str], title: str, percent: bool
+) -> str:
+    """A model-by-model matrix (row against column) with its value written in each cell."""
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    size = len(names)
+    np.fill_diagonal(values, np.nan)  # a model never meets itself
+    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    figure, axes = plt.subplots(figsize=(1.0 * size + 2.5, 0.8 * size + 1.8))
+    masked = np.ma.masked_invalid(values)
+    image = axes.imshow(
+        masked,
+        cmap="RdBu" if percent else "Blues",
+        vmin=0 if percent else None,
+        vmax=1 if percent else None,
+    )
+    axes.set_xticks(range(size), labels=list(names), rotation=35, ha="right")
+    axes.set_yticks(range(size), labels=list(names))
+    axes.set_title(title)
+    for i in range(size):
+        for j in range(size):
+            if np.isnan(values[i, j]):
+                continue
+            text = f"{values[i, j]:.0%}" if percent else f"{int(values[i, j])}"
+            strong = abs(values[i, j] - 0.5) > 0.3 if percent else values[i, j] > 0.6 * top
+            axes.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if strong else "black",
+            )
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    return _svg(figure)

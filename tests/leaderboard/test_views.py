@@ -1,0 +1,156 @@
+"""The leaderboard page, its plots, the leaderboard API and the OpenAPI description."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import jsonschema
+import pytest
+from django.test import Client
+
+from generation.models import ImageModel
+from leaderboard import services
+from leaderboard.models import Snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def board() -> Snapshot:
+    models = [
+        ImageModel.objects.create(
+            key=f"m{i}",
+            display_name=f"Model {i}",
+            source="x",
+            organisation=f"Org {i}",
+            licence="MIT",
+            is_in_house=i == 2,
+        )
+        for i in range(3)
+    ]
+    rng = random.Random(0)
+    for _ in range(300):
+        left, right = rng.sample(range(3), 2)
+        choice = "left" if rng.random() < (0.3 + 0.2 * left) else rng.choice(["right", "tie"])
+        services.count_vote(
+            left_id=models[left].pk, right_id=models[right].pk, category="animals", choice=choice
+        )
+    snapshots = services.refresh_all()
+    return snapshots[0]
+
+
+def openapi_validator(client: Client, schema_ref: str) -> jsonschema.Draft202012Validator:
+    document = client.get("/api/v1/openapi.json").json()
+    schema = {"$ref": schema_ref, "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_page_shows_rank_rating_interval_votes_and_badges(
+    client: Client, board: Snapshot
+) -> None:
+    html = client.get("/leaderboard/").content.decode()
+    for row in board.rows.select_related("model"):
+        assert row.model.display_name in html and row.model.organisation in html
+        assert f"{row.rating:.0f}" in html
+    assert "in-house" in html and "provisional" in html
+    assert (
+        "Rank (UB)" in html and "95% CI" in html and f"{board.votes_used} anonymous votes" in html
+    )
+
+
+def test_the_page_offers_each_category_board(client: Client, board: Snapshot) -> None:
+    html = client.get("/leaderboard/").content.decode()
+    assert "?category=animals" in html
+    assert client.get("/leaderboard/?category=animals").status_code == 200
+    assert client.get("/leaderboard/?category=nonsense").status_code == 404
+
+
+def test_the_page_without_votes_says_so(client: Client) -> None:
+    assert 'id="no-board"' in client.get("/leaderboard/").content.decode()
+
+
+@pytest.mark.parametrize("kind", ["ratings", "win_rate", "battles"])
+def test_each_plot_is_an_svg_naming_the_models(client: Client, board: Snapshot, kind: str) -> None:
+    response = client.get(f"/leaderboard/plots/{board.pk}/{kind}.svg")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    svg = response.content.decode()
+    assert svg.lstrip().startswith("<?xml") and "Model 0" in svg and "Model 2" in svg
+
+
+def test_an_unknown_plot_is_a_404(client: Client, board: Snapshot) -> None:
+    assert client.get(f"/leaderboard/plots/{board.pk}/pie.svg").status_code == 404
+    assert client.get("/leaderboard/plots/999999/ratings.svg").status_code == 404
+
+
+def test_the_api_serves_the_latest_board_with_its_provenance(
+    client: Client, board: Snapshot
+) -> None:
+    data = client.get("/api/v1/leaderboard").json()
+    assert data["snapshot"]["id"] == board.pk and data["snapshot"]["category"] == "overall"
+    assert data["snapshot"]["votes_used"] == 300
+    assert [row["rank"] for row in data["rows"]] == sorted(row["rank"] for row in data["rows"])
+    ratings = {row["key"]: row["rating"] for row in data["rows"]}
+    stored = {row.model.key: row.rating for row in board.rows.select_related("model")}
+    assert ratings == pytest.approx(stored)
+    category = client.get("/api/v1/leaderboard?category=animals").json()
+    assert category["snapshot"]["category"] == "animals"
+
+
+def test_the_api_refuses_an_unknown_category(client: Client) -> None:
+    response = client.get("/api/v1/leaderboard?category=nonsense")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_category"
+
+
+def test_the_leaderboard_api_matches_its_openapi_schema(client: Client, board: Snapshot) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    response_schema = document["paths"]["/api/v1/leaderboard"]["get"]["responses"]["200"]
+    schema = {
+        **response_schema["content"]["application/json"]["schema"],
+        "components": document["components"],
+    }
+    jsonschema.Draft202012Validator(schema).validate(client.get("/api/v1/leaderboard").json())
+
+
+def test_the_battle_api_matches_its_openapi_schema(models: list[Any], finish_battle: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    token = client.get("/api/v1/session").json()["csrf_token"]
+    validator = openapi_validator(client, "#/components/schemas/Battle")
+    created = client.post(
+        "/api/v1/battles",
+        {"prompt": "a kite"},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    ).json()
+    validator.validate(created)
+    from arena.models import Battle
+
+    finish_battle(Battle.objects.get(public_id=created["id"]))
+    validator.validate(client.get(f"/api/v1/battles/{created['id']}").json())
+    voted = client.post(
+        f"/api/v1/battles/{created['id']}/vote",
+        {"choice": "tie"},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    ).json()
+    validator.validate(voted)
+    error = client.post(
+        f"/api/v1/battles/{created['id']}/vote",
+        {"choice": "tie"},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    ).json()
+    openapi_validator(client, "#/components/schemas/Error").validate(error)
+
+
+def test_every_api_route_is_described() -> None:
+    from arena.openapi import SCHEMA
+    from arena.urls import arena_patterns
+
+    described = set(SCHEMA["paths"])
+    routes = {
+        "/" + str(p.pattern).replace("<uuid:battle_id>", "{battle_id}")
+        for p in arena_patterns
+        if str(p.pattern).startswith("api/v1/") and not str(p.pattern).endswith("openapi.json")
+    }
+    assert routes == described
