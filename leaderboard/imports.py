@@ -170,8 +170,8 @@ class _Battles:
 
     def add(self, line: int, record: Mapping[str, Any]) -> None:
         problems: list[str] = []
-        name_a = _name(record.get("model_a"), "model_a", problems)
-        name_b = _name(record.get("model_b"), "model_b", problems)
+        name_a = self._name(record.get("model_a"), "model_a", problems)
+        name_b = self._name(record.get("model_b"), "model_b", problems)
         if name_a is not None and name_a == name_b:
             problems.append(f"model_a and model_b are the same model ({name_a!r})")
         winner = record.get("winner")
@@ -210,6 +210,12 @@ class _Battles:
         self.tstamp.append(stamp)
         self.order_key.append(seconds)
         self.judge.append(judge)
+
+    def _name(self, value: object, column: str, problems: list[str]) -> str | None:
+        # A log names a few models a million times: check each name once.
+        if isinstance(value, str) and value in self.name_index:
+            return value
+        return _name(value, column, problems)
 
     def _index(self, name: str) -> int:
         index = self.name_index.get(name)

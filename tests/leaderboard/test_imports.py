@@ -236,6 +236,16 @@ def test_a_csv_without_a_required_column_fails_on_the_header(tmp_path: Path) -> 
     assert failed.value.errors == [(1, "the header lacks model_b")]
 
 
+def test_a_file_with_only_a_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("model_a,model_b,winner\n")
+
+    with pytest.raises(ImportFailed) as failed:
+        import_battles(path=path)
+
+    assert failed.value.errors == [(1, "the file holds no battles")]
+
+
 def test_many_bad_rows_report_the_first_fifty_and_the_total(tmp_path: Path) -> None:
     rows: list[dict[str, Any] | str] = [{"model_a": "A", "model_b": "B", "winner": "?"}] * 120
 

@@ -1,0 +1,147 @@
+"""Benchmark: import a million-row battle log, then compute boards from the counts.
+
+Run from the repository root against a scratch database (never one in use):
+
+    createdb -h 127.0.0.1 -U postgres arena_bench
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena_bench .venv/bin/python manage.py migrate
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena_bench \
+        .venv/bin/python tests/bench/bench_import.py [--rows N] [--models M] [--reset]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+# Single-threaded BLAS, as in bench_ratings.py; must precede numpy.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+from django.db.models import Sum  # noqa: E402
+
+from arena.categories import CATEGORIES  # noqa: E402
+from generation.models import ImageModel  # noqa: E402
+from leaderboard import services  # noqa: E402
+from leaderboard.imports import import_battles  # noqa: E402
+from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot  # noqa: E402
+
+PROTECTED_DATABASES = {"postgres", "test", "root"}
+T = TypeVar("T")
+
+
+def write_log(*, path: Path, rows: int, models: int, seed: int) -> None:
+    """A seeded JSONL log in FastChat's layout: Bradley-Terry winners, 20% ties, 3% both bad,
+    5% non-anonymous, random categories, increasing timestamps and a few extra columns."""
+    rng = np.random.default_rng(seed)
+    strengths = rng.normal(0.0, 0.6, size=models)
+    a = rng.integers(0, models, size=rows)
+    b = (a + rng.integers(1, models, size=rows)) % models
+    a_wins = rng.random(rows) < 1.0 / (1.0 + np.exp(strengths[b] - strengths[a]))
+    draw = rng.random(rows)
+    winner = np.where(a_wins, 0, 1)
+    winner = np.where(draw < 0.20, 2, np.where(draw < 0.23, 3, winner))
+    outcomes = ("model_a", "model_b", "tie", "tie (bothbad)")
+    anony = np.where(rng.random(rows) < 0.95, "true", "false")
+    category = rng.integers(0, len(CATEGORIES), size=rows)
+    tstamp = 1_700_000_000.0 + np.cumsum(rng.exponential(2.0, size=rows))
+    judge = rng.integers(0, 100_000, size=rows)
+    with path.open("w") as file:
+        for i in range(rows):
+            file.write(
+                f'{{"question_id": "{i:08x}", "model_a": "Model {a[i]:02d}", '
+                f'"model_b": "Model {b[i]:02d}", "winner": "{outcomes[winner[i]]}", '
+                f'"judge": "arena_user_{judge[i]}", "turn": 1, "anony": {anony[i]}, '
+                f'"language": "English", "tstamp": {tstamp[i]:.4f}, '
+                f'"category": "{CATEGORIES[category[i]]}"}}\n'
+            )
+
+
+@transaction.atomic
+def reset() -> None:
+    """Forget every imported battle, count, Elo rating and imported model (and the boards
+    that show them)."""
+    imported = ImageModel.objects.filter(source="imported")
+    Snapshot.objects.filter(rows__model__in=imported).delete()
+    ImportedBattle.objects.all().delete()
+    PairCount.objects.all().delete()
+    OnlineElo.objects.all().delete()
+    imported.delete()
+
+
+def timed(function: Callable[[], T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reset", action="store_true", help="delete earlier imports first")
+    args = parser.parse_args()
+
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "postgresql" and name in PROTECTED_DATABASES:
+        sys.exit(f"refusing to benchmark in the database {name!r}; create a scratch one")
+    if args.reset:
+        reset()
+    elif ImportedBattle.objects.exists():
+        sys.exit(f"{name} already holds imported battles; pass --reset to delete them first")
+
+    table: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "battles.jsonl"
+        seconds, _ = timed(
+            lambda: write_log(path=path, rows=args.rows, models=args.models, seed=args.seed)
+        )
+        table.append(("write synthetic JSONL", seconds, f"{path.stat().st_size / 1e6:.0f} MB"))
+        result = import_battles(path=path)
+    table.append(
+        (
+            "import_battles",
+            result.seconds,
+            f"{result.rows:,} rows, {result.anonymous_rows:,} anonymous, "
+            f"{len(result.models_created)} models created",
+        )
+    )
+    counted = PairCount.objects.aggregate(
+        total=Sum("wins_a") + Sum("wins_b") + Sum("ties") + Sum("both_bad")
+    )["total"]
+    assert counted == result.anonymous_rows, (counted, result.anonymous_rows)
+    boards = {
+        "refresh (sandwich)": lambda: services.refresh(interval_method="sandwich"),
+        "refresh (bootstrap, 1000 rounds)": lambda: services.refresh(
+            interval_method="bootstrap", rounds=1000, seed=0
+        ),
+    }
+    for label, refresh in boards.items():
+        seconds, snapshot = timed(refresh)
+        assert snapshot is not None
+        note = f"{snapshot.rows.count()} models, {snapshot.votes_used:,} votes"
+        table.append((label, seconds, note))
+
+    print(f"database: {connection.vendor} ({name}); {os.cpu_count()} CPUs")
+    print(f"{'step':<34} {'seconds':>8}  notes")
+    for label, seconds, note in table:
+        print(f"{label:<34} {seconds:>8.2f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
