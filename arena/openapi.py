@@ -99,9 +99,13 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/Error"}, description)
 
 
-BATTLE_ID = {"name": "battle_id", "in": "path", "required": True,
-             "schema": {"type": "string", "format": "uuid"}}
-CSRF = [{"csrfToken": [], "session": []}]
+BATTLE_ID = {
+    "name": "battle_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+CSRF: list[dict[str, list[str]]] = [{"csrfToken": [], "session": []}]
 
 SCHEMA: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -122,20 +126,33 @@ SCHEMA: dict[str, Any] = {
         "/api/v1/session": {
             "get": {
                 "summary": "Start a session and get the CSRF token",
-                "responses": {"200": _json({
-                    "type": "object", "required": ["csrf_token"],
-                    "properties": {"csrf_token": {"type": "string"}},
-                })},
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["csrf_token"],
+                            "properties": {"csrf_token": {"type": "string"}},
+                        }
+                    )
+                },
             }
         },
         "/api/v1/battles": {
             "post": {
                 "summary": "Start a battle for a prompt",
                 "security": CSRF,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["prompt"],
-                    "properties": {"prompt": {"type": "string", "minLength": 1}},
-                }}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["prompt"],
+                                "properties": {"prompt": {"type": "string", "minLength": 1}},
+                            }
+                        }
+                    },
+                },
                 "responses": {
                     "201": _json({"$ref": "#/components/schemas/Battle"}, "Created"),
                     "400": _error("Empty, too long or otherwise unusable prompt"),
@@ -159,11 +176,23 @@ SCHEMA: dict[str, Any] = {
                 "summary": "Vote once; the answer reveals both models",
                 "security": CSRF,
                 "parameters": [BATTLE_ID],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["choice"],
-                    "properties": {"choice": {"type": "string",
-                                              "enum": ["left", "right", "tie", "both_bad"]}},
-                }}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["choice"],
+                                "properties": {
+                                    "choice": {
+                                        "type": "string",
+                                        "enum": ["left", "right", "tie", "both_bad"],
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Battle"}),
                     "400": _error("Unknown choice"),
@@ -176,18 +205,33 @@ SCHEMA: dict[str, Any] = {
         "/api/v1/leaderboard": {
             "get": {
                 "summary": "The latest board, overall or for one category",
-                "parameters": [{"name": "category", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
+                "parameters": [
+                    {
+                        "name": "category",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
                 "responses": {
-                    "200": _json({
-                        "type": "object", "required": ["snapshot", "rows"],
-                        "properties": {
-                            "snapshot": {"oneOf": [{"$ref": "#/components/schemas/Snapshot"},
-                                                   {"type": "null"}]},
-                            "rows": {"type": "array",
-                                     "items": {"$ref": "#/components/schemas/BoardRow"}},
-                        },
-                    }),
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["snapshot", "rows"],
+                            "properties": {
+                                "snapshot": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Snapshot"},
+                                        {"type": "null"},
+                                    ]
+                                },
+                                "rows": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/BoardRow"},
+                                },
+                            },
+                        }
+                    ),
                     "400": _error("Unknown category"),
                 },
             }

@@ -95,7 +95,11 @@ def run() -> int:
     prepare(env)
     model_queues = subprocess.run(
         [str(PYTHON), str(ROOT / "manage.py"), "list_queues"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # One local worker serves every model queue and "default", where the refresh task goes.
     queues = ",".join(sorted({"default", *model_queues.split(",")}))
@@ -119,8 +123,16 @@ def run() -> int:
             "INFO",
         ],
         # Beat schedules the leaderboard refresh (LEADERBOARD_REFRESH_S; 15 s in the demo).
-        "beat": [str(VENV / "bin" / "celery"), "-A", "arena", "beat", "--loglevel", "WARNING",
-                 "--schedule", str(ROOT / "var" / "celerybeat-schedule")],
+        "beat": [
+            str(VENV / "bin" / "celery"),
+            "-A",
+            "arena",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(ROOT / "var" / "celerybeat-schedule"),
+        ],
         "web": [str(PYTHON), str(ROOT / "manage.py"), "runserver", "--noreload", f"{host}:{port}"],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -159,10 +171,38 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)  # anything left in its group
 
 
+# LMArena's arena-rank pins its own numpy, so the ratings are checked against it in a
+# virtual environment of its own.
+ORACLE_VENV = ROOT / ".venv-oracle"
+ORACLE_REQUIREMENTS = ["arena-rank==0.1.1", "pandas", "choix>=0.4", "scipy", "pytest>=8"]
+ORACLE_TESTS = "tests/leaderboard/test_ratings.py"
+
+
+def oracle_tests(env: dict[str, str]) -> int:
+    """Run the rating tests where arena-rank is installed, so its comparison cannot skip."""
+    python = ORACLE_VENV / "bin" / "python"
+    stamp = ORACLE_VENV / ".arena-installed"
+    wanted = "\n".join(ORACLE_REQUIREMENTS)
+    if not python.exists():
+        say(f"creating the arena-rank oracle environment in {ORACLE_VENV}")
+        sh(sys.executable, "-m", "venv", ORACLE_VENV)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        sh(python, "-m", "pip", "install", "--quiet", *ORACLE_REQUIREMENTS)
+        stamp.write_text(wanted)
+    say("rating tests against arena-rank (oracle environment)")
+    oracle_env = {**env, "PYTHONPATH": str(ROOT), "ARENA_REQUIRE_ORACLE": "1"}
+    command = [str(python), "-m", "pytest", "-q", ORACLE_TESTS, "--noconftest", "-c", os.devnull,
+               "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    return subprocess.run(command, cwd=ROOT, env=oracle_env).returncode
+
+
 def test(extra: list[str]) -> int:
     ensure_venv(dev=True)
     env = base_env()
-    return subprocess.run([str(PYTHON), "-m", "pytest", *extra], cwd=ROOT, env=env).returncode
+    oracle = 0 if extra else oracle_tests(env)  # a focused run (-k, a path) skips the oracle
+    say("the test suite")
+    suite = subprocess.run([str(PYTHON), "-m", "pytest", *extra], cwd=ROOT, env=env).returncode
+    return suite or oracle
 
 
 def main() -> int:

@@ -467,8 +467,8 @@ def elo_change(
     base: float = 10.0,
 ) -> float:
     """One online Elo step: what side a gains (side b loses the same) for one vote's outcome."""
-    expected = 1.0 / (1.0 + base ** ((rating_b - rating_a) / scale))
-    return k * (outcome - expected)
+    expected = 1.0 / (1.0 + float(base) ** ((rating_b - rating_a) / scale))
+    return float(k * (outcome - expected))
 
 
 def battle_count_matrix(counts: PairCounts) -> Floats:

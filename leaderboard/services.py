@@ -227,13 +227,17 @@ def refresh(
     anchor = next(
         (i for i, pk in enumerate(counts.model_ids) if models[pk].key == anchor_key), None
     )
-    display = {
-        "anchor": anchor,
-        "anchor_rating": settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None,
-    }
-    rating = ratings.to_display(log_strengths=theta, **display)
+    anchor_rating = settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None
+    rating = ratings.to_display(log_strengths=theta, anchor=anchor, anchor_rating=anchor_rating)
     lower, upper = ratings.intervals_to_display(
-        log_strengths=theta, lower=low, upper=high, scale=400.0, base=10.0, init=1000.0, **display
+        log_strengths=theta,
+        lower=low,
+        upper=high,
+        scale=400.0,
+        base=10.0,
+        init=1000.0,
+        anchor=anchor,
+        anchor_rating=anchor_rating,
     )
     battles = ratings.battle_count_matrix(pairs)
     win_rates = ratings.win_rate_matrix(pairs)
@@ -247,7 +251,9 @@ def refresh(
     )
     # Overall, thin models are shown and marked provisional; a category board hides them.
     shown = [i for i in range(len(counts.model_ids)) if not category or per_model[i] >= threshold]
-    ranks = ratings.rank_ub(lower=lower[shown], upper=upper[shown]) if shown else []
+    ranks: list[int] = (
+        ratings.rank_ub(lower=lower[shown], upper=upper[shown]).tolist() if shown else []
+    )
     elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
