@@ -153,3 +153,26 @@ def test_nothing_before_the_vote_names_a_model(models: Any, live_server: Any, wo
         reveal = json.dumps(voted).lower()
         assert status == 200 and sum(name[0].lower() in reveal for name in FAKE_NAMES.values()) == 2
         client.seen.clear()
+
+
+def test_a_side_that_runs_past_its_time_limit_voids_the_battle_without_naming_a_model(
+    models: Any, live_server: Any, worker: Any
+) -> None:
+    # Far more steps than fit in one second: the worker's soft time limit stops the run.
+    ImageModel.objects.update(default_steps=20_000, timeout_s=1)
+    client = HttpClient(live_server.url)
+    status, created = client.post_json("/api/v1/battles", {"prompt": "a slow sunrise"})
+    assert status == 201
+    state = wait_until_finished(client, created["id"])
+    assert state["status"] == "void", worker.log()
+    names = [m.display_name for m in ImageModel.objects.all()]
+    assert state["message"] and not any(name in state["message"] for name in names)
+    battle = Battle.objects.get(public_id=created["id"])
+    errors = set(
+        Generation.objects.filter(
+            pk__in=[battle.generation_left_id, battle.generation_right_id]
+        ).values_list("error", flat=True)
+    )
+    assert "timed out" in errors
+    status, refused = client.post_json(f"/api/v1/battles/{created['id']}/vote", {"choice": "left"})
+    assert status == 409 and refused["error"]["code"] == "void"
