@@ -118,6 +118,11 @@ class Vote(models.Model):
     voter = models.CharField(max_length=64, help_text="Salted hash of the voting session")
     ms_to_vote = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Excluded votes stay in the data (and in exports, flagged) but not in the counts.
+    excluded = models.BooleanField(default=False)
+    excluded_reason = models.CharField(max_length=500, blank=True)
+    excluded_by = models.CharField(max_length=150, blank=True)
+    excluded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from arena.categories import CATEGORIES, classify_prompt
@@ -228,6 +228,36 @@ def battle_state(battle: Battle) -> BattleState:
             right_name=battle.model_right.display_name,
         )
     return state
+
+
+def exclude_votes(*, votes: QuerySet[Vote], reason: str, by: str) -> int:
+    """Take votes out of the counts, recording why and by whom; the board is recomputed."""
+    if not reason.strip():
+        raise ValueError("a reason is required to exclude votes")
+    with transaction.atomic():
+        changed = votes.filter(excluded=False).update(
+            excluded=True,
+            excluded_reason=reason.strip()[:500],
+            excluded_by=by[:150],
+            excluded_at=timezone.now(),
+        )
+        leaderboard_services.rebuild_counts()
+    leaderboard_services.refresh_all()
+    return changed
+
+
+def restore_votes(*, votes: QuerySet[Vote], by: str) -> int:
+    """Put excluded votes back into the counts; the record keeps who restored them."""
+    with transaction.atomic():
+        changed = votes.filter(excluded=True).update(
+            excluded=False,
+            excluded_reason=f"restored by {by}"[:500],
+            excluded_by=by[:150],
+            excluded_at=timezone.now(),
+        )
+        leaderboard_services.rebuild_counts()
+    leaderboard_services.refresh_all()
+    return changed
 
 
 def _file_name(generation: Generation) -> str:

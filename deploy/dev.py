@@ -191,8 +191,20 @@ def oracle_tests(env: dict[str, str]) -> int:
         stamp.write_text(wanted)
     say("rating tests against arena-rank (oracle environment)")
     oracle_env = {**env, "PYTHONPATH": str(ROOT), "ARENA_REQUIRE_ORACLE": "1"}
-    command = [str(python), "-m", "pytest", "-q", ORACLE_TESTS, "--noconftest", "-c", os.devnull,
-               "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    command = [
+        str(python),
+        "-m",
+        "pytest",
+        "-q",
+        ORACLE_TESTS,
+        "--noconftest",
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(ROOT),
+        "-p",
+        "no:cacheprovider",
+    ]
     return subprocess.run(command, cwd=ROOT, env=oracle_env).returncode
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -90,10 +90,17 @@ def rebuild_counts() -> int:
     in time order, in memory; returns how many votes were counted."""
     from arena.models import Vote
 
+    if connection.vendor == "postgresql":
+        # Votes cast during the rebuild wait for it, instead of landing in counts that are
+        # about to be replaced.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "LOCK TABLE leaderboard_paircount, leaderboard_onlineelo IN EXCLUSIVE MODE"
+            )
     events = [
         (when, left, right, category, choice)
         for when, left, right, category, choice in Vote.objects.filter(
-            battle__anonymous=True
+            battle__anonymous=True, excluded=False
         ).values_list(
             "created_at",
             "battle__model_left_id",
