@@ -232,6 +232,15 @@ ARENA_MAX_PROMPT_CHARS = env_int("ARENA_MAX_PROMPT_CHARS", 1000, minimum=1)
 # A battle still generating after this many seconds is voided: it covers a dead worker or a
 # lost message, which the job's own time limit cannot see.
 ARENA_BATTLE_DEADLINE_S = env_int("ARENA_BATTLE_DEADLINE_S", 300, minimum=5)
+# Jobs: a sweeper re-queues jobs stuck in queued or running past their deadline, and fails them
+# after this many attempts; a model whose jobs fail this many times in a row is disabled.
+ARENA_SWEEP_S = env_int("ARENA_SWEEP_S", 30, minimum=1)
+ARENA_MAX_ATTEMPTS = env_int("ARENA_MAX_ATTEMPTS", 3, minimum=1)
+ARENA_DISABLE_AFTER_FAILURES = env_int("ARENA_DISABLE_AFTER_FAILURES", 5, minimum=1)
+# Slack beyond a model's time limit before its job counts as stuck (the worker died).
+ARENA_CLAIM_GRACE_S = env_int("ARENA_CLAIM_GRACE_S", 30, minimum=0)
+# The admin lives under this prefix (keep it unguessable in production).
+ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
 # Salt for the hashed voter identity kept with each vote.
 ARENA_VOTER_SALT = env_str("ARENA_VOTER_SALT", SECRET_KEY)
 
@@ -263,6 +272,11 @@ LEADERBOARD_ANCHOR_RATING = float(env_str("LEADERBOARD_ANCHOR_RATING", "1000"))
 LEADERBOARD_ELO_K = float(env_str("LEADERBOARD_ELO_K", "4"))
 
 CELERY_BEAT_SCHEDULE = {
+    "sweep-generations": {
+        "task": "generation.tasks.sweep",
+        "schedule": float(ARENA_SWEEP_S),
+        "options": {"expires": float(ARENA_SWEEP_S)},
+    },
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh",
         "schedule": float(LEADERBOARD_REFRESH_S),

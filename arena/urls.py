@@ -1,5 +1,6 @@
 """URL map: battle pages, the JSON API, the leaderboard and the admin."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -25,5 +26,5 @@ arena_patterns = [
 urlpatterns = [
     path("", include((arena_patterns, "arena"))),
     path("leaderboard/", include("leaderboard.urls")),
-    path("admin/", admin.site.urls),
+    path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class ImageModelQuerySet(models.QuerySet["ImageModel"]):
@@ -95,6 +96,8 @@ class Generation(models.Model):
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=50, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the job was last sent to its queue; the sweeper measures lost messages from here.
+    queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -30,11 +32,11 @@ logger = logging.getLogger(__name__)
 # battles, so this app never imports the arena.
 generation_finished = Signal()
 
+HTTP_RETRIES = 2
+# Failures that say nothing about the model itself, so they never disable it.
+NOT_THE_MODELS_FAULT = ("enqueue failed", "battle deadline", "out of attempts")
 # Progress is written at most this often: enough for a smooth bar, cheap for the database.
 PROGRESS_INTERVAL_S = 0.25
-# Time a worker may hold a claimed job beyond its model's time limit before a new delivery
-# of the same task may take it over.
-CLAIM_GRACE_S = 30
 
 
 def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[ImageModel]]:
@@ -139,14 +141,17 @@ def claim(*, generation_id: int) -> Generation | None:
     if timeout_s is None:
         return None
     now = timezone.now()
-    stale_before = now - timedelta(seconds=timeout_s[0] + CLAIM_GRACE_S)
+    stale_before = now - timedelta(seconds=timeout_s[0] + settings.ARENA_CLAIM_GRACE_S)
     claimable = Q(status=Generation.Status.QUEUED) | Q(
         status=Generation.Status.RUNNING, started_at__lt=stale_before
     )
-    taken = Generation.objects.filter(claimable, pk=generation_id).update(
+    jobs = Generation.objects.filter(claimable, pk=generation_id)
+    taken = jobs.filter(attempts__lt=settings.ARENA_MAX_ATTEMPTS).update(
         status=Generation.Status.RUNNING, started_at=now, steps_done=0, attempts=F("attempts") + 1
     )
     if taken != 1:
+        if jobs.exists():  # claimable but out of attempts: the database guard ends it here
+            fail(generation_id=generation_id, error="out of attempts")
         return None
     return Generation.objects.select_related("model").get(pk=generation_id)
 
@@ -157,9 +162,6 @@ def run(*, generation_id: int) -> None:
     if generation is None:
         logger.info("generation %s already taken or finished; nothing to do", generation_id)
         return
-    from generation import pipelines
-
-    model = generation.model
     assert generation.started_at is not None  # set by the claim
     queue_wait_ms = int((generation.started_at - generation.created_at).total_seconds() * 1000)
     last_write = 0.0
@@ -175,18 +177,7 @@ def run(*, generation_id: int) -> None:
 
     started = time.monotonic()
     try:
-        pipe = pipelines.get_pipeline(spec_for(model))
-        image = pipelines.generate(
-            pipe,
-            prompt=generation.prompt,
-            negative_prompt=generation.negative_prompt,
-            seed=generation.seed,
-            steps=generation.steps,
-            guidance=generation.guidance,
-            width=generation.width,
-            height=generation.height,
-            on_step=on_step,
-        )
+        image, device = _make_image(generation, on_step=on_step)
         data = images.encode_png(
             image, width=generation.output_width, height=generation.output_height
         )
@@ -204,12 +195,37 @@ def run(*, generation_id: int) -> None:
             data=data,
             compute_ms=compute_ms,
             queue_wait_ms=queue_wait_ms,
-            device=pipelines.device_name(),
+            device=device,
         )
     except Exception as exc:
         # A job must never stay "running" because its bookkeeping failed.
         logger.exception("could not record generation %s", generation.pk)
         fail(generation_id=generation.pk, error=f"recording failed: {exc!r}")
+
+
+def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str]:
+    """Run the model's backend; returns the image and the device that made it."""
+    model = generation.model
+    params: dict[str, Any] = {
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "seed": generation.seed,
+        "steps": generation.steps,
+        "guidance": generation.guidance,
+        "width": generation.width,
+        "height": generation.height,
+    }
+    if model.backend == ImageModel.Backend.HTTP:
+        from generation.http_backend import generate_http
+
+        # Three tries must fit in the model's time limit; HTTP reports no step progress.
+        per_try = max(model.timeout_s / (HTTP_RETRIES + 1), 1.0)
+        image = generate_http(url=model.source, timeout_s=per_try, retries=HTTP_RETRIES, **params)
+        return image, "http"
+    from generation import pipelines
+
+    pipe = pipelines.get_pipeline(spec_for(model))
+    return pipelines.generate(pipe, on_step=on_step, **params), pipelines.device_name()
 
 
 def spec_for(model: ImageModel) -> PipelineSpec:
@@ -264,7 +280,31 @@ def fail(*, generation_id: int, error: str) -> None:
         )
         if updated == 1:
             generation = Generation.objects.get(pk=generation_id)
+            if not error.startswith(NOT_THE_MODELS_FAULT):
+                _disable_if_failing(generation.model_id)
             generation_finished.send(sender=Generation, generation=generation)
+
+
+def _disable_if_failing(model_id: int) -> None:
+    """Take a model out of new battles when its last N jobs all failed, saying why."""
+    limit = settings.ARENA_DISABLE_AFTER_FAILURES
+    recent = list(
+        Generation.objects.filter(
+            model_id=model_id, status__in=[Generation.Status.DONE, Generation.Status.FAILED]
+        )
+        .order_by("-finished_at", "-pk")
+        .values_list("status", "error")[:limit]
+    )
+    if len(recent) < limit or any(status == Generation.Status.DONE for status, _ in recent):
+        return
+    if any(error.startswith(NOT_THE_MODELS_FAULT) for _, error in recent):
+        return
+    reason = f"disabled automatically after {limit} failed jobs in a row; last: {recent[0][1]}"
+    changed = ImageModel.objects.filter(pk=model_id, enabled=True).update(
+        enabled=False, disabled_reason=reason[:500]
+    )
+    if changed:
+        logger.error("model %s %s", model_id, reason)
 
 
 def progress(generation: Generation) -> float:
@@ -290,3 +330,48 @@ def warm(*, keys: list[str] | None) -> None:
             logger.exception("could not warm %s", model)
     # The connection opened here belongs to this child; close it so the first task opens its own.
     connections.close_all()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requeued: list[int]
+    failed: list[int]
+
+
+def sweep(*, now: datetime | None = None) -> SweepResult:
+    """Re-queue jobs stuck in queued or running past their deadline; fail those out of attempts.
+
+    A queued job past its deadline lost its message (broker restart, purge); a running one
+    lost its worker (kill -9, power). Each gets a fresh message until ARENA_MAX_ATTEMPTS.
+    """
+    now = now or timezone.now()
+    requeued: list[int] = []
+    failed: list[int] = []
+    grace = settings.ARENA_CLAIM_GRACE_S
+    for job in Generation.objects.unfinished().select_related("model").order_by("pk"):
+        deadline = timedelta(seconds=job.model.timeout_s + grace)
+        since = job.queued_at if job.status == Generation.Status.QUEUED else job.started_at
+        if since is None or now - since < deadline:
+            continue
+        if job.attempts >= settings.ARENA_MAX_ATTEMPTS:
+            fail(generation_id=job.pk, error=f"gave up after {job.attempts} attempts")
+            failed.append(job.pk)
+            continue
+        with transaction.atomic():
+            # Conditional on the state we saw, so a job that moved on meanwhile is left alone.
+            reset = Generation.objects.filter(
+                pk=job.pk, status=job.status, queued_at=job.queued_at, started_at=job.started_at
+            ).update(
+                status=Generation.Status.QUEUED,
+                queued_at=now,
+                steps_done=0,
+                # A lost message never reached a worker's claim; count its delivery here.
+                attempts=F("attempts") + (1 if job.status == Generation.Status.QUEUED else 0),
+            )
+            if reset:
+                job.refresh_from_db()
+                enqueue(job)
+                requeued.append(job.pk)
+    if requeued or failed:
+        logger.warning("sweeper re-queued %s, failed %s", requeued, failed)
+    return SweepResult(requeued=requeued, failed=failed)

@@ -39,3 +39,8 @@ def warm_pipelines(**_: object) -> None:
     if ready_file:
         with open(ready_file, "a", encoding="ascii") as handle:
             handle.write(f"{os.getpid()}\n")
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def sweep() -> None:
+    services.sweep()

@@ -1,15 +1,19 @@
 """Tiny diffusers pipelines with random weights, built offline for the demo and the tests.
 
-Nothing here downloads anything: the tokenizer is a byte-level CLIP vocabulary written to disk
-and every network is made from a small config. Each tiny model gets its own config and weight
-seed, so two sides of a battle are two different networks. The saved directories are loaded by
-``generation.pipelines.load_pipeline``, the same function that loads real checkpoints.
+Two families: three Stable Diffusion pipelines (a UNet) and one PixArt-Sigma pipeline (a
+transformer). Nothing here downloads anything: the tokenizers are built in code (a byte-level CLIP
+vocabulary, a character-level T5 vocabulary) and every network is made from a small config. Each
+tiny model gets its own config and weight seed, so two sides of a battle are two different
+networks. The saved directories are loaded by ``generation.pipelines.load_pipeline``, the same
+function that loads real checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +21,27 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    PixArtSigmaPipeline,
+    PixArtTransformer2DModel,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
 
 CLIP_MAX_LENGTH = 77
+# PixArt-Sigma pads every prompt to 300 T5 tokens (its ``max_sequence_length``).
+T5_MAX_LENGTH = 300
+# SentencePiece's word-start marker, which T5 vocabularies use in place of a space.
+METASPACE = "\u2581"
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,36 @@ TINY_MODELS: tuple[TinyConfig, ...] = (
         scheduler="euler",
     ),
 )
+
+
+@dataclass(frozen=True)
+class TinyPixArtConfig:
+    """The numbers of the tiny PixArt-Sigma model: a transformer instead of a UNet."""
+
+    name: str
+    weight_seed: int
+    heads: int
+    head_dim: int
+    layers: int
+    text_hidden: int
+    vae_channels: tuple[int, ...]
+
+
+# PixArt-Sigma bins every requested size to the nearest size its transformer was "trained" at,
+# runs there and resizes the image back; ``generate`` keeps that default. The transformer's
+# sample size must be 32, 64, 128 or 256 latent pixels, so the tiny one works at its smallest bin,
+# 32 latent pixels: a four-block VAE (8x downsampling) makes that 256 image pixels, and patches of
+# 2 make 256 tokens. A 64x64 request runs at 256x256 and is resized to 64x64.
+TINY_PIXART = TinyPixArtConfig(
+    "tiny-pixart",
+    weight_seed=404,
+    heads=2,
+    head_dim=8,
+    layers=2,
+    text_hidden=16,
+    vae_channels=(4, 4, 8, 8),
+)
+PIXART_SAMPLE_SIZE = 32
 
 
 def _byte_symbols() -> list[str]:
@@ -174,12 +222,100 @@ def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
     return directory
 
 
+def _t5_pieces() -> list[str]:
+    """Single characters, alone and word-initial: printable ASCII and Latin-1.
+
+    Characters outside this set (CJK, emoji) become ``<unk>``, as many do in the real T5
+    vocabulary; the tokenizer model T5 uses has no byte fallback.
+    """
+    chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    chars += [chr(c) for c in range(0xA1, 0x100) if c != 0xAD]  # 0xAD: soft hyphen
+    return [piece for c in chars for piece in (c, METASPACE + c)]
+
+
+def t5_tokenizer() -> T5Tokenizer:
+    """A T5 (Unigram) tokenizer built in code: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, characters."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), (METASPACE, -2.0)]
+    vocab += [(piece, -1.0) for piece in _t5_pieces()]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=T5_MAX_LENGTH)
+
+
+def build_pixart_sigma(config: TinyPixArtConfig, directory: Path) -> Path:
+    """Build and save the tiny PixArt-Sigma pipeline; returns its directory."""
+    torch.manual_seed(config.weight_seed)
+    tokenizer = t5_tokenizer()
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=config.text_hidden,
+            d_kv=config.text_hidden // 2,
+            d_ff=2 * config.text_hidden,
+            num_layers=2,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            feed_forward_proj="gated-gelu",  # T5 v1.1, the encoder PixArt uses
+        )
+    )
+    transformer = PixArtTransformer2DModel(
+        sample_size=PIXART_SAMPLE_SIZE,
+        num_layers=config.layers,
+        patch_size=2,
+        attention_head_dim=config.head_dim,
+        num_attention_heads=config.heads,
+        caption_channels=config.text_hidden,
+        cross_attention_dim=config.heads * config.head_dim,
+        in_channels=4,
+        out_channels=8,  # a learned variance, as in the real model; the pipeline drops it
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    blocks = len(config.vae_channels)
+    vae = AutoencoderKL(
+        block_out_channels=list(config.vae_channels),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * blocks,
+        up_block_types=["UpDecoderBlock2D"] * blocks,
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    # The scheduler settings of the released PixArt-Sigma checkpoints.
+    scheduler = DPMSolverMultistepScheduler(
+        beta_start=0.0001,
+        beta_end=0.02,
+        beta_schedule="linear",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type="epsilon",
+        timestep_spacing="linspace",
+    )
+    pipe: Any = PixArtSigmaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(str(directory))
+    return directory
+
+
 def build_all(models_dir: Path, *, force: bool = False) -> list[Path]:
     """Build every tiny model that is not on disk yet (all of them with ``force``)."""
+    builders: list[tuple[str, Callable[[Path], Path]]] = [
+        (config.name, partial(build_stable_diffusion, config)) for config in TINY_MODELS
+    ]
+    builders.append((TINY_PIXART.name, partial(build_pixart_sigma, TINY_PIXART)))
     built = []
-    for config in TINY_MODELS:
-        target = models_dir / config.name
+    for name, build in builders:
+        target = models_dir / name
         if force or not (target / "model_index.json").exists():
-            build_stable_diffusion(config, target)
+            build(target)
             built.append(target)
     return built

@@ -47,6 +47,7 @@ def _ordered(left_id: int, right_id: int, choice: str) -> tuple[int, int, str]:
     return a, b, field
 
 
+@transaction.atomic
 def count_vote(*, left_id: int, right_id: int, category: str, choice: str) -> None:
     """Add one anonymous vote to its pair's counts and to online Elo; call inside the vote's
     transaction so a vote and its counts commit together."""
