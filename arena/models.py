@@ -81,6 +81,8 @@ class Battle(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
     anonymous = models.BooleanField(default=True)
     void_reason = models.CharField(max_length=200, blank=True, help_text="Internal; never shown")
+    # Sides whose failed model was replaced by the reserve model (at most one each).
+    replacements = models.PositiveSmallIntegerField(default=0)
     owner = models.CharField(max_length=64, help_text="Salted hash of the creating session")
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)

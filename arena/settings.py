@@ -239,6 +239,10 @@ ARENA_MAX_ATTEMPTS = env_int("ARENA_MAX_ATTEMPTS", 3, minimum=1)
 ARENA_DISABLE_AFTER_FAILURES = env_int("ARENA_DISABLE_AFTER_FAILURES", 5, minimum=1)
 # Slack beyond a model's time limit before its job counts as stuck (the worker died).
 ARENA_CLAIM_GRACE_S = env_int("ARENA_CLAIM_GRACE_S", 30, minimum=0)
+# A model key that stands in for a side whose model failed; empty voids such battles.
+ARENA_RESERVE_MODEL = env_str("ARENA_RESERVE_MODEL", "")
+# Curated prompts in battles use these seeds, so pregenerated images can serve them at once.
+ARENA_CACHED_SEEDS = [int(s) for s in env_str("ARENA_CACHED_SEEDS", "0,1,2,3").split(",")]
 # The admin lives under this prefix (keep it unguessable in production).
 ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
 # Salt for the hashed voter identity kept with each vote.

@@ -92,6 +92,14 @@ class Generation(models.Model):
     # The file's name is random: it must not tell which model made it.
     image = models.FileField(upload_to="images/", blank=True)
     image_sha256 = models.CharField(max_length=64, blank=True)
+    # Provenance: what exactly made the image (copied at creation; the scheduler at run time).
+    model_version = models.CharField(max_length=100, blank=True)
+    scheduler = models.CharField(max_length=100, blank=True)
+    # Same model, version, prompt, seed and settings: same key, so a finished image is reused.
+    cache_key = models.CharField(max_length=64, blank=True, db_index=True)
+    cached_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error = models.TextField(blank=True, help_text="Internal detail; never shown to voters")
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=50, blank=True)

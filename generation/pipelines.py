@@ -7,6 +7,7 @@ through the same ``load_pipeline``; only the directory differs.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -142,9 +143,23 @@ def generate(
         "width": width,
         "height": height,
         "generator": generator,
-        "callback_on_step_end": callback,
         "output_type": "pil",
     }
+    accepted = inspect.signature(pipe.__call__).parameters
+    if "callback_on_step_end" in accepted:
+        kwargs["callback_on_step_end"] = callback
+    elif "callback" in accepted:
+        # PixArt's pipelines still take the older per-step callback (step, timestep, latents).
+        def legacy_callback(step: int, _timestep: Any, _latents: Any) -> None:
+            if on_step is not None:
+                on_step(step + 1)
+
+        kwargs["callback"] = legacy_callback
+        kwargs["callback_steps"] = 1
+    if "clean_caption" in accepted:
+        # Caption cleaning needs bs4 and ftfy and rewrites the prompt; every model gets the
+        # prompt as typed.
+        kwargs["clean_caption"] = False
     if negative_prompt:
         kwargs["negative_prompt"] = negative_prompt
     with torch.inference_mode():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import socket
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,6 +87,32 @@ def _model_fields(entry: ModelEntry) -> dict[str, object]:
     }
 
 
+def cache_key(
+    *,
+    model: ImageModel,
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    steps: int,
+    guidance: float,
+    width: int,
+    height: int,
+) -> str:
+    """The content address of an image: everything that decides its pixels, hashed."""
+    parts = {
+        "model": model.key,
+        "version": model.version,
+        "prompt": " ".join(unicodedata.normalize("NFC", prompt).split()),
+        "negative": " ".join(unicodedata.normalize("NFC", negative_prompt).split()),
+        "seed": seed,
+        "steps": steps,
+        "guidance": round(guidance, 4),
+        "size": [width, height],
+        "scheduler": model.scheduler,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
 def create_generation(
     *,
     model: ImageModel,
@@ -93,24 +122,76 @@ def create_generation(
     steps: int | None = None,
     guidance: float | None = None,
     output_size: tuple[int, int] | None = None,
+    use_cache: bool = True,
 ) -> Generation:
-    """A queued job for ``model``; call ``enqueue`` inside the same transaction."""
-    return Generation.objects.create(
+    """A job for ``model``: already done when the same image exists, else queued (then call
+    ``enqueue`` inside the same transaction; it does nothing for a finished job)."""
+    steps = steps or model.default_steps
+    guidance = model.default_guidance if guidance is None else guidance
+    key = cache_key(
         model=model,
         prompt=prompt,
         negative_prompt=negative_prompt,
         seed=seed,
-        steps=steps or model.default_steps,
-        guidance=model.default_guidance if guidance is None else guidance,
+        steps=steps,
+        guidance=guidance,
+        width=model.width,
+        height=model.height,
+    )
+    generation = Generation(
+        model=model,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
         width=model.width,
         height=model.height,
         output_width=output_size[0] if output_size else model.width,
         output_height=output_size[1] if output_size else model.height,
+        model_version=model.version,
+        cache_key=key,
     )
+    source = (
+        Generation.objects.filter(cache_key=key, status=Generation.Status.DONE, cached_from=None)
+        .order_by("pk")
+        .first()
+        if use_cache
+        else None
+    )
+    if source is not None and source.image:
+        _reuse(generation, source)
+    generation.save()
+    return generation
+
+
+def _reuse(generation: Generation, source: Generation) -> None:
+    """Fill a new job from a finished one: a fresh copy of the image under a new random name,
+    re-encoded at this job's output size, so two battles never share a file."""
+    from PIL import Image
+
+    with source.image.open("rb") as handle:
+        image = Image.open(handle)
+        image.load()
+    data = images.encode_png(image, width=generation.output_width, height=generation.output_height)
+    stored = source.image.storage.save(f"images/{images.random_image_name()}", ContentFile(data))
+    now = timezone.now()
+    generation.status = Generation.Status.DONE
+    generation.image = stored
+    generation.image_sha256 = images.sha256(data)
+    generation.steps_done = generation.steps
+    generation.cached_from = source
+    generation.scheduler = source.scheduler
+    generation.device = source.device
+    generation.worker_host = source.worker_host
+    generation.started_at = generation.finished_at = now
+    generation.compute_ms = generation.queue_wait_ms = 0
 
 
 def enqueue(generation: Generation) -> None:
     """Send the job to its model's queue once the surrounding transaction commits."""
+    if generation.status != Generation.Status.QUEUED:
+        return
     model = generation.model
 
     def send() -> None:
@@ -177,7 +258,7 @@ def run(*, generation_id: int) -> None:
 
     started = time.monotonic()
     try:
-        image, device = _make_image(generation, on_step=on_step)
+        image, device, scheduler = _make_image(generation, on_step=on_step)
         data = images.encode_png(
             image, width=generation.output_width, height=generation.output_height
         )
@@ -196,6 +277,7 @@ def run(*, generation_id: int) -> None:
             compute_ms=compute_ms,
             queue_wait_ms=queue_wait_ms,
             device=device,
+            scheduler=scheduler,
         )
     except Exception as exc:
         # A job must never stay "running" because its bookkeeping failed.
@@ -203,8 +285,8 @@ def run(*, generation_id: int) -> None:
         fail(generation_id=generation.pk, error=f"recording failed: {exc!r}")
 
 
-def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str]:
-    """Run the model's backend; returns the image and the device that made it."""
+def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str, str]:
+    """Run the model's backend; returns the image, the device and the scheduler that made it."""
     model = generation.model
     params: dict[str, Any] = {
         "prompt": generation.prompt,
@@ -221,11 +303,12 @@ def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tu
         # Three tries must fit in the model's time limit; HTTP reports no step progress.
         per_try = max(model.timeout_s / (HTTP_RETRIES + 1), 1.0)
         image = generate_http(url=model.source, timeout_s=per_try, retries=HTTP_RETRIES, **params)
-        return image, "http"
+        return image, "http", ""
     from generation import pipelines
 
     pipe = pipelines.get_pipeline(spec_for(model))
-    return pipelines.generate(pipe, on_step=on_step, **params), pipelines.device_name()
+    image = pipelines.generate(pipe, on_step=on_step, **params)
+    return image, pipelines.device_name(), type(pipe.scheduler).__name__
 
 
 def spec_for(model: ImageModel) -> PipelineSpec:
@@ -243,7 +326,13 @@ def spec_for(model: ImageModel) -> PipelineSpec:
 
 
 def finish(
-    *, generation: Generation, data: bytes, compute_ms: int, queue_wait_ms: int, device: str
+    *,
+    generation: Generation,
+    data: bytes,
+    compute_ms: int,
+    queue_wait_ms: int,
+    device: str,
+    scheduler: str = "",
 ) -> None:
     """Store the bytes and mark the job done, unless another delivery finished it first."""
     name = images.random_image_name()
@@ -261,6 +350,7 @@ def finish(
             queue_wait_ms=queue_wait_ms,
             worker_host=socket.gethostname(),
             device=device,
+            scheduler=scheduler,
         )
         if updated != 1:
             # Someone else finished or failed it meanwhile: keep theirs, drop our file.

@@ -68,7 +68,7 @@ def test_queue() -> str:
 
 @pytest.fixture
 def models(tiny_models_dir: Path, test_queue: str, db: None) -> list[Any]:
-    """The three tiny demo models, registered from the demo registry file."""
+    """The tiny demo models (three UNet ones and a PixArt one), from the demo registry file."""
     from generation import services
     from generation.models import ImageModel
 

@@ -120,6 +120,7 @@ FAKE_NAMES = {
     "tiny-inhouse": ("Quokkatron Zeta", "zq-lab-91x", "Velvetcorp Labs", "Licence-Mauve-7"),
     "tiny-baseline-a": ("Pangolux Prime", "pg-lux-27k", "Ostrava Research", "Licence-Teal-3"),
     "tiny-baseline-b": ("Marmoset Nova", "mm-nova-55q", "Fjordline AI", "Licence-Ochre-9"),
+    "tiny-pixart": ("Capybarix Flux", "cp-flux-63m", "Norrland Pixels", "Licence-Umber-4"),
 }
 
 

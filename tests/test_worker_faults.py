@@ -71,13 +71,13 @@ def test_a_job_whose_worker_is_killed_is_finished_once_by_another_worker(
 
         wait_for(done, 90, f"the second worker to finish the job:\n{second.log()}")
         assert job.attempts == 2 and job.steps_done == SLOW_STEPS
-        assert image_files() - before == {Path(job.image.name).name}
+        assert image_files() - before == {Path(str(job.image.name)).name}
 
         # The broker hands back the first message later (Redis: after its visibility timeout).
         again = generate.apply_async(args=(job.pk,), queue=test_queue)
         wait_for(lambda: f"{again.id}] succeeded" in second.log(), 30, "the late delivery")
         job.refresh_from_db()
         assert (job.status, job.attempts) == (Generation.Status.DONE, 2)
-        assert image_files() - before == {Path(job.image.name).name}, "exactly one image"
+        assert image_files() - before == {Path(str(job.image.name)).name}, "exactly one image"
     finally:
         second.stop()

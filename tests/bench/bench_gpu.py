@@ -78,6 +78,22 @@ class Result:
     seconds_per_run: list[float] = field(default_factory=list)
 
 
+def new_result(
+    entry: ModelEntry, *, batch: int, dtype: str = "", load_s: float = 0.0, error: str = ""
+) -> Result:
+    return Result(
+        key=entry.key,
+        batch=batch,
+        steps=entry.steps,
+        width=entry.width,
+        height=entry.height,
+        guidance=entry.guidance,
+        dtype=dtype,
+        load_s=load_s,
+        error=error,
+    )
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """Linear interpolation between the two nearest ranks (numpy's default)."""
     ordered = sorted(values)
@@ -140,9 +156,7 @@ def measure(
         result.peak_gib = torch.cuda.max_memory_allocated() / GIB
 
 
-def bench_model(
-    entry: ModelEntry, *, batches: list[int], runs: int, device: str
-) -> list[Result]:
+def bench_model(entry: ModelEntry, *, batches: list[int], runs: int, device: str) -> list[Result]:
     spec = pipelines.PipelineSpec(
         key=entry.key,
         version=entry.version,
@@ -152,22 +166,16 @@ def bench_model(
         dtype=entry.dtype,
         scheduler=entry.scheduler,
     )
-    settings_of = {
-        "steps": entry.steps,
-        "width": entry.width,
-        "height": entry.height,
-        "guidance": entry.guidance,
-    }
     started = time.perf_counter()
     try:
         pipe = pipelines.load_pipeline(spec, device=device)
     except Exception as exc:  # a missing checkpoint must not stop the other models
-        return [Result(key=entry.key, batch=b, error=f"load: {exc!r}", **settings_of) for b in batches]
+        return [new_result(entry, batch=b, error=f"load: {exc!r}") for b in batches]
     load_s = time.perf_counter() - started
     dtype = str(getattr(pipe, "dtype", "")).removeprefix("torch.")
     results = []
     for batch in batches:
-        result = Result(key=entry.key, batch=batch, dtype=dtype, load_s=load_s, **settings_of)
+        result = new_result(entry, batch=batch, dtype=dtype, load_s=load_s)
         try:
             measure(pipe, entry, batch=batch, runs=runs, device=device, result=result)
         except torch.cuda.OutOfMemoryError:
@@ -185,9 +193,9 @@ def bench_model(
 
 
 def environment(device: str) -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
     return {
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
-        or platform.machine(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else cpu,
         "device_kind": device,
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),

@@ -22,7 +22,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_demo_registry_loads_with_sources_under_the_models_dir(tmp_path: Path) -> None:
     entries = load_registry(ROOT / "deploy" / "models.tiny.toml", models_dir=tmp_path)
-    assert [e.key for e in entries] == ["tiny-inhouse", "tiny-baseline-a", "tiny-baseline-b"]
+    assert [e.key for e in entries] == [
+        "tiny-inhouse",
+        "tiny-baseline-a",
+        "tiny-baseline-b",
+        "tiny-pixart",
+    ]
     assert sum(e.in_house for e in entries) == 1
     assert all(e.source.startswith(str(tmp_path)) for e in entries)
 
