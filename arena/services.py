@@ -95,8 +95,14 @@ def draw_prompt(*, rng: random.Random | None = None) -> Prompt | None:
 
 
 @transaction.atomic
-def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = None) -> Battle:
-    """Draw two different enabled models, randomise sides, and queue both images on commit."""
+def create_battle(
+    *, prompt_text: str, owner: str, rng: random.Random | None = None, fresh_seed: bool = False
+) -> Battle:
+    """Draw two different enabled models, randomise sides, and queue both images on commit.
+
+    A curated prompt uses one of the pregenerated seeds (unless ``fresh_seed``), so images
+    already in the cache serve the battle at once.
+    """
     rng = rng or random.SystemRandom()
     text = clean_prompt(prompt_text)
     curated = Prompt.objects.filter(text=text).first()
@@ -105,7 +111,8 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
         ids=[m.pk for m in models], weights=[m.sampling_weight for m in models], rng=rng
     )
     by_id = {m.pk: m for m in models}
-    seed = rng.randrange(2**31)
+    cached = curated is not None and not fresh_seed and settings.ARENA_CACHED_SEEDS
+    seed = rng.choice(settings.ARENA_CACHED_SEEDS) if cached else rng.randrange(2**31)
     # One output size for both sides, so the files do not tell native resolutions apart.
     size = (
         min(by_id[left_id].width, by_id[right_id].width),
@@ -128,6 +135,11 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
         seed=seed,
         owner=owner,
     )
+    if left.status == right.status == Generation.Status.DONE:
+        # Both images came from the cache: the battle is ready before anything is queued.
+        battle.status = Battle.Status.READY
+        battle.ready_at = timezone.now()
+        battle.save(update_fields=["status", "ready_at"])
     generation_services.enqueue(left)
     generation_services.enqueue(right)
     return battle
@@ -149,12 +161,49 @@ def on_generation_finished(*, generation: Generation) -> None:
     sides = Generation.objects.filter(
         pk__in=[battle.generation_left_id, battle.generation_right_id]
     )
-    if any(g.status == Generation.Status.FAILED for g in sides):
+    failed = [g for g in sides if g.status == Generation.Status.FAILED]
+    if failed and not _replace_with_reserve(battle, failed[0]):
         _void(battle, reason="a side failed")
-    elif all(g.status == Generation.Status.DONE for g in sides):
+    elif not failed and all(g.status == Generation.Status.DONE for g in sides):
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
         battle.save(update_fields=["status", "ready_at"])
+
+
+def _replace_with_reserve(battle: Battle, failed: Generation) -> bool:
+    """Give the failed side to the reserve model, once per side; False when none can stand in.
+
+    The new job has the same prompt, seed and output size, so the battle stays fair; both
+    images still appear together, and the voter never learns that a side was replaced.
+    """
+    key = settings.ARENA_RESERVE_MODEL
+    if not key or battle.replacements >= 2:
+        return False
+    left = failed.pk == battle.generation_left_id
+    other = battle.model_right_id if left else battle.model_left_id
+    reserve = (
+        ImageModel.objects.enabled()
+        .filter(key=key, retired=False)
+        .exclude(pk__in=[other, failed.model_id])
+        .first()
+    )
+    if reserve is None:
+        return False
+    replacement = generation_services.create_generation(
+        model=reserve,
+        prompt=failed.prompt,
+        seed=failed.seed,
+        output_size=(failed.output_width, failed.output_height),
+    )
+    side = "left" if left else "right"
+    setattr(battle, f"model_{side}", reserve)
+    setattr(battle, f"generation_{side}", replacement)
+    battle.replacements += 1
+    battle.save(update_fields=[f"model_{side}", f"generation_{side}", "replacements"])
+    generation_services.enqueue(replacement)
+    if replacement.status == Generation.Status.DONE:
+        on_generation_finished(generation=replacement)
+    return True
 
 
 def _battle_ids_for(generation: Generation) -> list[int]:
@@ -298,3 +347,47 @@ def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
             )
     battle.refresh_from_db()
     return vote
+
+
+@dataclass(frozen=True)
+class Pregenerated:
+    queued: list[int]
+    present: int
+
+
+def pregenerate(
+    *, seeds: list[int], model_keys: list[str] | None = None, limit: int | None = None
+) -> Pregenerated:
+    """Queue an image for every curated prompt, enabled model and seed not yet in the cache."""
+    models = ImageModel.objects.enabled().filter(retired=False)
+    if model_keys:
+        models = models.filter(key__in=model_keys)
+    prompts = Prompt.objects.curated().order_by("pk")[:limit]
+    queued: list[int] = []
+    present = 0
+    for prompt in prompts:
+        for model in models:
+            for seed in seeds:
+                key = generation_services.cache_key(
+                    model=model,
+                    prompt=prompt.text,
+                    negative_prompt="",
+                    seed=seed,
+                    steps=model.default_steps,
+                    guidance=model.default_guidance,
+                    width=model.width,
+                    height=model.height,
+                )
+                exists = Generation.objects.filter(cache_key=key, cached_from=None).exclude(
+                    status=Generation.Status.FAILED
+                )
+                if exists.exists():
+                    present += 1
+                    continue
+                with transaction.atomic():
+                    job = generation_services.create_generation(
+                        model=model, prompt=prompt.text, seed=seed, use_cache=False
+                    )
+                    generation_services.enqueue(job)
+                queued.append(job.pk)
+    return Pregenerated(queued=queued, present=present)

@@ -35,7 +35,7 @@ COLUMNS = (
     "provisional",
 )
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def board_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def _csv_text(snapshot: Snapshot) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in board_rows(snapshot):
-        writer.writerow([_csv_cell(row[column]) for column in COLUMNS])
+        writer.writerow([csv_cell(row[column]) for column in COLUMNS])
     return buffer.getvalue()
 
 
@@ -124,13 +124,13 @@ def _comment_value(value: object) -> str:
     return " ".join(str(value).splitlines())  # a line break would end the comment
 
 
-def _csv_cell(value: object) -> object:
-    """Numbers as they are; text that a spreadsheet would run as a formula behind a quote."""
+def csv_cell(value: object) -> object:
+    """A CSV cell: numbers as they are; text a spreadsheet would run as a formula behind a quote."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return f"'{value}"
     return value
 

@@ -1,0 +1,47 @@
+import time
+from argparse import ArgumentParser
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from arena import services
+from generation.models import Generation
+
+
+class Command(BaseCommand):
+    help = "Fill the image cache for the curated prompts, so their battles are ready at once."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--seeds", help="comma-separated seeds (default ARENA_CACHED_SEEDS)")
+        parser.add_argument("--models", help="comma-separated model keys (default: all enabled)")
+        parser.add_argument("--limit", type=int, help="only the first N curated prompts")
+        parser.add_argument("--wait", action="store_true", help="wait and show progress")
+        parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait at most")
+
+    def handle(
+        self,
+        *args: Any,
+        seeds: str | None,
+        models: str | None,
+        limit: int | None,
+        wait: bool,
+        timeout: float,
+        **options: Any,
+    ) -> None:
+        chosen = [int(s) for s in seeds.split(",")] if seeds else settings.ARENA_CACHED_SEEDS
+        result = services.pregenerate(
+            seeds=chosen, model_keys=models.split(",") if models else None, limit=limit
+        )
+        self.stdout.write(f"{len(result.queued)} images queued, {result.present} already cached")
+        if not wait or not result.queued:
+            return
+        deadline = time.monotonic() + timeout
+        jobs = Generation.objects.filter(pk__in=result.queued)
+        while True:
+            done = jobs.filter(status=Generation.Status.DONE).count()
+            failed = jobs.filter(status=Generation.Status.FAILED).count()
+            self.stdout.write(f"  {done + failed}/{len(result.queued)} finished ({failed} failed)")
+            if done + failed == len(result.queued) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
