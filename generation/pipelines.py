@@ -156,6 +156,11 @@ def generate(
 
         kwargs["callback"] = legacy_callback
         kwargs["callback_steps"] = 1
+    if "true_cfg_scale" in accepted:
+        # Qwen-Image ignores guidance_scale; its classifier-free guidance is true_cfg_scale,
+        # applied only when a negative prompt is given.
+        kwargs["true_cfg_scale"] = guidance
+        kwargs.setdefault("negative_prompt", " ")
     if "clean_caption" in accepted:
         # Caption cleaning needs bs4 and ftfy and rewrites the prompt; every model gets the
         # prompt as typed.

@@ -7,7 +7,7 @@ than in a worker an hour later.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class ModelEntry:
     width: int = 64
     height: int = 64
     scheduler: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _check(path: Path, where: str, name: str, value: Any) -> Any:
@@ -78,7 +77,7 @@ def _check(path: Path, where: str, name: str, value: Any) -> Any:
     return value
 
 
-def load_registry(path: Path, *, models_dir: Path) -> list[ModelEntry]:
+def load_registry(path: Path, *, models_dir: Path, max_timeout_s: int = 3600) -> list[ModelEntry]:
     """Read and validate the registry; relative local sources resolve under ``models_dir``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -111,8 +110,25 @@ def load_registry(path: Path, *, models_dir: Path) -> list[ModelEntry]:
         if values.get("sampling_weight", 1.0) < 0:
             raise RegistryError(f"{path}: {where}: field 'sampling_weight' must be >= 0")
         source = values["source"]
-        is_remote = "://" in source or (source.count("/") == 1 and not source.startswith("."))
-        if values.get("backend", "diffusers") == "diffusers" and not is_remote:
+        backend = values.get("backend", "diffusers")
+        local = source.startswith(("/", ".", "~")) or "/" not in source
+        is_hub_id = not local and "://" not in source and source.count("/") == 1
+        if backend == "http" and not source.startswith(("http://", "https://")):
+            raise RegistryError(f"{path}: {where}: field 'source' must be an http(s) URL")
+        if backend == "diffusers" and not local and not is_hub_id:
+            raise RegistryError(
+                f"{path}: {where}: field 'source' must be a local directory or a hub id"
+            )
+        if is_hub_id and not values.get("revision"):
+            raise RegistryError(
+                f"{path}: {where}: field 'revision' must pin a commit for hub source {source}"
+            )
+        if values.get("timeout_s", 120) >= max_timeout_s:
+            raise RegistryError(
+                f"{path}: {where}: field 'timeout_s' must stay below {max_timeout_s} s "
+                "(the broker's visibility timeout)"
+            )
+        if backend == "diffusers" and local:
             candidate = Path(source).expanduser()
             values["source"] = str(candidate if candidate.is_absolute() else models_dir / candidate)
         ident = (values["key"], values["version"])

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from generation import images
 from generation.models import Generation, ImageModel
-from generation.registry import ModelEntry, load_registry
+from generation.registry import ModelEntry, RegistryError, load_registry
 
 if TYPE_CHECKING:
     from generation.pipelines import PipelineSpec
@@ -48,7 +48,11 @@ def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[Ima
     A new version of a key becomes a new row; older versions of it are retired, never
     deleted, because their votes stay in the history.
     """
-    entries = load_registry(path or settings.MODEL_REGISTRY, models_dir=settings.MODELS_DIR)
+    options: dict[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    visibility = int(options.get("visibility_timeout", 3600))
+    registry = path or settings.MODEL_REGISTRY
+    entries = load_registry(registry, models_dir=settings.MODELS_DIR, max_timeout_s=visibility)
+    _check_classes(registry, entries)
     current: list[ImageModel] = []
     retired: list[ImageModel] = []
     with transaction.atomic():
@@ -61,6 +65,21 @@ def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[Ima
             retired.extend(older)
             older.update(retired=True, enabled=False, disabled_reason="superseded by a new version")
     return current, retired
+
+
+def _check_classes(registry: Path, entries: list[ModelEntry]) -> None:
+    """Catch a misspelt pipeline or scheduler class here rather than in a worker later."""
+    import diffusers
+
+    for entry in entries:
+        for field, name in (
+            ("pipeline_class", entry.pipeline_class),
+            ("scheduler", entry.scheduler),
+        ):
+            if name and not hasattr(diffusers, name):
+                raise RegistryError(
+                    f"{registry}: model {entry.key}: field '{field}': diffusers has no {name}"
+                )
 
 
 def _model_fields(entry: ModelEntry) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,37 @@ def test_a_new_version_becomes_a_new_entry_and_retires_the_old_one(
     assert (new.version, new.retired, new.enabled) == ("2", False, True)
     services.sync_models(path=write(tmp_path, entry.format(v="2")))
     assert ImageModel.objects.count() == 2, "syncing again changes nothing"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ('source = "stabilityai/sdxl-turbo"\n', "field 'revision' must pin a commit"),
+        ('source = "https://x.example/gen"\n', "must be a local directory or a hub id"),
+        ('source = "models/a/b"\n', "must be a local directory or a hub id"),
+        ('backend = "http"\nsource = "ftp://x/y"\n', "field 'source' must be an http(s) URL"),
+        ('source = "x"\ntimeout_s = 4000\n', "field 'timeout_s' must stay below 3600 s"),
+    ],
+)
+def test_sources_revisions_and_time_limits_are_checked(
+    tmp_path: Path, fields: str, message: str
+) -> None:
+    path = write(tmp_path, f'[[model]]\nkey = "a"\ndisplay_name = "A"\n{fields}')
+    with pytest.raises(RegistryError, match=re.escape(message)):
+        load_registry(path, models_dir=tmp_path)
+
+
+def test_an_absolute_local_source_is_kept_as_it_is(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[model]]\nkey = "a"\ndisplay_name = "A"\nsource = "/srv/ours"\n')
+    assert load_registry(path, models_dir=tmp_path)[0].source == "/srv/ours"
+
+
+@pytest.mark.django_db
+def test_a_misspelt_pipeline_class_is_refused_at_sync(tmp_path: Path, settings: Any) -> None:
+    settings.MODELS_DIR = tmp_path
+    body = (
+        '[[model]]\nkey = "a"\ndisplay_name = "A"\nsource = "x"\npipeline_class = "FluxPipelin"\n'
+    )
+    with pytest.raises(RegistryError, match="diffusers has no FluxPipelin"):
+        services.sync_models(path=write(tmp_path, body))
+    assert not ImageModel.objects.exists()

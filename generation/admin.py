@@ -1,0 +1,109 @@
+"""Admin for the model registry and the image jobs.
+
+A model's key and version are its identity (votes and boards point at the row), so they are
+read-only; a job's results are what a worker recorded and are never edited.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from arena.admin import RecordAdmin, export_csv_action
+from generation.models import Generation, ImageModel
+
+MODEL_CSV_FIELDS = (
+    "key",
+    "version",
+    "display_name",
+    "organisation",
+    "licence",
+    "is_in_house",
+    "backend",
+    "pipeline_class",
+    "source",
+    "revision",
+    "dtype",
+    "default_steps",
+    "default_guidance",
+    "width",
+    "height",
+    "queue",
+    "sampling_weight",
+    "enabled",
+    "retired",
+    "disabled_reason",
+    "created_at",
+    "updated_at",
+)
+
+
+@admin.register(ImageModel)
+class ImageModelAdmin(admin.ModelAdmin):
+    list_display = (
+        "key",
+        "version",
+        "display_name",
+        "organisation",
+        "is_in_house",
+        "enabled",
+        "retired",
+        "sampling_weight",
+        "queue",
+        "updated_at",
+    )
+    list_filter = ("enabled", "retired", "is_in_house", "backend", "organisation", "queue")
+    search_fields = ("key", "display_name", "organisation")
+    readonly_fields = ("key", "version", "created_at", "updated_at")
+    actions = (
+        "enable_models",
+        "disable_models",
+        export_csv_action(fields=MODEL_CSV_FIELDS, name="models"),
+    )
+
+    def has_delete_permission(self, request: HttpRequest, obj: ImageModel | None = None) -> bool:
+        return False  # battles, votes and boards point at the row: disable it instead
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # models come from the registry file (sync_models)
+
+    @admin.action(description="Enable selected models (not retired ones)", permissions=["change"])
+    def enable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
+        enabled = queryset.filter(enabled=False, retired=False).update(
+            enabled=True, disabled_reason=""
+        )
+        retired = queryset.filter(retired=True).count()
+        note = f"; {retired} retired model(s) left disabled" if retired else ""
+        self.message_user(request, f"Enabled {enabled} model(s){note}.")
+
+    @admin.action(description="Disable selected models", permissions=["change"])
+    def disable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
+        disabled = queryset.filter(enabled=True).update(
+            enabled=False, disabled_reason=f"disabled by {request.user.get_username()}"[:500]
+        )
+        self.message_user(request, f"Disabled {disabled} model(s); no new battles will use them.")
+
+
+@admin.register(Generation)
+class GenerationAdmin(RecordAdmin):
+    list_display = (
+        "pk",
+        "model",
+        "status",
+        "steps",
+        "size",
+        "attempts",
+        "queue_wait_ms",
+        "compute_ms",
+        "device",
+        "created_at",
+    )
+    list_filter = ("status", "model", "device", "created_at")
+    list_select_related = ("model",)
+    search_fields = ("=id", "prompt", "image_sha256", "worker_host", "model__key")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="size")
+    def size(self, generation: Generation) -> str:
+        return f"{generation.width}×{generation.height}"

@@ -1,0 +1,139 @@
+"""Battle latency: from submit to both images ready, against the slower side's raw pipeline time.
+
+    python tests/bench/bench_battle_latency.py [--battles 40] [--broker filesystem|redis]
+
+Starts a real Celery worker (prefork, two processes) on a scratch database, plays battles on
+the tiny CPU models through ``arena.services.create_battle`` and reads the timestamps the
+database keeps: ``Battle.created_at`` (submit) and ``Battle.ready_at`` (both images stored),
+and each side's ``compute_ms`` (pipeline plus encoding, measured in the worker). The overhead
+of the arena is ``ready - created - max(compute_left, compute_right)``: queueing, broker
+delivery, claims, progress writes, storing, and finishing the battle. Prints percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--battles", type=int, default=40)
+    parser.add_argument("--broker", choices=["filesystem", "redis"], default="filesystem")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
+        "ARENA_VAR_DIR": str(scratch),
+        "ARENA_MODELS_DIR": str(ROOT / "var" / "models"),
+        "MEDIA_ROOT": str(scratch / "media"),
+        "CELERY_BROKER_URL": args.redis_url if args.broker == "redis" else "filesystem://",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "ARENA_WARM_MODELS": "all",
+        "ARENA_READY_FILE": str(scratch / "ready"),
+    }
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "arena.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from arena import services
+    from arena.models import Battle
+    from generation.models import ImageModel
+
+    call_command("migrate", verbosity=0)
+    call_command("build_tiny_models", verbosity=0)
+    call_command("sync_models", verbosity=0)
+    queue = f"bench-{os.getpid()}"
+    ImageModel.objects.update(queue=queue)
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "arena",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "2",
+            "--queues",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        ready = scratch / "ready"
+        while not (ready.exists() and len(ready.read_text().split()) >= 2):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit("the worker did not start")
+            time.sleep(0.1)
+        print(f"worker ready (broker: {args.broker}); {args.battles} battles on tiny CPU models")
+        overheads, totals, slower = [], [], []
+        for index in range(args.battles + 3):
+            battle = services.create_battle(prompt_text=f"a lighthouse, study {index}", owner="b")
+            while True:
+                battle.refresh_from_db()
+                if battle.status != Battle.Status.GENERATING:
+                    break
+                time.sleep(0.002)
+            if battle.status != Battle.Status.READY or battle.ready_at is None:
+                raise SystemExit(f"battle {battle.pk} ended {battle.status}")
+            if index < 3:
+                continue  # warm-up: first runs of each model in each process
+            total = (battle.ready_at - battle.created_at).total_seconds() * 1000
+            compute = max(
+                battle.generation_left.compute_ms or 0, battle.generation_right.compute_ms or 0
+            )
+            totals.append(total)
+            slower.append(compute)
+            overheads.append(total - compute)
+        print(f"{'ms':>28} {'median':>8} {'p90':>8} {'max':>8}")
+        for label, values in [
+            ("submit to both ready", totals),
+            ("slower side's pipeline", slower),
+            ("overhead", overheads),
+        ]:
+            print(
+                f"{label:>28} {statistics.median(values):8.1f} "
+                f"{percentile(values, 0.9):8.1f} {max(values):8.1f}"
+            )
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
