@@ -1,0 +1,149 @@
+"""Images per second on one queue: through a worker one job at a time, and batched in-process.
+
+    python tests/bench/bench_queue_throughput.py [--jobs 40] [--model tiny-inhouse] [--batch 4]
+
+One Celery worker process (prefork, concurrency 1: one GPU's worth) consumes one model's queue;
+the script enqueues ``--jobs`` jobs at once and times the first enqueue to the last image
+stored. Beside it, in this process, the same model's pipeline runs the same number of images
+one by one and in batches of ``--batch`` prompts. The arena does not batch jobs today; the
+batched row says what dynamic batching could buy (ARCHITECTURE.md section 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--model", default="tiny-inhouse")
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
+        "ARENA_VAR_DIR": str(scratch),
+        "ARENA_MODELS_DIR": str(ROOT / "var" / "models"),
+        "MEDIA_ROOT": str(scratch / "media"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "ARENA_WARM_MODELS": args.model,
+        "ARENA_READY_FILE": str(scratch / "ready"),
+    }
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "arena.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import torch
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from generation import pipelines, services
+    from generation.models import Generation, ImageModel
+
+    call_command("migrate", verbosity=0)
+    call_command("build_tiny_models", verbosity=0)
+    call_command("sync_models", verbosity=0)
+    model = ImageModel.objects.get(key=args.model)
+    queue = f"bench-{os.getpid()}"
+    ImageModel.objects.filter(pk=model.pk).update(queue=queue)
+    model.refresh_from_db()
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "arena",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--queues",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    rows = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (scratch / "ready").exists():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit("the worker did not start")
+            time.sleep(0.1)
+        started = time.perf_counter()
+        with transaction.atomic():
+            jobs = [
+                services.create_generation(model=model, prompt=f"a kite, study {i}", seed=i)
+                for i in range(args.jobs)
+            ]
+            for job in jobs:
+                services.enqueue(job)
+        pending = Generation.objects.filter(pk__in=[j.pk for j in jobs])
+        while pending.exclude(status__in=["done", "failed"]).exists():
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        assert not pending.filter(status="failed").exists(), "a job failed"
+        rows.append(("worker queue, one job at a time", elapsed))
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    torch.set_num_threads(1)
+    pipe = pipelines.get_pipeline(services.spec_for(model))
+    common = {
+        "num_inference_steps": model.default_steps,
+        "guidance_scale": model.default_guidance,
+        "width": model.width,
+        "height": model.height,
+    }
+    pipe(prompt="warm up", **common)
+    started = time.perf_counter()
+    for i in range(args.jobs):
+        pipe(prompt=f"a kite, study {i}", generator=torch.Generator().manual_seed(i), **common)
+    rows.append(("pipeline in-process, batch 1", time.perf_counter() - started))
+    started = time.perf_counter()
+    for first in range(0, args.jobs, args.batch):
+        seeds = range(first, min(first + args.batch, args.jobs))
+        pipe(
+            prompt=[f"a kite, study {i}" for i in seeds],
+            generator=[torch.Generator().manual_seed(i) for i in seeds],
+            **common,
+        )
+    rows.append((f"pipeline in-process, batch {args.batch}", time.perf_counter() - started))
+
+    print(
+        f"{args.jobs} images of {model.key}, {model.default_steps} steps, "
+        f"{model.width}x{model.height}, one CPU thread"
+    )
+    print(f"{'':>34} {'seconds':>8} {'images/s':>9}")
+    for label, seconds in rows:
+        print(f"{label:>34} {seconds:8.2f} {args.jobs / seconds:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
