@@ -131,3 +131,74 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.choice} on {self.battle_id}"
+
+
+class Conversation(models.Model):
+    """Direct chat with named models: a browser session's (or a signed-in person's) history."""
+
+    owner = models.CharField(max_length=64, db_index=True, help_text="Salted session identity")
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk}"
+
+
+class ChatTurn(models.Model):
+    """One submission in a conversation: a model, its settings, and 1 to 4 images."""
+
+    class Kind(models.TextChoices):
+        GENERATE = "generate"
+        REFINE = "refine", "Refine (image to image)"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GENERATE)
+    model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField()
+    steps = models.PositiveSmallIntegerField()
+    guidance = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    count = models.PositiveSmallIntegerField(default=1)
+    # Refine: the image this turn starts from, and how far it may move away from it.
+    source = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    strength = models.FloatField(null=True, blank=True)
+    images = models.ManyToManyField(Generation, through="ChatImage", related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(count__gte=1, count__lte=4), name="chat_turn_one_to_four_images"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Turn {self.pk} ({self.model_id})"
+
+
+class ChatImage(models.Model):
+    """One image of a turn, in order; the n-th image uses the turn's seed plus n."""
+
+    turn = models.ForeignKey(ChatTurn, on_delete=models.CASCADE, related_name="chat_images")
+    generation = models.OneToOneField(Generation, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["turn", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "index"], name="unique_chat_image_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Turn {self.turn_id} image {self.index}"

@@ -91,6 +91,156 @@ BOARD_ROW = {
 }
 
 
+MODEL_VERSION = {
+    "type": "object",
+    "required": ["version", "name", "enabled", "retired", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"type": "string"},
+        "name": {"type": "string"},
+        "enabled": {"type": "boolean", "description": "Drawn into new battles"},
+        "retired": {"type": "boolean", "description": "Superseded by a newer version"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+MODEL = {
+    "type": "object",
+    "required": [
+        "key",
+        "name",
+        "organisation",
+        "licence",
+        "in_house",
+        "current_version",
+        "versions",
+    ],
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string", "description": "Display name of the current version"},
+        "organisation": {"type": "string"},
+        "licence": {"type": "string"},
+        "in_house": {"type": "boolean"},
+        "current_version": {"type": "string"},
+        "versions": {
+            "type": "array",
+            "description": "Newest first",
+            "items": {"$ref": "#/components/schemas/ModelVersion"},
+        },
+    },
+}
+
+MODEL_DETAIL = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Model"},
+        {
+            "type": "object",
+            "required": ["rating", "snapshot"],
+            "properties": {
+                "rating": {
+                    "description": "The newest version's row on the latest overall board",
+                    "oneOf": [{"$ref": "#/components/schemas/BoardRow"}, {"type": "null"}],
+                },
+                "snapshot": {
+                    "oneOf": [{"$ref": "#/components/schemas/Snapshot"}, {"type": "null"}],
+                },
+            },
+        },
+    ]
+}
+
+HISTORY_ROW = {
+    "type": "object",
+    "required": ["snapshot_id", "created_at", "version", "rank", "rating", "lower", "upper"],
+    "additionalProperties": False,
+    "properties": {
+        "snapshot_id": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "version": {"type": "string"},
+        "rank": {"type": "integer", "description": "Rank (UB)"},
+        "rating": {"type": ["number", "null"]},
+        "lower": {"type": ["number", "null"]},
+        "upper": {"type": ["number", "null"]},
+        "votes": {"type": "integer"},
+        "provisional": {"type": "boolean"},
+    },
+}
+
+OUTCOMES = {
+    "type": "object",
+    "required": ["votes", "tie_share", "both_bad_share"],
+    "additionalProperties": False,
+    "properties": {
+        "votes": {"type": "integer", "minimum": 0},
+        "tie_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "both_bad_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    },
+}
+
+STATS = {
+    "type": "object",
+    "description": "Live votes only (imported logs are not included). Counted votes are "
+    "anonymous and not excluded, as on the boards.",
+    "required": [
+        "days",
+        "votes_per_day",
+        "total_votes",
+        "counted_votes",
+        "excluded_votes",
+        "battles_voided",
+        "outcomes",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "days": {"type": "integer"},
+        "votes_per_day": {
+            "type": "array",
+            "description": "Counted votes per UTC day, oldest first, one entry per day",
+            "items": {
+                "type": "object",
+                "required": ["date", "votes"],
+                "additionalProperties": False,
+                "properties": {
+                    "date": {"type": "string", "format": "date"},
+                    "votes": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "total_votes": {"type": "integer", "description": "Every vote, excluded ones too"},
+        "counted_votes": {"type": "integer"},
+        "excluded_votes": {"type": "integer"},
+        "battles_voided": {"type": "integer"},
+        "outcomes": {
+            "type": "object",
+            "required": ["overall", "categories"],
+            "additionalProperties": False,
+            "properties": {
+                "overall": {"$ref": "#/components/schemas/Outcomes"},
+                "categories": {
+                    "type": "object",
+                    "additionalProperties": {"$ref": "#/components/schemas/Outcomes"},
+                },
+            },
+        },
+    },
+}
+
+
+def _page(item_ref: str) -> dict[str, Any]:
+    """A paginated list of ``item_ref`` items."""
+    return {
+        "type": "object",
+        "required": ["count", "next", "previous", "results"],
+        "additionalProperties": False,
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "next": {"type": ["string", "null"], "format": "uri"},
+            "previous": {"type": ["string", "null"], "format": "uri"},
+            "results": {"type": "array", "items": {"$ref": item_ref}},
+        },
+    }
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -105,6 +255,21 @@ BATTLE_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
+MODEL_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGINATION = [
+    {
+        "name": "page",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "default": 1},
+    },
+    {
+        "name": "page_size",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+]
 CSRF: list[dict[str, list[str]]] = [{"csrfToken": [], "session": []}]
 
 SCHEMA: dict[str, Any] = {
@@ -116,7 +281,20 @@ SCHEMA: dict[str, Any] = {
         "POSTs need the session cookie and the CSRF token from GET /api/v1/session.",
     },
     "components": {
-        "schemas": {"Error": ERROR, "Battle": BATTLE, "Snapshot": SNAPSHOT, "BoardRow": BOARD_ROW},
+        "schemas": {
+            "Error": ERROR,
+            "Battle": BATTLE,
+            "Snapshot": SNAPSHOT,
+            "BoardRow": BOARD_ROW,
+            "ModelVersion": MODEL_VERSION,
+            "Model": MODEL,
+            "ModelDetail": MODEL_DETAIL,
+            "HistoryRow": HISTORY_ROW,
+            "ModelPage": _page("#/components/schemas/Model"),
+            "HistoryPage": _page("#/components/schemas/HistoryRow"),
+            "Outcomes": OUTCOMES,
+            "Stats": STATS,
+        },
         "securitySchemes": {
             "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
             "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRFToken"},
@@ -204,14 +382,21 @@ SCHEMA: dict[str, Any] = {
         },
         "/api/v1/leaderboard": {
             "get": {
-                "summary": "The latest board, overall or for one category",
+                "summary": "The latest board, overall or for one category, or a past board by id",
                 "parameters": [
                     {
                         "name": "category",
                         "in": "query",
                         "required": False,
                         "schema": {"type": "string"},
-                    }
+                    },
+                    {
+                        "name": "snapshot",
+                        "in": "query",
+                        "required": False,
+                        "description": "A snapshot id: that board, whatever its category",
+                        "schema": {"type": "integer"},
+                    },
                 ],
                 "responses": {
                     "200": _json(
@@ -232,7 +417,58 @@ SCHEMA: dict[str, Any] = {
                             },
                         }
                     ),
-                    "400": _error("Unknown category"),
+                    "400": _error("Unknown category, or a snapshot that is not an id"),
+                    "404": _error("No snapshot has that id"),
+                },
+            }
+        },
+        "/api/v1/models": {
+            "get": {
+                "summary": "Every model key, with its versions; paginated",
+                "parameters": PAGINATION,
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/ModelPage"}),
+                    "400": _error("page or page_size is not a whole number in range"),
+                    "404": _error("page is past the last page"),
+                },
+            }
+        },
+        "/api/v1/models/{key}": {
+            "get": {
+                "summary": "A model's details and its row on the latest overall board",
+                "parameters": [MODEL_KEY],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/ModelDetail"}),
+                    "404": _error("No model has that key"),
+                },
+            }
+        },
+        "/api/v1/models/{key}/history": {
+            "get": {
+                "summary": "A model's overall rating and interval at each snapshot, newest "
+                "first; paginated",
+                "parameters": [MODEL_KEY, *PAGINATION],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/HistoryPage"}),
+                    "400": _error("page or page_size is not a whole number in range"),
+                    "404": _error("No model has that key, or page is past the last page"),
+                },
+            }
+        },
+        "/api/v1/stats": {
+            "get": {
+                "summary": "Votes per day, share of ties and of both bad, voided battles",
+                "parameters": [
+                    {
+                        "name": "days",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Stats"}),
+                    "400": _error("days is not a whole number from 1 to 366"),
                 },
             }
         },

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from arena import views
+from leaderboard import api as leaderboard_api
 from leaderboard import views as leaderboard_views
 
 arena_patterns = [
@@ -20,6 +21,10 @@ arena_patterns = [
     path("api/v1/battles/<uuid:battle_id>", views.api_battle, name="api_battle"),
     path("api/v1/battles/<uuid:battle_id>/vote", views.api_vote, name="api_vote"),
     path("api/v1/leaderboard", leaderboard_views.api_leaderboard, name="api_leaderboard"),
+    path("api/v1/models", leaderboard_api.models, name="api_models"),
+    path("api/v1/models/<slug:key>", leaderboard_api.model, name="api_model"),
+    path("api/v1/models/<slug:key>/history", leaderboard_api.model_history, name="api_history"),
+    path("api/v1/stats", leaderboard_api.stats, name="api_stats"),
     path("api/v1/openapi.json", views.openapi, name="openapi"),
 ]
 

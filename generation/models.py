@@ -36,6 +36,11 @@ class ImageModel(models.Model):
     width = models.PositiveIntegerField(default=64)
     height = models.PositiveIntegerField(default=64)
     scheduler = models.CharField(max_length=100, blank=True)
+    # Direct chat's bounds, from the registry entry.
+    max_steps = models.PositiveSmallIntegerField(default=50)
+    min_guidance = models.FloatField(default=0.0)
+    max_guidance = models.FloatField(default=10.0)
+    sizes = models.JSONField(default=list, blank=True, help_text='Allowed "WxH" sizes')
     queue = models.CharField(max_length=100, default="default")
     timeout_s = models.PositiveIntegerField(default=120)
     sampling_weight = models.FloatField(default=1.0)
@@ -58,6 +63,11 @@ class ImageModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.key}@{self.version})"
+
+    def allowed_sizes(self) -> list[tuple[int, int]]:
+        """The sizes direct chat offers: the registry's list, else the default size."""
+        listed = [tuple(int(n) for n in size.split("x")) for size in self.sizes]
+        return [(w, h) for w, h in listed] or [(self.width, self.height)]
 
 
 class GenerationQuerySet(models.QuerySet["Generation"]):
@@ -100,6 +110,11 @@ class Generation(models.Model):
     cached_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Image-to-image (direct chat's "refine"): the image to start from and how far to move.
+    source_image = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    strength = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Internal detail; never shown to voters")
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=50, blank=True)

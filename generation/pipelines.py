@@ -115,6 +115,27 @@ def cached_pipeline_keys() -> list[tuple[str, str]]:
     return list(_cache)
 
 
+_img2img_cache: dict[int, Any] = {}
+
+
+def image_to_image(pipe: Any) -> Any:
+    """The image-to-image pipeline sharing ``pipe``'s loaded components (no second copy)."""
+    import diffusers
+
+    from generation.registry import IMAGE_TO_IMAGE
+
+    name = IMAGE_TO_IMAGE.get(type(pipe).__name__)
+    if name is None:
+        raise ValueError(f"{type(pipe).__name__} has no image-to-image counterpart")
+    with _cache_lock:
+        derived = _img2img_cache.get(id(pipe))
+        if derived is None:
+            derived = getattr(diffusers, name)(**pipe.components)
+            derived.set_progress_bar_config(disable=True)
+            _img2img_cache[id(pipe)] = derived
+        return derived
+
+
 def generate(
     pipe: Any,
     *,
@@ -126,8 +147,21 @@ def generate(
     width: int,
     height: int,
     on_step: Callable[[int], None] | None = None,
+    init_image: Image.Image | None = None,
+    strength: float | None = None,
 ) -> Image.Image:
-    """Run the pipeline once with an explicit seed; ``on_step(n)`` hears each finished step."""
+    """Run the pipeline once with an explicit seed; ``on_step(n)`` hears each finished step.
+
+    With ``init_image`` it refines that image (image to image) at ``strength``; only
+    ``int(steps * strength)`` steps then run, and progress is scaled to ``steps``.
+    """
+    if init_image is not None:
+        if strength is None or not 0.0 < strength <= 1.0:
+            raise ValueError("strength must be in (0, 1] to refine an image")
+        pipe = image_to_image(pipe)
+        ran = max(int(steps * strength), 1)
+        inner = on_step
+        on_step = None if inner is None else (lambda n: inner(min(round(n * steps / ran), steps)))
 
     def callback(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
@@ -167,6 +201,11 @@ def generate(
         kwargs["clean_caption"] = False
     if negative_prompt:
         kwargs["negative_prompt"] = negative_prompt
+    if init_image is not None:
+        kwargs["image"] = init_image.convert("RGB").resize((width, height))
+        kwargs["strength"] = strength
+        # Image-to-image pipelines take their size from the image.
+        del kwargs["width"], kwargs["height"]
     with torch.inference_mode():
         result = pipe(**kwargs)
     image: Image.Image = result.images[0]

@@ -6,6 +6,7 @@ than in a worker an hour later.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,27 @@ PIPELINE_FIELDS = {
     "width": int,
     "height": int,
     "scheduler": str,
+    # Bounds for direct chat; each defaults from the settings above when left out.
+    "max_steps": int,
+    "min_guidance": float,
+    "max_guidance": float,
+    "sizes": list,
 }
 REQUIRED = ("key", "display_name", "source")
+_SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
 BACKENDS = ("diffusers", "http")
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+# The image-to-image pipeline made from each text-to-image pipeline's loaded components, for
+# direct chat's "refine". A family missing here has none in diffusers, so refine is not offered.
+IMAGE_TO_IMAGE = {
+    "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+    "FluxPipeline": "FluxImg2ImgPipeline",
+    "QwenImagePipeline": "QwenImageImg2ImgPipeline",
+}
 
 
 class RegistryError(ValueError):
@@ -64,6 +82,10 @@ class ModelEntry:
     width: int = 64
     height: int = 64
     scheduler: str = ""
+    max_steps: int = 0  # 0: twice the default steps
+    min_guidance: float = 0.0
+    max_guidance: float = 0.0  # 0: twice the default guidance, at least 10
+    sizes: tuple[str, ...] = ()  # "WxH" strings; empty: only width x height
 
 
 def _check(path: Path, where: str, name: str, value: Any) -> Any:
@@ -104,6 +126,12 @@ def load_registry(path: Path, *, models_dir: Path, max_timeout_s: int = 3600) ->
             raise RegistryError(f"{path}: {where}: field 'backend' must be one of {BACKENDS}")
         if values.get("dtype", "float32") not in DTYPES:
             raise RegistryError(f"{path}: {where}: field 'dtype' must be one of {DTYPES}")
+        sizes = values.get("sizes", [])
+        if not all(isinstance(size, str) and _SIZE.fullmatch(size) for size in sizes):
+            raise RegistryError(
+                f"{path}: {where}: field 'sizes' must list sizes like \"1024x768\", got {sizes!r}"
+            )
+        values["sizes"] = tuple(sizes)
         for name in ("steps", "width", "height", "timeout_s"):
             if name in values and values[name] < 1:
                 raise RegistryError(f"{path}: {where}: field '{name}' must be positive")

@@ -101,6 +101,10 @@ def _model_fields(entry: ModelEntry) -> dict[str, object]:
         "queue": entry.queue,
         "timeout_s": entry.timeout_s,
         "sampling_weight": entry.sampling_weight,
+        "max_steps": entry.max_steps or max(2 * entry.steps, 1),
+        "min_guidance": entry.min_guidance,
+        "max_guidance": entry.max_guidance or max(2 * entry.guidance, 10.0),
+        "sizes": list(entry.sizes),
         "enabled": entry.enabled,
         "retired": False,
     }
@@ -116,6 +120,8 @@ def cache_key(
     guidance: float,
     width: int,
     height: int,
+    source_sha256: str = "",
+    strength: float | None = None,
 ) -> str:
     """The content address of an image: everything that decides its pixels, hashed."""
     parts = {
@@ -129,6 +135,9 @@ def cache_key(
         "size": [width, height],
         "scheduler": model.scheduler,
     }
+    if source_sha256:
+        parts["source"] = source_sha256
+        parts["strength"] = strength
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -141,12 +150,16 @@ def create_generation(
     steps: int | None = None,
     guidance: float | None = None,
     output_size: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None,
+    source_image: Generation | None = None,
+    strength: float | None = None,
     use_cache: bool = True,
 ) -> Generation:
     """A job for ``model``: already done when the same image exists, else queued (then call
     ``enqueue`` inside the same transaction; it does nothing for a finished job)."""
     steps = steps or model.default_steps
     guidance = model.default_guidance if guidance is None else guidance
+    width, height = size or (model.width, model.height)
     key = cache_key(
         model=model,
         prompt=prompt,
@@ -154,8 +167,10 @@ def create_generation(
         seed=seed,
         steps=steps,
         guidance=guidance,
-        width=model.width,
-        height=model.height,
+        width=width,
+        height=height,
+        source_sha256=source_image.image_sha256 if source_image else "",
+        strength=strength,
     )
     generation = Generation(
         model=model,
@@ -164,10 +179,12 @@ def create_generation(
         seed=seed,
         steps=steps,
         guidance=guidance,
-        width=model.width,
-        height=model.height,
-        output_width=output_size[0] if output_size else model.width,
-        output_height=output_size[1] if output_size else model.height,
+        width=width,
+        height=height,
+        output_width=output_size[0] if output_size else width,
+        output_height=output_size[1] if output_size else height,
+        source_image=source_image,
+        strength=strength,
         model_version=model.version,
         cache_key=key,
     )
@@ -326,6 +343,12 @@ def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tu
     from generation import pipelines
 
     pipe = pipelines.get_pipeline(spec_for(model))
+    if generation.source_image_id is not None:
+        from PIL import Image
+
+        with generation.source_image.image.open("rb") as handle:  # type: ignore[union-attr]
+            params["init_image"] = Image.open(handle).convert("RGB")
+        params["strength"] = generation.strength
     image = pipelines.generate(pipe, on_step=on_step, **params)
     return image, pipelines.device_name(), type(pipe.scheduler).__name__
 

@@ -3,6 +3,10 @@
 Every row is checked before anything is written, so a file either goes in whole or not at all.
 The rows are stored as ``ImportedBattle``; the anonymous ones are also added to the pair counts
 and to online Elo, exactly as if they had been voted here.
+
+Our own vote dataset (``leaderboard.votes``) reads back too: columns FastChat lacks are ignored,
+rows marked ``excluded`` are skipped (and counted in the result), and ``model_a_key`` with
+``model_a_version`` (likewise for b), when they name a model here, pick that exact row.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from numpy.typing import NDArray
 from arena.categories import CATEGORIES, OTHER
 from generation.models import ImageModel
 from leaderboard import ratings
+from leaderboard.exports import FORMULA_STARTS
 from leaderboard.models import ImportedBattle, OnlineElo, PairCount
 from leaderboard.services import ELO_INIT
 
@@ -58,6 +63,8 @@ _EARLIEST_S = -62_135_596_800.0
 _LATEST_S = 253_402_300_799.0
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_NULL = "\\N"
+# Marks a name that stands for a model's primary key; a real name has no control characters.
+_PK_PREFIX = "\x00pk:"
 
 Ints = NDArray[np.int64]
 
@@ -77,6 +84,7 @@ class ImportResult:
     anonymous_rows: int
     models_created: list[str]
     seconds: float
+    excluded_rows: int = 0  # rows marked excluded in the file: skipped, neither stored nor counted
 
 
 def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
@@ -86,10 +94,15 @@ def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
     source = path.name if source is None else source
     if len(source) > _SOURCE_LIMIT:
         raise ValueError(f"source must be at most {_SOURCE_LIMIT} characters")
-    battles = _Battles()
+    battles = _Battles(versions=_model_versions())
+    excluded_rows = 0
     for line, record in _records(path):
         if isinstance(record, str):
             battles.errors.add(line, record)
+        elif (excluded := _excluded(record.get("excluded"))) is None:
+            battles.errors.add(line, f"excluded {record.get('excluded')!r} is not true or false")
+        elif excluded:
+            excluded_rows += 1
         else:
             battles.add(line, record)
     if not battles.lines and not battles.errors.total:
@@ -126,14 +139,17 @@ def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
         anonymous_rows=int(anonymous.sum()),
         models_created=new_names,
         seconds=time.perf_counter() - started,
+        excluded_rows=excluded_rows,
     )
     logger.info(
-        "imported %d battles (%d anonymous) from %s in %.1f s; %d new models",
+        "imported %d battles (%d anonymous) from %s in %.1f s; %d new models; "
+        "%d excluded rows skipped",
         result.rows,
         result.anonymous_rows,
         source,
         result.seconds,
         len(new_names),
+        excluded_rows,
     )
     return result
 
@@ -153,8 +169,9 @@ class _Battles:
     """The checked rows, column by column (names as indices into ``names``) to keep a million
     rows small in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, versions: Mapping[tuple[str, str], int] | None = None) -> None:
         self.errors = _Errors()
+        self.versions = versions or {}
         self.names: list[str] = []
         self.name_index: dict[str, int] = {}
         self.lines: list[int] = []
@@ -170,8 +187,12 @@ class _Battles:
 
     def add(self, line: int, record: Mapping[str, Any]) -> None:
         problems: list[str] = []
-        name_a = self._name(record.get("model_a"), "model_a", problems)
-        name_b = self._name(record.get("model_b"), "model_b", problems)
+        name_a = self._exact(record, "model_a") or self._name(
+            record.get("model_a"), "model_a", problems
+        )
+        name_b = self._exact(record, "model_b") or self._name(
+            record.get("model_b"), "model_b", problems
+        )
         if name_a is not None and name_a == name_b:
             problems.append(f"model_a and model_b are the same model ({name_a!r})")
         winner = record.get("winner")
@@ -211,6 +232,17 @@ class _Battles:
         self.order_key.append(seconds)
         self.judge.append(judge)
 
+    def _exact(self, record: Mapping[str, Any], column: str) -> str | None:
+        """The model named by ``<column>_key`` and ``<column>_version`` as a name token, when
+        both are given and name a model here (even if a display name is shared by versions)."""
+        key, version = record.get(f"{column}_key"), record.get(f"{column}_version")
+        if not (isinstance(key, str) and key and isinstance(version, str)):
+            return None
+        pk = self.versions.get((key, version))
+        if pk is None:  # a CSV export guards cells that a spreadsheet would run
+            pk = self.versions.get((_unguard(key), _unguard(version)))
+        return None if pk is None else f"{_PK_PREFIX}{pk}"
+
     def _name(self, value: object, column: str, problems: list[str]) -> str | None:
         # A log names a few models a million times: check each name once.
         if isinstance(value, str) and value in self.name_index:
@@ -223,6 +255,30 @@ class _Battles:
             index = self.name_index[name] = len(self.names)
             self.names.append(name)
         return index
+
+
+def _model_versions() -> dict[tuple[str, str], int]:
+    return {
+        (key, version): pk
+        for pk, key, version in ImageModel.objects.values_list("pk", "key", "version")
+    }
+
+
+def _unguard(cell: str) -> str:
+    """A CSV cell as it was before ``exports.csv_cell`` put a quote before a formula."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
+def _excluded(value: object) -> bool | None:
+    """The optional ``excluded`` cell: absent or empty is false; None when it is neither."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    text = value.strip().lower() if isinstance(value, str) else str(value)
+    if text in _TRUE:
+        return True
+    if text == "" or text in _FALSE:
+        return False
+    return None
 
 
 def _name(value: object, column: str, problems: list[str]) -> str | None:
@@ -361,7 +417,12 @@ def _resolve_models(battles: _Battles) -> dict[str, int | None]:
     ):
         by_display[display_name] = pk
         by_key[key] = pk
-    resolved = {name: by_display.get(name, by_key.get(name)) for name in battles.names}
+    resolved = {
+        name: int(name[len(_PK_PREFIX) :])
+        if name.startswith(_PK_PREFIX)
+        else by_display.get(name, by_key.get(name))
+        for name in battles.names
+    }
     # Two names can reach one model (its display name and its key): that row is a self-battle.
     identity = np.array(
         [

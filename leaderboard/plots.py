@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -88,4 +91,45 @@ def heatmap(
                 color="white" if strong else "black",
             )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    return _svg(figure)
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One version's overall rating and interval at each snapshot, oldest first."""
+
+    label: str
+    times: Sequence[datetime]
+    ratings: Sequence[float]
+    lower: Sequence[float]
+    upper: Sequence[float]
+
+
+HISTORY_COLOURS = (ACCENT, IN_HOUSE, "#2b8a3e", "#862e9c", "#495057")
+
+
+def rating_history_plot(*, lines: Sequence[HistoryLine]) -> str:
+    """A model's rating over time as a line inside its interval band, one per version."""
+    figure, axes = plt.subplots(figsize=(7.5, 3.6))
+    for index, line in enumerate(lines):
+        colour = HISTORY_COLOURS[index % len(HISTORY_COLOURS)]
+        times = mdates.date2num(list(line.times))
+        axes.fill_between(times, line.lower, line.upper, color=colour, alpha=0.2, lw=0)
+        axes.plot(times, line.ratings, color=colour, lw=1.6, marker="o", ms=3, label=line.label)
+    if not lines:
+        axes.text(
+            0.5,
+            0.5,
+            "No overall board has rated this model yet",
+            ha="center",
+            va="center",
+            transform=axes.transAxes,
+        )
+    elif len(lines) > 1:
+        axes.legend(loc="best", frameon=False)
+    axes.xaxis_date(tz=UTC)
+    axes.set_ylabel("Rating with 95% interval")
+    axes.grid(alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.autofmt_xdate()
     return _svg(figure)

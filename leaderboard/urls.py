@@ -7,4 +7,6 @@ app_name = "leaderboard"
 urlpatterns = [
     path("", views.index, name="index"),
     path("plots/<int:snapshot_id>/<str:kind>.svg", views.plot, name="plot"),
+    path("models/<slug:key>/", views.model, name="model"),
+    path("models/<slug:key>/history.svg", views.model_plot, name="model_plot"),
 ]

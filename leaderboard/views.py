@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from arena.models import Category
+from generation.models import ImageModel
 from leaderboard import exports, plots
-from leaderboard.models import Snapshot
+from leaderboard.models import Snapshot, SnapshotRow
 
 PLOT_KINDS = ("ratings", "win_rate", "battles")
+# A model's history plot shows at most this many snapshots per version (evenly spread).
+HISTORY_POINTS = 400
 
 
 def _category(request: HttpRequest) -> str:
@@ -24,20 +29,99 @@ def _category(request: HttpRequest) -> str:
     return value
 
 
+def _requested_snapshot(request: HttpRequest) -> Snapshot | None:
+    """The board named by ``?snapshot=<id>``, None without one; a bad or unknown id is a 404."""
+    value = request.GET.get("snapshot", "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise Http404("no such snapshot")
+    return get_object_or_404(Snapshot, pk=int(value))
+
+
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    category = _category(request)
-    snapshot = Snapshot.objects.latest_for(category)
+    requested = _requested_snapshot(request)
+    category = requested.category if requested else _category(request)
+    latest = Snapshot.objects.latest_for(category)
+    snapshot = requested or latest
     rows = list(snapshot.rows.select_related("model")) if snapshot else []
     boards = sorted(set(Snapshot.objects.exclude(category="").values_list("category", flat=True)))
     context = {
         "snapshot": snapshot,
+        "historical": requested is not None and requested != latest,
         "rows": rows,
         "category": category,
         "categories": [(c, Category(c).label) for c in boards],
         "plot_kinds": PLOT_KINDS,
     }
     return render(request, "leaderboard/index.html", context)
+
+
+@require_GET
+def model(request: HttpRequest, key: str) -> HttpResponse:
+    versions = list(ImageModel.objects.filter(key=key).order_by("-created_at", "-pk"))
+    if not versions:
+        raise Http404("no such model")
+    current = next((m for m in versions if not m.retired), versions[0])
+    snapshot = Snapshot.objects.latest_for("")
+    rows = (
+        list(snapshot.rows.filter(model__key=key).select_related("model").order_by("rank"))
+        if snapshot
+        else []
+    )
+    history = SnapshotRow.objects.filter(model__key=key, snapshot__category="")
+    context = {
+        "model": current,
+        "versions": versions,
+        "snapshot": snapshot,
+        "rows": rows,
+        "has_history": history.exists(),
+    }
+    return render(request, "leaderboard/model.html", context)
+
+
+@require_GET
+def model_plot(request: HttpRequest, key: str) -> HttpResponse:
+    if not ImageModel.objects.filter(key=key).exists():
+        raise Http404("no such model")
+    latest = Snapshot.objects.latest_for("")
+    # A new overall board makes a new plot; until then the cached one stands.
+    cache_key = f"leaderboard-model-plot:{key}:{latest.pk if latest else 0}"
+    svg = cache.get(cache_key)
+    if svg is None:
+        svg = plots.rating_history_plot(lines=_history_lines(key))
+        cache.set(cache_key, svg, timeout=24 * 3600)
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+def _history_lines(key: str) -> list[plots.HistoryLine]:
+    """One line per version of the model: its overall rating and interval at each snapshot."""
+    points: dict[str, list[tuple[datetime, float, float, float]]] = {}
+    for version, when, rating, lower, upper in (
+        SnapshotRow.objects.filter(model__key=key, snapshot__category="")
+        .order_by("snapshot__created_at", "snapshot_id")
+        .values_list("model__version", "snapshot__created_at", "rating", "lower", "upper")
+    ):
+        points.setdefault(version, []).append((when, rating, lower, upper))
+    lines = []
+    for version, series in points.items():
+        step = -(-len(series) // HISTORY_POINTS)  # ceiling division
+        kept = series[::step]
+        if kept[-1] is not series[-1]:
+            kept.append(series[-1])  # always end at the latest board
+        lines.append(
+            plots.HistoryLine(
+                label=f"version {version}",
+                times=[p[0] for p in kept],
+                ratings=[p[1] for p in kept],
+                lower=[p[2] for p in kept],
+                upper=[p[3] for p in kept],
+            )
+        )
+    return lines
 
 
 @require_GET
@@ -90,7 +174,22 @@ def api_leaderboard(request: HttpRequest) -> JsonResponse:
             {"error": {"code": "bad_category", "message": f"category must be one of {known}"}},
             status=400,
         )
-    snapshot = Snapshot.objects.latest_for(category)
+    requested = request.GET.get("snapshot", "")
+    if requested and not requested.isdigit():
+        return JsonResponse(
+            {"error": {"code": "bad_snapshot", "message": "snapshot must be a snapshot id"}},
+            status=400,
+        )
+    if requested:
+        # A past board by id; its own category wins over ?category=.
+        snapshot = Snapshot.objects.filter(pk=int(requested)).first()
+        if snapshot is None:
+            return JsonResponse(
+                {"error": {"code": "not_found", "message": "no snapshot has that id"}},
+                status=404,
+            )
+    else:
+        snapshot = Snapshot.objects.latest_for(category)
     if snapshot is None:
         return JsonResponse({"snapshot": None, "rows": []})
     return JsonResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import jsonschema
@@ -149,7 +150,7 @@ def test_every_api_route_is_described() -> None:
 
     described = set(SCHEMA["paths"])
     routes = {
-        "/" + str(p.pattern).replace("<uuid:battle_id>", "{battle_id}")
+        "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(p.pattern))
         for p in arena_patterns
         if str(p.pattern).startswith("api/v1/") and not str(p.pattern).endswith("openapi.json")
     }

@@ -1,0 +1,316 @@
+"""Admin for prompts, battles and votes, and the pieces the other apps' admins share.
+
+Battles and votes are never edited by hand: a changed choice or side would silently disagree
+with the pair counts. They change only through actions that call the services (exclude or
+restore votes, which recount and refresh the boards) or a conditional update (void).
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from arena import services
+from arena.models import Battle, Prompt, Vote
+from generation.models import ImageModel
+from leaderboard import votes as vote_dataset
+from leaderboard.exports import csv_cell
+
+admin.site.site_header = "Image Arena administration"
+admin.site.site_title = "Image Arena admin"
+
+ExportAction = Callable[[Any, HttpRequest, QuerySet[Any]], StreamingHttpResponse]
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """A record nobody edits by hand: listed and viewed, changed only by actions."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        # Without an object this is the permission the changelist's actions need.
+        return obj is None and super().has_change_permission(request)
+
+
+class EitherSideModelFilter(admin.SimpleListFilter):
+    """Rows where a model plays either side; subclasses name the two lookups."""
+
+    title = "model"
+    parameter_name = "model"
+    sides: tuple[str, str] = ("model_left", "model_right")
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(model.pk), str(model)) for model in ImageModel.objects.all()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        left, right = self.sides
+        return queryset.filter(Q(**{left: int(value)}) | Q(**{right: int(value)}))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer can feed a stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_response(
+    *, queryset: QuerySet[Any], fields: Sequence[str], name: str
+) -> StreamingHttpResponse:
+    """The queryset's ``fields`` (lookups) as a streamed CSV download, formula-guarded."""
+    writer = csv.writer(_Echo(), lineterminator="\n")
+
+    def lines() -> Iterator[str]:
+        yield writer.writerow([field.replace("__", "_") for field in fields])
+        for values in queryset.order_by("pk").values_list(*fields).iterator(chunk_size=2000):
+            yield writer.writerow([csv_cell(_plain(value)) for value in values])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
+    return response
+
+
+def export_csv_action(*, fields: Sequence[str], name: str) -> ExportAction:
+    """An admin action that downloads the selected rows' ``fields`` as CSV."""
+
+    @admin.action(description="Export selected as CSV")
+    def export_selected_csv(
+        modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> StreamingHttpResponse:
+        return csv_response(queryset=queryset, fields=fields, name=name)
+
+    return export_selected_csv
+
+
+class BattleModelFilter(EitherSideModelFilter):
+    sides = ("model_left", "model_right")
+
+
+class VoteModelFilter(EitherSideModelFilter):
+    sides = ("battle__model_left", "battle__model_right")
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("short_text", "category", "curated", "active", "created_at")
+    list_filter = ("category", "curated", "active", "created_at")
+    list_editable = ("active",)
+    search_fields = ("text",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at",)
+
+    @admin.display(description="prompt", ordering="text")
+    def short_text(self, prompt: Prompt) -> str:
+        return str(prompt)
+
+
+BATTLE_CSV_FIELDS = (
+    "public_id",
+    "status",
+    "category",
+    "prompt_text",
+    "model_left__key",
+    "model_left__version",
+    "model_right__key",
+    "model_right__version",
+    "seed",
+    "anonymous",
+    "void_reason",
+    "created_at",
+    "ready_at",
+)
+
+
+@admin.register(Battle)
+class BattleAdmin(RecordAdmin):
+    list_display = (
+        "public_id",
+        "status",
+        "category",
+        "model_left",
+        "model_right",
+        "anonymous",
+        "created_at",
+    )
+    list_filter = ("status", "category", "anonymous", BattleModelFilter, "created_at")
+    list_select_related = ("model_left", "model_right")
+    search_fields = ("=public_id", "prompt_text", "model_left__key", "model_right__key")
+    date_hierarchy = "created_at"
+    actions = (
+        "void_battles",
+        export_csv_action(fields=BATTLE_CSV_FIELDS, name="battles"),
+    )
+
+    @admin.action(
+        description="Void selected battles (generating or ready only)", permissions=["change"]
+    )
+    def void_battles(self, request: HttpRequest, queryset: QuerySet[Battle]) -> None:
+        voidable = queryset.filter(status__in=[Battle.Status.GENERATING, Battle.Status.READY])
+        # A conditional update: a battle voted or voided meanwhile is left as it is.
+        voided = Battle.objects.filter(pk__in=voidable.values("pk")).update(
+            status=Battle.Status.VOID, void_reason=f"voided by {request.user.get_username()}"[:200]
+        )
+        skipped = queryset.count() - voided
+        self.message_user(request, f"Voided {voided} battle(s); {skipped} left as they were.")
+
+
+class ExcludeVotesForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Kept with each vote; for example the abuse pattern found.",
+    )
+
+
+VOTE_CSV_FIELDS = (
+    "id",
+    "battle__public_id",
+    "battle__category",
+    "battle__model_left__key",
+    "battle__model_right__key",
+    "choice",
+    "voter",
+    "ms_to_vote",
+    "created_at",
+    "excluded",
+    "excluded_reason",
+    "excluded_by",
+    "excluded_at",
+)
+
+
+@admin.register(Vote)
+class VoteAdmin(RecordAdmin):
+    change_list_template = "admin/arena/vote/change_list.html"
+    list_display = (
+        "battle_id_short",
+        "choice",
+        "left_model",
+        "right_model",
+        "category",
+        "excluded",
+        "ms_to_vote",
+        "created_at",
+    )
+    list_filter = ("choice", "excluded", "battle__category", VoteModelFilter, "created_at")
+    list_select_related = ("battle__model_left", "battle__model_right")
+    search_fields = (
+        "=battle__public_id",
+        "voter",
+        "excluded_reason",
+        "battle__prompt_text",
+        "battle__model_left__key",
+        "battle__model_right__key",
+    )
+    date_hierarchy = "created_at"
+    actions = (
+        "exclude_votes",
+        "restore_votes",
+        export_csv_action(fields=VOTE_CSV_FIELDS, name="votes"),
+    )
+
+    @admin.display(description="battle", ordering="battle__public_id")
+    def battle_id_short(self, vote: Vote) -> str:
+        return str(vote.battle.public_id)
+
+    @admin.display(description="left (A)", ordering="battle__model_left__key")
+    def left_model(self, vote: Vote) -> str:
+        return vote.battle.model_left.display_name
+
+    @admin.display(description="right (B)", ordering="battle__model_right__key")
+    def right_model(self, vote: Vote) -> str:
+        return vote.battle.model_right.display_name
+
+    @admin.display(description="category", ordering="battle__category")
+    def category(self, vote: Vote) -> str:
+        return vote.battle.category
+
+    @admin.action(description="Exclude selected votes from the counts…", permissions=["change"])
+    def exclude_votes(self, request: HttpRequest, queryset: QuerySet[Vote]) -> HttpResponse | None:
+        form = ExcludeVotesForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            changed = services.exclude_votes(
+                votes=queryset, reason=form.cleaned_data["reason"], by=request.user.get_username()
+            )
+            self.message_user(request, f"Excluded {changed} vote(s); counts and boards recomputed.")
+            return None
+        select_across = request.POST.get("select_across") == "1"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Exclude votes from the counts",
+            "opts": self.model._meta,
+            "form": form,
+            "count": queryset.count(),
+            "sample": queryset.select_related("battle__model_left", "battle__model_right")[:20],
+            "select_across": select_across,
+            "selected": [] if select_across else request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/arena/vote/exclude_votes.html", context)
+
+    @admin.action(description="Restore selected excluded votes", permissions=["change"])
+    def restore_votes(self, request: HttpRequest, queryset: QuerySet[Vote]) -> None:
+        changed = services.restore_votes(votes=queryset, by=request.user.get_username())
+        self.message_user(request, f"Restored {changed} vote(s); counts and boards recomputed.")
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path(
+            "dataset.<str:fmt>",
+            self.admin_site.admin_view(self.export_dataset),
+            name="arena_vote_dataset",
+        )
+        return [export, *super().get_urls()]
+
+    def export_dataset(self, request: HttpRequest, fmt: str) -> FileResponse:
+        """The whole vote dataset (leaderboard.votes) as a download; ?excluded=0 leaves out
+        the excluded votes."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if fmt not in vote_dataset.FORMATS:
+            raise Http404("no such format")
+        # Spooled to disk, not memory, however many votes there are.
+        file = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it
+        vote_dataset.write_votes(
+            fmt=fmt, out=file, include_excluded=request.GET.get("excluded") != "0"
+        )
+        file.seek(0)
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = FileResponse(
+            file,
+            as_attachment=True,
+            filename=f"votes-{stamp}.{fmt}",
+            content_type=vote_dataset.CONTENT_TYPES[fmt],
+        )
+        return response

@@ -1,0 +1,188 @@
+"""Admin for boards, their rows, the pair counts and imported logs; all read-only.
+
+Counts change only through votes, exclusions and imports (the services), never by hand. Any
+snapshot can be downloaded as CSV, JSON or Parquet from its page or the list.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html_join
+
+from arena.admin import EitherSideModelFilter, RecordAdmin
+from leaderboard import exports
+from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot, SnapshotRow
+
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+class PairModelFilter(EitherSideModelFilter):
+    sides = ("model_a", "model_b")
+
+
+class CategoryFilter(admin.SimpleListFilter):
+    """The board's category, with the overall board (stored as "") named."""
+
+    title = "board"
+    parameter_name = "board"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        categories = Snapshot.objects.order_by("category").values_list("category", flat=True)
+        return [(value or "overall", value or "overall") for value in categories.distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(category="" if value == "overall" else value)
+
+
+class SnapshotRowInline(admin.TabularInline):
+    model = SnapshotRow
+    fields = (
+        "rank",
+        "model",
+        "rating",
+        "lower",
+        "upper",
+        "votes",
+        "win_rate",
+        "online_elo",
+        "provisional",
+        "component",
+    )
+    readonly_fields = fields
+    ordering = ("rank", "-rating")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(RecordAdmin):
+    change_form_template = "admin/leaderboard/snapshot/change_form.html"
+    list_display = (
+        "pk",
+        "board",
+        "created_at",
+        "votes_used",
+        "interval_method",
+        "components",
+        "code_version",
+        "downloads",
+    )
+    list_filter = (CategoryFilter, "interval_method", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=id", "code_version")
+    exclude = ("matrices",)  # large; the plots and exports show it
+    inlines = (SnapshotRowInline,)
+
+    @admin.display(description="board", ordering="category")
+    def board(self, snapshot: Snapshot) -> str:
+        return snapshot.category or "overall"
+
+    @admin.display(description="download")
+    def downloads(self, snapshot: Snapshot) -> str:
+        return format_html_join(
+            " ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:leaderboard_snapshot_export", args=[snapshot.pk, fmt]), fmt)
+                for fmt in exports.FORMATS
+            ),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path(
+            "<int:snapshot_id>/export.<str:fmt>",
+            self.admin_site.admin_view(self.export_board),
+            name="leaderboard_snapshot_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_board(self, request: HttpRequest, snapshot_id: int, fmt: str) -> HttpResponse:
+        """One stored board as a CSV, JSON or Parquet download, with its provenance."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if fmt not in exports.FORMATS:
+            raise Http404("no such format")
+        snapshot = get_object_or_404(Snapshot, pk=snapshot_id)
+        out = io.BytesIO()
+        exports.write_board(snapshot=snapshot, fmt=fmt, out=out)
+        response = HttpResponse(out.getvalue(), content_type=CONTENT_TYPES[fmt])
+        name = f"leaderboard-{snapshot.category or 'overall'}-{snapshot.pk}.{fmt}"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+@admin.register(PairCount)
+class PairCountAdmin(RecordAdmin):
+    list_display = (
+        "category",
+        "model_a",
+        "model_b",
+        "wins_a",
+        "wins_b",
+        "ties",
+        "both_bad",
+        "total",
+    )
+    list_filter = ("category", PairModelFilter)
+    list_select_related = ("model_a", "model_b")
+    search_fields = (
+        "model_a__key",
+        "model_a__display_name",
+        "model_b__key",
+        "model_b__display_name",
+    )
+
+
+@admin.register(OnlineElo)
+class OnlineEloAdmin(RecordAdmin):
+    list_display = ("model", "rating", "votes")
+    list_select_related = ("model",)
+    ordering = ("-rating",)
+    search_fields = ("model__key", "model__display_name")
+
+
+@admin.register(ImportedBattle)
+class ImportedBattleAdmin(RecordAdmin):
+    list_display = (
+        "source",
+        "line",
+        "model_a",
+        "model_b",
+        "winner",
+        "category",
+        "anonymous",
+        "tstamp",
+        "imported_at",
+    )
+    list_filter = ("source", "winner", "category", "anonymous", PairModelFilter, "imported_at")
+    list_select_related = ("model_a", "model_b")
+    search_fields = (
+        "source",
+        "judge",
+        "model_a__key",
+        "model_a__display_name",
+        "model_b__key",
+        "model_b__display_name",
+    )
+    date_hierarchy = "imported_at"

@@ -1,0 +1,259 @@
+"""The read-only public API: the models, each model's rating history, and vote statistics.
+
+Lists are paginated with ``?page=`` (from 1) and ``?page_size=`` (at most 200) and answer
+``{"count", "next", "previous", "results"}``, ``next`` and ``previous`` being full URLs or null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from arena.models import Battle, Vote
+from generation.models import ImageModel
+from leaderboard import exports
+from leaderboard.models import Snapshot, SnapshotRow
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+STATS_CACHE_S = 60  # the statistics scan every vote: a public endpoint computes them once a minute
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _error(error: BadRequest) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status
+    )
+
+
+def _whole(request: HttpRequest, name: str, *, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high], or BadRequest naming it."""
+    value = request.GET.get(name, "")
+    if value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadRequest(f"bad_{name}", f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _page(
+    request: HttpRequest, *, count: int, results: Callable[[int, int], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """One page of a list: ``results(offset, limit)`` gives its items."""
+    page = _whole(request, "page", default=1, low=1, high=10**9)
+    size = _whole(request, "page_size", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
+    offset = (page - 1) * size
+    if page > 1 and offset >= count:
+        raise BadRequest("bad_page", f"page {page} is past the last page", status=404)
+
+    def link(number: int) -> str:
+        query = request.GET.copy()
+        query["page"] = str(number)
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+    return {
+        "count": count,
+        "next": link(page + 1) if offset + size < count else None,
+        "previous": link(page - 1) if page > 1 else None,
+        "results": results(offset, size),
+    }
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _current(versions: list[ImageModel]) -> ImageModel:
+    """The version battles use now: the newest one not retired, else the newest."""
+    return next((m for m in versions if not m.retired), versions[0])
+
+
+def _describe(versions: list[ImageModel]) -> dict[str, Any]:
+    """A model key's public details; ``versions`` newest first."""
+    current = _current(versions)
+    return {
+        "key": current.key,
+        "name": current.display_name,
+        "organisation": current.organisation,
+        "licence": current.licence,
+        "in_house": current.is_in_house,
+        "current_version": current.version,
+        "versions": [
+            {
+                "version": m.version,
+                "name": m.display_name,
+                "enabled": m.enabled,
+                "retired": m.retired,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in versions
+        ],
+    }
+
+
+def _versions(keys: list[str]) -> dict[str, list[ImageModel]]:
+    grouped: dict[str, list[ImageModel]] = {key: [] for key in keys}
+    for model in ImageModel.objects.filter(key__in=keys).order_by("key", "-created_at", "-pk"):
+        grouped[model.key].append(model)
+    return grouped
+
+
+@require_GET
+def models(request: HttpRequest) -> JsonResponse:
+    keys = ImageModel.objects.order_by("key").values_list("key", flat=True).distinct()
+
+    def results(offset: int, limit: int) -> list[dict[str, Any]]:
+        page_keys = list(keys[offset : offset + limit])
+        return [_describe(versions) for versions in _versions(page_keys).values()]
+
+    try:
+        return JsonResponse(_page(request, count=keys.count(), results=results))
+    except BadRequest as error:
+        return _error(error)
+
+
+def _model_versions(key: str) -> list[ImageModel]:
+    versions = _versions([key])[key]
+    if not versions:
+        raise BadRequest("not_found", f"no model has the key {key!r}", status=404)
+    return versions
+
+
+@require_GET
+def model(request: HttpRequest, key: str) -> JsonResponse:
+    try:
+        versions = _model_versions(key)
+    except BadRequest as error:
+        return _error(error)
+    snapshot = Snapshot.objects.latest_for("")
+    rows = exports.board_rows(snapshot) if snapshot else []
+    on_board = {row["version"]: row for row in rows if row["key"] == key}
+    rating = next((on_board[m.version] for m in versions if m.version in on_board), None)
+    return JsonResponse(
+        {
+            **_describe(versions),
+            "rating": rating,
+            "snapshot": exports.provenance(snapshot) if rating and snapshot else None,
+        }
+    )
+
+
+@require_GET
+def model_history(request: HttpRequest, key: str) -> JsonResponse:
+    rows = SnapshotRow.objects.filter(model__key=key, snapshot__category="").order_by(
+        "-snapshot__created_at", "-snapshot_id"
+    )
+
+    def results(offset: int, limit: int) -> list[dict[str, Any]]:
+        fields = "snapshot_id snapshot__created_at model__version rank votes rating lower upper"
+        return [
+            {
+                "snapshot_id": row["snapshot_id"],
+                "created_at": row["snapshot__created_at"].isoformat(),
+                "version": row["model__version"],
+                "rank": row["rank"],
+                "rating": _number(row["rating"]),
+                "lower": _number(row["lower"]),
+                "upper": _number(row["upper"]),
+                "votes": row["votes"],
+                "provisional": row["provisional"],
+            }
+            for row in rows.values(*fields.split(), "provisional")[offset : offset + limit]
+        ]
+
+    try:
+        _model_versions(key)
+        return JsonResponse(_page(request, count=rows.count(), results=results))
+    except BadRequest as error:
+        return _error(error)
+
+
+@require_GET
+def stats(request: HttpRequest) -> JsonResponse:
+    try:
+        days = _whole(request, "days", default=DEFAULT_DAYS, low=1, high=MAX_DAYS)
+    except BadRequest as error:
+        return _error(error)
+    key = f"leaderboard-api-stats:{days}"
+    data = cache.get(key)
+    if data is None:
+        data = vote_stats(days=days)
+        cache.set(key, data, timeout=STATS_CACHE_S)
+    return JsonResponse(data)
+
+
+def _outcomes(votes: int, ties: int, both_bad: int) -> dict[str, Any]:
+    return {
+        "votes": votes,
+        "tie_share": ties / votes if votes else None,
+        "both_bad_share": both_bad / votes if votes else None,
+    }
+
+
+def vote_stats(*, days: int) -> dict[str, Any]:
+    """Counted votes per UTC day for the last ``days`` days, the share of ties and of "both
+    bad" overall and per category, and totals. Counted: anonymous and not excluded."""
+    counted = Vote.objects.filter(battle__anonymous=True, excluded=False)
+    today = timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    per_day = dict(
+        counted.filter(created_at__date__gte=first)
+        .annotate(day=TruncDate("created_at"))
+        .order_by()
+        .values("day")
+        .annotate(n=Count("pk"))
+        .values_list("day", "n")
+    )
+    tally: dict[str, dict[str, int]] = {}
+    for category, choice, n in (
+        counted.order_by()
+        .values("battle__category", "choice")
+        .annotate(n=Count("pk"))
+        .values_list("battle__category", "choice", "n")
+    ):
+        tally.setdefault(category, {}).setdefault(choice, 0)
+        tally[category][choice] += n
+    by_category = {
+        category: _outcomes(
+            sum(choices.values()),
+            choices.get("tie", 0),
+            choices.get("both_bad", 0),
+        )
+        for category, choices in sorted(tally.items())
+    }
+    total = sum(c["votes"] for c in by_category.values())
+    return {
+        "days": days,
+        "votes_per_day": [
+            {"date": day.isoformat(), "votes": per_day.get(day, 0)}
+            for day in (first + timedelta(days=i) for i in range(days))
+        ],
+        "total_votes": Vote.objects.count(),
+        "counted_votes": total,
+        "excluded_votes": Vote.objects.filter(excluded=True).count(),
+        "battles_voided": Battle.objects.filter(status=Battle.Status.VOID).count(),
+        "outcomes": {
+            "overall": _outcomes(
+                total,
+                sum(c.get("tie", 0) for c in tally.values()),
+                sum(c.get("both_bad", 0) for c in tally.values()),
+            ),
+            "categories": by_category,
+        },
+    }

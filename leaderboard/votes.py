@@ -1,0 +1,181 @@
+"""The vote dataset: one row per anonymous voted battle, in FastChat's clean-battle layout.
+
+``model_a`` is the left side. The FastChat columns (``model_a``, ``model_b``, ``winner``,
+``tstamp``, ``anony``, ``judge``) come first, so ``leaderboard.imports`` reads the file back;
+ours follow: the battle's public id, prompt, settings of each side, image hashes, the time to
+vote, whether the vote is excluded from the counts and why, and each model's key and version.
+Rows are streamed from the database and written in bounded batches, whatever the table's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, TextIO, cast
+
+from arena.models import Battle, Vote
+from leaderboard.exports import csv_cell
+
+FORMATS = ("jsonl", "csv", "parquet")
+CONTENT_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+CHUNK_SIZE = 5_000  # rows fetched per database round trip
+BATCH_ROWS = 50_000  # rows per Parquet record batch (one row group each)
+TEXT_BATCH_ROWS = 5_000  # rows per write of a text format
+# The vote's choice as FastChat's winner, the left side being model_a.
+WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
+SIDE_FIELDS = ("steps", "guidance", "width", "height")
+COLUMNS = (
+    "model_a",
+    "model_b",
+    "winner",
+    "tstamp",
+    "anony",
+    "judge",
+    "battle_id",
+    "prompt",
+    "category",
+    "seed",
+    *(f"{name}_a" for name in SIDE_FIELDS),
+    *(f"{name}_b" for name in SIDE_FIELDS),
+    "image_sha256_a",
+    "image_sha256_b",
+    "ms_to_vote",
+    "excluded",
+    "excluded_reason",
+    "model_a_key",
+    "model_a_version",
+    "model_b_key",
+    "model_b_version",
+)
+# Database lookups behind the columns that are not computed.
+_LOOKUPS = {
+    "model_a": "battle__model_left__display_name",
+    "model_b": "battle__model_right__display_name",
+    "judge": "voter",
+    "battle_id": "battle__public_id",
+    "prompt": "battle__prompt_text",
+    "category": "battle__category",
+    "seed": "battle__seed",
+    **{f"{name}_a": f"battle__generation_left__{name}" for name in SIDE_FIELDS},
+    **{f"{name}_b": f"battle__generation_right__{name}" for name in SIDE_FIELDS},
+    "image_sha256_a": "battle__generation_left__image_sha256",
+    "image_sha256_b": "battle__generation_right__image_sha256",
+    "ms_to_vote": "ms_to_vote",
+    "excluded": "excluded",
+    "excluded_reason": "excluded_reason",
+    "model_a_key": "battle__model_left__key",
+    "model_a_version": "battle__model_left__version",
+    "model_b_key": "battle__model_right__key",
+    "model_b_version": "battle__model_right__version",
+}
+
+
+def iter_vote_rows(*, include_excluded: bool = True) -> Iterator[dict[str, Any]]:
+    """Each anonymous vote as a flat dict in ``COLUMNS`` order, oldest first, streamed."""
+    votes = Vote.objects.filter(battle__anonymous=True, battle__status=Battle.Status.VOTED)
+    if not include_excluded:
+        votes = votes.filter(excluded=False)
+    lookups = [*_LOOKUPS.values(), "choice", "created_at"]
+    for values in (
+        votes.order_by("created_at", "pk").values(*lookups).iterator(chunk_size=CHUNK_SIZE)
+    ):
+        row = {column: values[lookup] for column, lookup in _LOOKUPS.items()}
+        row["winner"] = WINNER[values["choice"]]
+        row["tstamp"] = values["created_at"].timestamp()
+        row["anony"] = True
+        row["battle_id"] = str(row["battle_id"])
+        yield {column: row[column] for column in COLUMNS}
+
+
+def write_votes(
+    *, fmt: str, out: BinaryIO | TextIO | io.TextIOBase, include_excluded: bool = True
+) -> int:
+    """Write the vote dataset as jsonl, csv or parquet (binary file needed); returns the rows."""
+    rows = iter_vote_rows(include_excluded=include_excluded)
+    if fmt == "parquet":
+        if isinstance(out, io.TextIOBase):
+            raise ValueError("parquet is binary: open the output file in binary mode")
+        return _write_parquet(rows=rows, out=cast(BinaryIO, out))
+    if fmt == "jsonl":
+        chunks = _jsonl_chunks(rows)
+    elif fmt == "csv":
+        chunks = _csv_chunks(rows)
+    else:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    written = 0
+    for text, count in chunks:
+        if isinstance(out, io.TextIOBase):
+            out.write(text)
+        else:
+            cast(BinaryIO, out).write(text.encode())
+        written += count
+    return written
+
+
+def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == TEXT_BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _jsonl_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, int]]:
+    for batch in _batches(rows):
+        lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in batch]
+        yield "\n".join(lines) + "\n", len(batch)
+
+
+def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, int]]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    header = buffer.getvalue()
+    for batch in _batches(rows):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([csv_cell(row[column]) for column in COLUMNS] for row in batch)
+        yield header + buffer.getvalue(), len(batch)
+        header = ""
+    if header:  # no votes: the header alone
+        yield header, 0
+
+
+def _write_parquet(*, rows: Iterable[dict[str, Any]], out: BinaryIO) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sizes = [f"{name}_{side}" for name in ("steps", "width", "height") for side in "ab"]
+    types = {
+        **dict.fromkeys(("tstamp", "guidance_a", "guidance_b"), pa.float64()),
+        **dict.fromkeys(("anony", "excluded"), pa.bool_()),
+        **dict.fromkeys(("seed", "ms_to_vote", *sizes), pa.int64()),
+    }
+    schema = pa.schema([(column, types.get(column, pa.string())) for column in COLUMNS])
+    # Collected column by column: lists of values are far smaller than a dict per row.
+    columns: dict[str, list[Any]] = {column: [] for column in COLUMNS}
+    pending = written = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for row in rows:
+            for column in COLUMNS:
+                columns[column].append(row[column])
+            pending += 1
+            if pending == BATCH_ROWS:
+                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
+                written += pending
+                pending = 0
+                for values in columns.values():
+                    values.clear()
+        if pending:
+            writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
+            written += pending
+    return written
