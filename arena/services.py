@@ -266,13 +266,14 @@ def battle_state(battle: Battle) -> BattleState:
         left_image=_file_name(left),
         right_image=_file_name(right),
     )
-    if battle.status == Battle.Status.VOTED:
+    if battle.status == Battle.Status.VOTED or not battle.anonymous:
+        # A named comparison shows its names from the start; a blind one after the vote.
         state = BattleState(
             status=state.status,
             progress=100,
             left_image=state.left_image,
             right_image=state.right_image,
-            choice=battle.vote.choice,
+            choice=battle.vote.choice if battle.status == Battle.Status.VOTED else None,
             left_name=battle.model_left.display_name,
             right_name=battle.model_right.display_name,
         )
@@ -338,13 +339,13 @@ def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
             raise VoteRejected("already_voted", "This battle already has a vote.") from None
         locked.status = Battle.Status.VOTED
         locked.save(update_fields=["status"])
-        if locked.anonymous:
-            leaderboard_services.count_vote(
-                left_id=locked.model_left_id,
-                right_id=locked.model_right_id,
-                category=locked.category,
-                choice=choice,
-            )
+        leaderboard_services.count_vote(
+            left_id=locked.model_left_id,
+            right_id=locked.model_right_id,
+            category=locked.category,
+            choice=choice,
+            anonymous=locked.anonymous,
+        )
     battle.refresh_from_db()
     return vote
 

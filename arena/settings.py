@@ -60,6 +60,7 @@ def database_from_url(url: str) -> dict[str, object]:
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if not path:
             raise ImproperlyConfigured(f"DATABASE_URL {url!r} names no SQLite file")
+        (BASE_DIR / path).parent.mkdir(parents=True, exist_ok=True)
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str((BASE_DIR / path).resolve()) if not Path(path).is_absolute() else path,
@@ -71,7 +72,9 @@ def database_from_url(url: str) -> dict[str, object]:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": str(BASE_DIR / "var" / "test.sqlite3")},
+            # A file (not memory), so worker processes started by tests share it; one per
+            # test process, so two test runs never share one.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
@@ -277,6 +280,9 @@ LEADERBOARD_CATEGORY_MIN_VOTES = env_int("LEADERBOARD_CATEGORY_MIN_VOTES", 300)
 LEADERBOARD_ANCHOR = env_str("LEADERBOARD_ANCHOR", "")
 LEADERBOARD_ANCHOR_RATING = float(env_str("LEADERBOARD_ANCHOR_RATING", "1000"))
 LEADERBOARD_ELO_K = float(env_str("LEADERBOARD_ELO_K", "4"))
+# Also publish an "all votes" board that counts named comparisons from direct chat (GenAI-Arena
+# publishes both); off by default, so the anonymous board is the only one shown.
+LEADERBOARD_ALL_VOTES = env_bool("LEADERBOARD_ALL_VOTES", False)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-generations": {

@@ -550,6 +550,7 @@ def _add_pair_counts(*, category: Ints, model_a: Ints, model_b: Ints, winner: In
     existing = {
         (cat, a, b): pk
         for pk, cat, a, b in PairCount.objects.filter(
+            anonymous=True,
             category__in=[CATEGORIES[c] for c in touched_categories],
             model_a_id__in=models.tolist(),
         ).values_list("pk", "category", "model_a_id", "model_b_id")

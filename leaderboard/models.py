@@ -16,6 +16,8 @@ class PairCount(models.Model):
     """
 
     category = models.CharField(max_length=30)
+    # Named comparisons (direct chat) are counted apart and only feed the "all votes" board.
+    anonymous = models.BooleanField(default=True)
     model_a = models.ForeignKey(ImageModel, on_delete=models.CASCADE, related_name="+")
     model_b = models.ForeignKey(ImageModel, on_delete=models.CASCADE, related_name="+")
     wins_a = models.PositiveIntegerField(default=0)
@@ -26,7 +28,7 @@ class PairCount(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["category", "model_a", "model_b"], name="unique_pair_count"
+                fields=["category", "anonymous", "model_a", "model_b"], name="unique_pair_count"
             ),
             models.CheckConstraint(
                 condition=Q(model_a__lt=F("model_b")), name="pair_count_ordered"
@@ -53,9 +55,10 @@ class OnlineElo(models.Model):
 
 
 class SnapshotQuerySet(models.QuerySet["Snapshot"]):
-    def latest_for(self, category: str = "") -> Snapshot | None:
+    def latest_for(self, category: str = "", *, all_votes: bool = False) -> Snapshot | None:
         """The newest board for a category ("" is overall), for pages, API and exports."""
-        return self.filter(category=category).order_by("-created_at", "-pk").first()
+        boards = self.filter(category=category, all_votes=all_votes)
+        return boards.order_by("-created_at", "-pk").first()
 
 
 class Snapshot(models.Model):
@@ -66,6 +69,7 @@ class Snapshot(models.Model):
         BOOTSTRAP = "bootstrap"
 
     category = models.CharField(max_length=30, blank=True, help_text="Empty for overall")
+    all_votes = models.BooleanField(default=False, help_text="Named comparisons counted too")
     created_at = models.DateTimeField()
     method = models.CharField(max_length=40, default="bradley_terry")
     interval_method = models.CharField(max_length=20, choices=IntervalMethod.choices)

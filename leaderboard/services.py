@@ -48,13 +48,18 @@ def _ordered(left_id: int, right_id: int, choice: str) -> tuple[int, int, str]:
 
 
 @transaction.atomic
-def count_vote(*, left_id: int, right_id: int, category: str, choice: str) -> None:
-    """Add one anonymous vote to its pair's counts and to online Elo; call inside the vote's
-    transaction so a vote and its counts commit together."""
+def count_vote(
+    *, left_id: int, right_id: int, category: str, choice: str, anonymous: bool = True
+) -> None:
+    """Add one vote to its pair's counts (and an anonymous one to online Elo), atomically; a
+    vote and its counts commit together."""
     a, b, field = _ordered(left_id, right_id, choice)
-    row, _ = PairCount.objects.get_or_create(category=category, model_a_id=a, model_b_id=b)
+    row, _ = PairCount.objects.get_or_create(
+        category=category, anonymous=anonymous, model_a_id=a, model_b_id=b
+    )
     PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})
-    _update_elo(left_id=left_id, right_id=right_id, choice=choice)
+    if anonymous:
+        _update_elo(left_id=left_id, right_id=right_id, choice=choice)
 
 
 def _elo_outcome(choice: str) -> float:
@@ -87,8 +92,9 @@ def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
 
 @transaction.atomic
 def rebuild_counts() -> int:
-    """Recompute every pair count and online Elo from the anonymous votes and imported logs,
-    in time order, in memory; returns how many votes were counted."""
+    """Recompute every pair count and online Elo from the votes and imported logs, in time
+    order, in memory; returns how many votes were counted. Named comparisons are counted apart
+    and leave online Elo alone."""
     from arena.models import Vote
 
     if connection.vendor == "postgresql":
@@ -98,33 +104,33 @@ def rebuild_counts() -> int:
             cursor.execute(
                 "LOCK TABLE leaderboard_paircount, leaderboard_onlineelo IN EXCLUSIVE MODE"
             )
-    events = [
-        (when, left, right, category, choice)
-        for when, left, right, category, choice in Vote.objects.filter(
-            battle__anonymous=True, excluded=False
-        ).values_list(
+    events = list(
+        Vote.objects.filter(excluded=False).values_list(
             "created_at",
             "battle__model_left_id",
             "battle__model_right_id",
             "battle__category",
             "choice",
+            "battle__anonymous",
         )
-    ]
+    )
     imported = ImportedBattle.objects.filter(anonymous=True).order_by("pk")
     for tstamp, imported_at, left, right, category, winner in imported.values_list(
         "tstamp", "imported_at", "model_a_id", "model_b_id", "category", "winner"
     ).iterator(chunk_size=10_000):
-        events.append((tstamp or imported_at, left, right, category, IMPORTED_CHOICE[winner]))
+        events.append((tstamp or imported_at, left, right, category, IMPORTED_CHOICE[winner], True))
     events.sort(key=lambda event: event[0])  # stable: equal times keep file order
 
-    counts: dict[tuple[str, int, int], dict[str, int]] = {}
+    counts: dict[tuple[str, bool, int, int], dict[str, int]] = {}
     elo: dict[int, float] = {}
     elo_votes: dict[int, int] = {}
     k = settings.LEADERBOARD_ELO_K
-    for _, left, right, category, choice in events:
+    for _, left, right, category, choice, anonymous in events:
         a, b, field = _ordered(left, right, choice)
-        row = counts.setdefault((category, a, b), dict.fromkeys(FIELDS, 0))
+        row = counts.setdefault((category, anonymous, a, b), dict.fromkeys(FIELDS, 0))
         row[field] += 1
+        if not anonymous:
+            continue
         change = ratings.elo_change(
             rating_a=elo.get(left, ELO_INIT),
             rating_b=elo.get(right, ELO_INIT),
@@ -140,15 +146,15 @@ def rebuild_counts() -> int:
     OnlineElo.objects.all().delete()
     PairCount.objects.bulk_create(
         (
-            PairCount(category=c, model_a_id=a, model_b_id=b, **row)
-            for (c, a, b), row in counts.items()
+            PairCount(category=c, anonymous=anon, model_a_id=a, model_b_id=b, **row)
+            for (c, anon, a, b), row in counts.items()
         ),
         batch_size=1000,
     )
     OnlineElo.objects.bulk_create(
         OnlineElo(model_id=pk, rating=rating, votes=elo_votes[pk]) for pk, rating in elo.items()
     )
-    return len(events)
+    return sum(1 for event in events if event[5])
 
 
 @dataclass(frozen=True)
@@ -160,11 +166,14 @@ class Counts:
     votes: int
 
 
-def load_counts(*, category: str = OVERALL, both_bad_as_tie: bool | None = None) -> Counts:
-    """The board's counts from the pair-count rows (overall sums every category)."""
+def load_counts(
+    *, category: str = OVERALL, both_bad_as_tie: bool | None = None, all_votes: bool = False
+) -> Counts:
+    """The board's counts from the pair-count rows (overall sums every category; only
+    anonymous votes unless ``all_votes``)."""
     if both_bad_as_tie is None:
         both_bad_as_tie = settings.LEADERBOARD_BOTH_BAD_AS_TIE
-    rows = PairCount.objects.all()
+    rows = PairCount.objects.all() if all_votes else PairCount.objects.filter(anonymous=True)
     if category:
         rows = rows.filter(category=category)
     summed = list(
@@ -211,11 +220,12 @@ def refresh(
     interval_method: str | None = None,
     rounds: int | None = None,
     seed: int | None = None,
+    all_votes: bool = False,
 ) -> Snapshot | None:
     """Compute one board from the counts and store it as a snapshot; None without votes."""
     started = time.perf_counter()
     method = interval_method or settings.LEADERBOARD_INTERVALS
-    counts = load_counts(category=category)
+    counts = load_counts(category=category, all_votes=all_votes)
     if counts.votes == 0 or len(counts.model_ids) < 2:
         return None
     pairs = counts.pairs
@@ -266,6 +276,7 @@ def refresh(
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
             category=category,
+            all_votes=all_votes,
             created_at=timezone.now(),
             interval_method=method,
             bootstrap_rounds=used_rounds,
@@ -309,11 +320,16 @@ def _json_matrix(matrix: np.ndarray) -> list[list[float | None]]:
 
 def refresh_all(**options: object) -> list[Snapshot]:
     """Refresh the overall board and one board per category that has votes."""
-    categories = PairCount.objects.order_by().values_list("category", flat=True).distinct()
+    anonymous = PairCount.objects.filter(anonymous=True).order_by()
+    categories = anonymous.values_list("category", flat=True).distinct()
     boards = [OVERALL, *sorted(set(categories))]
     made = []
     for category in boards:
         snapshot = refresh(category=category, **options)  # type: ignore[arg-type]
+        if snapshot is not None:
+            made.append(snapshot)
+    if settings.LEADERBOARD_ALL_VOTES:
+        snapshot = refresh(all_votes=True, **options)  # type: ignore[arg-type]
         if snapshot is not None:
             made.append(snapshot)
     return made

@@ -198,11 +198,19 @@ def test_rebuilding_the_counts_from_the_votes_gives_identical_ratings(
     assert all(abs(elo_after[k] - elo_before[k]) < 1e-9 for k in elo_before)
 
 
-def test_named_battles_do_not_count_on_the_board(models: list[Any], finish_battle: Any) -> None:
+def test_named_battles_count_only_on_the_all_votes_board(
+    models: list[Any], finish_battle: Any, settings: Any
+) -> None:
     battle = arena_services.create_battle(prompt_text="a fox", owner="me")
     finish_battle(battle)
     type(battle).objects.filter(pk=battle.pk).update(anonymous=False)
     battle.refresh_from_db()
     arena_services.cast_vote(battle=battle, choice="left", voter="v")
-    assert not PairCount.objects.exists() and services.refresh() is None
-    assert not Snapshot.objects.exists()
+    assert not PairCount.objects.filter(anonymous=True).exists()
+    assert PairCount.objects.get(anonymous=False).total == 1
+    assert not OnlineElo.objects.exists(), "online Elo is for anonymous votes"
+    assert services.refresh() is None and not Snapshot.objects.exists()
+    settings.LEADERBOARD_ALL_VOTES = True
+    (board,) = services.refresh_all()
+    assert board.all_votes and board.votes_used == 1
+    assert Snapshot.objects.latest_for("") is None
