@@ -9,6 +9,7 @@ A bad value stops the process at start with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -249,6 +250,17 @@ ARENA_CLAIM_GRACE_S = env_int("ARENA_CLAIM_GRACE_S", 30, minimum=0)
 ARENA_RESERVE_MODEL = env_str("ARENA_RESERVE_MODEL", "")
 # Curated prompts in battles use these seeds, so pregenerated images can serve them at once.
 ARENA_CACHED_SEEDS = [int(s) for s in env_str("ARENA_CACHED_SEEDS", "0,1,2,3").split(",")]
+# Image requests (battles and chat turns) allowed per window, as "count/seconds"; empty turns a
+# limit off. Per browser session, and per client address (behind a proxy, REMOTE_ADDR must be
+# the client's: see deploy/README.md).
+ARENA_RATE_LIMIT_SESSION = env_str("ARENA_RATE_LIMIT_SESSION", "30/60")
+ARENA_RATE_LIMIT_ADDRESS = env_str("ARENA_RATE_LIMIT_ADDRESS", "120/60")
+for _name, _rule in (
+    ("ARENA_RATE_LIMIT_SESSION", ARENA_RATE_LIMIT_SESSION),
+    ("ARENA_RATE_LIMIT_ADDRESS", ARENA_RATE_LIMIT_ADDRESS),
+):
+    if _rule and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", _rule):
+        raise ImproperlyConfigured(f"{_name} must look like 30/60 (count/seconds), got {_rule!r}")
 # The admin lives under this prefix (keep it unguessable in production).
 ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
 # Salt for the hashed voter identity kept with each vote.

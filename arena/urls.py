@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from arena import views
+from arena import chat_views, views
 from leaderboard import api as leaderboard_api
 from leaderboard import views as leaderboard_views
 
@@ -16,6 +16,19 @@ arena_patterns = [
     path("battles/<uuid:battle_id>/panel", views.battle_panel, name="battle_panel"),
     path("battles/<uuid:battle_id>/vote", views.vote, name="vote"),
     path("images/<str:name>", views.image, name="image"),
+    path("chat/", chat_views.chat_page, name="chat"),
+    path("chat/turns", chat_views.start_turn, name="chat_turn"),
+    path("chat/turns/<int:turn_id>/panel", chat_views.turn_panel, name="chat_turn_panel"),
+    path("chat/turns/<int:turn_id>/again", chat_views.run_again, name="chat_again"),
+    path(
+        "chat/turns/<int:turn_id>/settings.json",
+        chat_views.turn_settings,
+        name="chat_turn_settings",
+    ),
+    path("chat/images/<int:generation_id>/refine", chat_views.refine, name="chat_refine"),
+    path("chat/images/<int:generation_id>/download", chat_views.download, name="chat_download"),
+    path("compare/", chat_views.compare_page, name="compare"),
+    path("compare/start", chat_views.start_compare, name="compare_start"),
     path("api/v1/session", views.api_session, name="api_session"),
     path("api/v1/battles", views.api_create_battle, name="api_create_battle"),
     path("api/v1/battles/<uuid:battle_id>", views.api_battle, name="api_battle"),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import (
     FileResponse,
@@ -27,7 +28,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from arena import services
+from arena import limits, services
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
 from generation.models import Generation
@@ -63,8 +64,10 @@ def _is_htmx(request: HttpRequest) -> bool:
 @require_GET
 @ensure_csrf_cookie
 def index(request: HttpRequest) -> HttpResponse:
-    prompt = services.draw_prompt() if request.GET.get("draw") else None
-    return render(request, "arena/index.html", {"prompt_text": prompt.text if prompt else ""})
+    drawn = services.draw_prompt() if request.GET.get("draw") else None
+    # "Use this prompt in a battle" from direct chat arrives as ?prompt=...
+    text = drawn.text if drawn else request.GET.get("prompt", "")[: settings.ARENA_MAX_PROMPT_CHARS]
+    return render(request, "arena/index.html", {"prompt_text": text})
 
 
 @require_GET
@@ -73,17 +76,30 @@ def random_prompt(request: HttpRequest) -> HttpResponse:
     return render(request, "arena/_prompt_box.html", {"prompt_text": prompt.text if prompt else ""})
 
 
+def limit_images(request: HttpRequest) -> None:
+    """Count a request for images against this session's and this address's limits."""
+    limits.hit(scope="images", session=_owner(request), address=limits.client_address(request))
+
+
 @require_POST
 def create_battle(request: HttpRequest) -> HttpResponse:
     try:
+        limit_images(request)
         battle = services.create_battle(
             prompt_text=request.POST.get("prompt", ""), owner=_owner(request)
         )
-    except (services.PromptError, NotEnoughModels) as exc:
-        message = str(exc) if isinstance(exc, services.PromptError) else NO_MODELS_MESSAGE
+    except (services.PromptError, NotEnoughModels, limits.RateLimited) as exc:
+        status, message = 400, NO_MODELS_MESSAGE
+        if isinstance(exc, services.PromptError):
+            message = str(exc)
+        elif isinstance(exc, limits.RateLimited):
+            status, message = 429, exc.message
         context = {"prompt_text": request.POST.get("prompt", "")[:20000], "error": message}
         template = "arena/_arena_start.html" if _is_htmx(request) else "arena/index.html"
-        return render(request, template, context, status=400)
+        response = render(request, template, context, status=status)
+        if isinstance(exc, limits.RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     url = reverse("arena:battle", args=[battle.public_id])
     if _is_htmx(request):
         response = _panel(request, battle)
@@ -209,7 +225,12 @@ def api_session(request: HttpRequest) -> JsonResponse:
 def api_create_battle(request: HttpRequest) -> JsonResponse:
     try:
         data = _payload(request)
+        limit_images(request)
         found = services.create_battle(prompt_text=data.get("prompt", ""), owner=_owner(request))
+    except limits.RateLimited as exc:
+        response = _error(429, "rate_limited", exc.message)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except ValidationError as exc:
         return _error(400, "bad_request", exc.messages[0])
     except services.PromptError as exc:

@@ -237,3 +237,11 @@ def finish_battle() -> Any:
         battle.refresh_from_db()
 
     return finish
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counters and cached plots must not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()

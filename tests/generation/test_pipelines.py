@@ -85,3 +85,44 @@ def test_gpu_options_are_skipped_on_the_cpu(tiny_models_dir: Path) -> None:
     import torch
 
     assert pipe.unet.dtype == torch.float32, "half precision only on CUDA"
+
+
+def test_refining_depends_on_the_source_image_and_the_strength(loaded: dict[str, object]) -> None:
+    # Random-weight VAEs do not reconstruct images, so "looks like the source" cannot be
+    # tested here; what can: the result is a deterministic function of source and strength.
+    from PIL import Image
+
+    pipe = loaded["tiny-inhouse"]
+    first = Image.fromarray(run(pipe, 21, steps=8).astype("uint8"))
+    second = Image.fromarray(run(pipe, 22, steps=8).astype("uint8"))
+    steps_seen: list[int] = []
+
+    def refined(source: Image.Image, strength: float) -> np.ndarray:
+        image = pipelines.generate(
+            pipe,
+            prompt="a red fox at night",
+            negative_prompt="",
+            seed=5,
+            steps=8,
+            guidance=5.0,
+            width=64,
+            height=64,
+            init_image=source,
+            strength=strength,
+            on_step=steps_seen.append,
+        )
+        return np.asarray(image, dtype=np.int16)
+
+    base = refined(first, 0.5)
+    assert np.abs(base - refined(first, 0.5)).max() <= PIXEL_TOLERANCE
+    assert np.abs(base - refined(second, 0.5)).mean() > 1, "another source, another result"
+    assert np.abs(base - refined(first, 0.9)).mean() > 1, "another strength, another result"
+    assert steps_seen[-1] == 8, "progress is scaled to the requested steps"
+
+
+def test_a_family_without_image_to_image_refuses_to_refine(loaded: dict[str, object]) -> None:
+    class Other:
+        pass
+
+    with pytest.raises(ValueError, match="no image-to-image"):
+        pipelines.image_to_image(Other())

@@ -40,6 +40,30 @@
     }
   }
 
+  // Direct chat: show the chosen model's bounds, and copy a turn's settings as JSON.
+  function showBounds() {
+    var select = document.getElementById("chat-model");
+    var hint = document.getElementById("chat-bounds");
+    if (!select || !hint) return;
+    var o = select.options[select.selectedIndex].dataset;
+    hint.textContent = "Steps 1–" + o.maxSteps + " (default " + o.steps + "), guidance " +
+      o.minGuidance + "–" + o.maxGuidance + " (default " + o.guidance + "), sizes " + o.sizes +
+      (o.refine === "1" ? "; can refine images" : "; cannot refine images");
+    document.getElementById("chat-steps").max = o.maxSteps;
+  }
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest(".copy-settings");
+    if (!link || !navigator.clipboard) return;
+    event.preventDefault();
+    navigator.clipboard.writeText(link.dataset.json).then(function () {
+      link.textContent = "Copied";
+    });
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "chat-model") showBounds();
+  });
+  document.addEventListener("DOMContentLoaded", showBounds);
   document.addEventListener("DOMContentLoaded", function () { revealTogether(document); });
   document.addEventListener("htmx:load", function (event) { revealTogether(event.target); });
   document.addEventListener("keydown", onKey);

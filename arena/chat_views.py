@@ -1,0 +1,216 @@
+"""Direct chat pages: one named model, turns, refine, download; and named comparisons."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from arena import chat, limits
+from arena.models import ChatImage, ChatTurn
+from arena.views import _owner, limit_images
+from generation.models import Generation, ImageModel
+
+
+def _conversation(request: HttpRequest) -> Any:
+    return chat.conversation_for(owner=_owner(request), user=request.user)
+
+
+def _turn_for(request: HttpRequest, turn_id: int) -> ChatTurn:
+    """A turn of this person's conversation; anyone else's is a 404."""
+    return get_object_or_404(
+        ChatTurn.objects.select_related("model", "source"),
+        pk=turn_id,
+        conversation=_conversation(request),
+    )
+
+
+def _image_for(request: HttpRequest, generation_id: int) -> Generation:
+    chat_image = get_object_or_404(
+        ChatImage.objects.select_related("generation__model"),
+        generation_id=generation_id,
+        turn__conversation=_conversation(request),
+    )
+    return chat_image.generation
+
+
+def _turns(request: HttpRequest) -> list[dict[str, Any]]:
+    turns = _conversation(request).turns.select_related("model", "source").order_by("-pk")[:20]
+    return [_turn_context(turn) for turn in turns]
+
+
+def _turn_context(turn: ChatTurn) -> dict[str, Any]:
+    states = chat.image_states(turn)
+    return {
+        "turn": turn,
+        "images": states,
+        "finished": all(s.status in {"done", "failed"} for s in states),
+        "can_refine": chat.can_refine(turn.model),
+        "settings_json": json.dumps(chat.settings_of(turn)),
+    }
+
+
+def _page(
+    request: HttpRequest,
+    *,
+    form: dict[str, Any] | None = None,
+    error: Any = None,
+    status: int = 200,
+) -> HttpResponse:
+    models = chat.chat_models()
+    context = {
+        "models": [
+            {
+                "model": m,
+                "latency_ms": chat.typical_latency_ms(m),
+                "can_refine": chat.can_refine(m),
+                "sizes": [f"{w}x{h}" for w, h in m.allowed_sizes()],
+            }
+            for m in models
+        ],
+        "form": form or {},
+        "error": error,
+        "turns": _turns(request),
+        "max_images": chat.MAX_IMAGES_PER_TURN,
+    }
+    response = render(request, "arena/chat.html", context, status=status)
+    if isinstance(error, limits.RateLimited):
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+@require_GET
+@ensure_csrf_cookie
+def chat_page(request: HttpRequest) -> HttpResponse:
+    form: dict[str, Any] = {}
+    if request.GET.get("from"):
+        # "Edit and rerun": the form comes back filled with that turn's settings.
+        turn = _turn_for(request, int(request.GET["from"]) if request.GET["from"].isdigit() else 0)
+        form = chat.settings_of(turn) | {"seed": turn.seed}
+    return _page(request, form=form)
+
+
+@require_POST
+def start_turn(request: HttpRequest) -> HttpResponse:
+    data = request.POST
+    model = ImageModel.objects.enabled().filter(key=data.get("model", "")).first()
+    try:
+        if model is None:
+            raise chat.ChatError("model", "Pick one of the listed models.")
+        settings = chat.check_settings(
+            model=model,
+            prompt=data.get("prompt", ""),
+            negative_prompt=data.get("negative_prompt", ""),
+            seed=data.get("seed") if data.get("seed_mode") == "fixed" else None,
+            steps=data.get("steps"),
+            guidance=data.get("guidance"),
+            size=data.get("size", ""),
+            count=data.get("count", 1),
+        )
+        limit_images(request)
+        turn = chat.start_turn(conversation=_conversation(request), settings=settings)
+    except (chat.ChatError, limits.RateLimited) as exc:
+        status = 429 if isinstance(exc, limits.RateLimited) else 400
+        return _page(request, form=data.dict(), error=exc, status=status)
+    return redirect(reverse("arena:chat") + f"#turn-{turn.pk}")
+
+
+@require_POST
+def run_again(request: HttpRequest, turn_id: int) -> HttpResponse:
+    turn = _turn_for(request, turn_id)
+    try:
+        limit_images(request)
+        again = chat.run_again(turn=turn, new_seed=request.POST.get("seed") == "new")
+    except (chat.ChatError, limits.RateLimited) as exc:
+        status = 429 if isinstance(exc, limits.RateLimited) else 400
+        return _page(request, error=exc, status=status)
+    return redirect(reverse("arena:chat") + f"#turn-{again.pk}")
+
+
+@require_POST
+def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
+    source = _image_for(request, generation_id)
+    try:
+        strength = float(request.POST.get("strength", "0.6"))
+    except ValueError:
+        strength = -1.0
+    try:
+        settings = chat.check_settings(
+            model=source.model,
+            prompt=request.POST.get("prompt", ""),
+            seed=source.seed,
+            steps=source.steps,
+            guidance=source.guidance,
+            size=f"{source.width}x{source.height}",
+        )
+        limit_images(request)
+        turn = chat.start_turn(
+            conversation=_conversation(request),
+            settings=settings,
+            source=source,
+            strength=strength,
+        )
+    except (chat.ChatError, limits.RateLimited) as exc:
+        status = 429 if isinstance(exc, limits.RateLimited) else 400
+        return _page(request, error=exc, status=status)
+    return redirect(reverse("arena:chat") + f"#turn-{turn.pk}")
+
+
+@require_GET
+def turn_panel(request: HttpRequest, turn_id: int) -> HttpResponse:
+    context = _turn_context(_turn_for(request, turn_id))
+    return render(request, "arena/_chat_turn.html", context)
+
+
+@require_GET
+def turn_settings(request: HttpRequest, turn_id: int) -> JsonResponse:
+    return JsonResponse(chat.settings_of(_turn_for(request, turn_id)))
+
+
+@require_GET
+def download(request: HttpRequest, generation_id: int) -> HttpResponseBase:
+    generation = _image_for(request, generation_id)
+    if generation.status != Generation.Status.DONE:
+        return HttpResponse("The image is not ready yet.", status=409)
+    return FileResponse(
+        generation.image.open("rb"),
+        as_attachment=True,
+        filename=chat.download_name(generation),
+        content_type="image/png",
+    )
+
+
+@require_GET
+@ensure_csrf_cookie
+def compare_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "arena/compare.html", {"models": chat.chat_models(), "form": {}})
+
+
+@require_POST
+def start_compare(request: HttpRequest) -> HttpResponse:
+    data = request.POST
+    enabled = ImageModel.objects.enabled()
+    left = enabled.filter(key=data.get("left", "")).first()
+    right = enabled.filter(key=data.get("right", "")).first()
+    try:
+        if left is None or right is None:
+            raise chat.ChatError("left", "Pick two of the listed models.")
+        seed = data.get("seed") or None
+        limit_images(request)
+        battle = chat.create_named_battle(
+            left=left,
+            right=right,
+            prompt_text=data.get("prompt", ""),
+            owner=_owner(request),
+            seed=int(seed) if seed and seed.isdigit() else None,
+        )
+    except (chat.ChatError, limits.RateLimited) as exc:
+        status = 429 if isinstance(exc, limits.RateLimited) else 400
+        context = {"models": chat.chat_models(), "form": data.dict(), "error": exc}
+        return render(request, "arena/compare.html", context, status=status)
+    return redirect("arena:battle", battle_id=battle.public_id)
