@@ -92,6 +92,11 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         # "Edit and rerun": the form comes back filled with that turn's settings.
         turn = _turn_for(request, int(request.GET["from"]) if request.GET["from"].isdigit() else 0)
         form = chat.settings_of(turn) | {"seed": turn.seed}
+    else:
+        # Iterating: start from the last turn's model and prompt, with a fresh random seed.
+        last = _conversation(request).turns.filter(kind=ChatTurn.Kind.GENERATE).last()
+        if last is not None:
+            form = chat.settings_of(last) | {"seed": ""}
     return _page(request, form=form)
 
 

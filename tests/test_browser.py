@@ -164,3 +164,55 @@ def test_the_leaderboard_shows_its_table_and_plots_at_desktop_and_phone_widths(
     page.wait_for_selector("#board-meta")
     assert "category=animals" in page.url
     page.close()
+
+
+def test_chat_runs_two_turns_refines_the_second_and_downloads_a_png(
+    browser: Any, live_server: Any, worker: Any, models: list[Any], tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport=DESKTOP, accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live_server.url + "/chat/")
+    page.select_option("#chat-model", "tiny-inhouse")
+    assert "Steps 1–16" in page.inner_text("#chat-bounds")
+    page.fill("#chat-prompt", "a red kite over the sea")
+    page.click("#chat-submit")
+    page.wait_for_selector(".turn[data-finished='1'] .chat-image img", timeout=60_000)
+
+    page.fill("#chat-prompt", "a red kite over the sea at dusk")
+    page.check("input[name='seed_mode'][value='fixed']")
+    page.fill("#chat-seed", "321")
+    page.select_option("#chat-count", "2")
+    page.click("#chat-submit")
+    page.wait_for_function(
+        "document.querySelectorAll('.turn').length === 2 && "
+        "document.querySelectorAll('.turn')[0].dataset.finished === '1'",
+        timeout=60_000,
+    )
+    newest = page.locator(".turn").first
+    assert "seed 321" in newest.inner_text() and newest.locator("img").count() == 2
+
+    newest.locator("form.refine input[name='prompt']").first.fill("make it stormy")
+    newest.locator("form.refine button").first.click()
+    page.wait_for_function(
+        "document.querySelectorAll('.turn').length === 3 && "
+        "document.querySelectorAll('.turn')[0].dataset.finished === '1'",
+        timeout=60_000,
+    )
+    refined = page.locator(".turn").first
+    assert "refine" in refined.inner_text()
+    shot(page, "desktop-chat")
+
+    with page.expect_download() as download_info:
+        refined.locator("a.download").first.click()
+    download = download_info.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert download.suggested_filename == "tiny-inhouse-321-make-it-stormy.png"
+    from PIL import Image
+
+    with Image.open(saved) as image:
+        assert image.format == "PNG" and image.size == (64, 64)
+        image.verify()
+    assert errors == []
+    page.close()
