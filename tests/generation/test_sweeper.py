@@ -83,3 +83,23 @@ def test_a_task_delivered_twice_runs_once(job: Generation) -> None:
     assert services.claim(generation_id=job.pk) is None
     job.refresh_from_db()
     assert job.attempts == 1
+
+
+def test_progress_is_written_at_most_about_four_times_a_second(
+    models: list[Any], tiny_models_dir: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    job = services.create_generation(model=models[0], prompt="a fox", seed=1, steps=120)
+    started = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        services.run(generation_id=job.pk)
+    seconds = (timezone.now() - started).total_seconds()
+    writes = [q for q in queries.captured_queries if '"steps_done" =' in q["sql"]]
+    job.refresh_from_db()
+    assert job.status == Generation.Status.DONE and job.steps_done == 120
+    # One write per quarter second, plus the first and the last step.
+    assert len(writes) <= seconds / services.PROGRESS_INTERVAL_S + 3, (len(writes), seconds)
+    assert len(writes) < 120 / 4, "far fewer writes than steps"
+    assert job.scheduler and job.model_version == models[0].version
