@@ -54,12 +54,11 @@ class SnapshotRowInline(admin.TabularInline):
     fields = (
         "rank",
         "model",
-        "rating",
-        "lower",
-        "upper",
+        "shown_rating",
+        "interval",
         "votes",
-        "win_rate",
-        "online_elo",
+        "shown_win_rate",
+        "shown_online_elo",
         "provisional",
         "component",
     )
@@ -67,6 +66,22 @@ class SnapshotRowInline(admin.TabularInline):
     ordering = ("rank", "-rating")
     extra = 0
     can_delete = False
+
+    @admin.display(description="rating")
+    def shown_rating(self, row: SnapshotRow) -> str:
+        return f"{row.rating:.1f}"
+
+    @admin.display(description="95% interval")
+    def interval(self, row: SnapshotRow) -> str:
+        return f"{row.lower:.1f} to {row.upper:.1f}"
+
+    @admin.display(description="win rate")
+    def shown_win_rate(self, row: SnapshotRow) -> str:
+        return f"{row.win_rate:.3f}"
+
+    @admin.display(description="online Elo")
+    def shown_online_elo(self, row: SnapshotRow) -> str:
+        return "" if row.online_elo is None else f"{row.online_elo:.1f}"
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -81,6 +96,7 @@ class SnapshotAdmin(RecordAdmin):
     list_display = (
         "pk",
         "board",
+        "all_votes",
         "created_at",
         "votes_used",
         "interval_method",
@@ -88,7 +104,7 @@ class SnapshotAdmin(RecordAdmin):
         "code_version",
         "downloads",
     )
-    list_filter = (CategoryFilter, "interval_method", "created_at")
+    list_filter = (CategoryFilter, "all_votes", "interval_method", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("=id", "code_version")
     exclude = ("matrices",)  # large; the plots and exports show it
@@ -136,6 +152,7 @@ class SnapshotAdmin(RecordAdmin):
 class PairCountAdmin(RecordAdmin):
     list_display = (
         "category",
+        "anonymous",
         "model_a",
         "model_b",
         "wins_a",
@@ -144,7 +161,7 @@ class PairCountAdmin(RecordAdmin):
         "both_bad",
         "total",
     )
-    list_filter = ("category", PairModelFilter)
+    list_filter = ("category", "anonymous", PairModelFilter)
     list_select_related = ("model_a", "model_b")
     search_fields = (
         "model_a__key",

@@ -156,9 +156,9 @@ def model(request: HttpRequest, key: str) -> JsonResponse:
 
 @require_GET
 def model_history(request: HttpRequest, key: str) -> JsonResponse:
-    rows = SnapshotRow.objects.filter(model__key=key, snapshot__category="").order_by(
-        "-snapshot__created_at", "-snapshot_id"
-    )
+    rows = SnapshotRow.objects.filter(
+        model__key=key, snapshot__category="", snapshot__all_votes=False
+    ).order_by("-snapshot__created_at", "-snapshot_id")
 
     def results(offset: int, limit: int) -> list[dict[str, Any]]:
         fields = "snapshot_id snapshot__created_at model__version rank votes rating lower upper"

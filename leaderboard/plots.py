@@ -127,9 +127,11 @@ def rating_history_plot(*, lines: Sequence[HistoryLine]) -> str:
         )
     elif len(lines) > 1:
         axes.legend(loc="best", frameon=False)
-    axes.xaxis_date(tz=UTC)
+    locator = mdates.AutoDateLocator(tz=UTC)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    axes.set_xlabel("Snapshot time (UTC)")
     axes.set_ylabel("Rating with 95% interval")
     axes.grid(alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
-    figure.autofmt_xdate()
     return _svg(figure)

@@ -43,7 +43,8 @@ def _requested_snapshot(request: HttpRequest) -> Snapshot | None:
 def index(request: HttpRequest) -> HttpResponse:
     requested = _requested_snapshot(request)
     category = requested.category if requested else _category(request)
-    latest = Snapshot.objects.latest_for(category)
+    all_votes = requested.all_votes if requested else False
+    latest = Snapshot.objects.latest_for(category, all_votes=all_votes)
     snapshot = requested or latest
     rows = list(snapshot.rows.select_related("model")) if snapshot else []
     boards = sorted(set(Snapshot.objects.exclude(category="").values_list("category", flat=True)))
@@ -70,7 +71,9 @@ def model(request: HttpRequest, key: str) -> HttpResponse:
         if snapshot
         else []
     )
-    history = SnapshotRow.objects.filter(model__key=key, snapshot__category="")
+    history = SnapshotRow.objects.filter(
+        model__key=key, snapshot__category="", snapshot__all_votes=False
+    )
     context = {
         "model": current,
         "versions": versions,
@@ -101,7 +104,7 @@ def _history_lines(key: str) -> list[plots.HistoryLine]:
     """One line per version of the model: its overall rating and interval at each snapshot."""
     points: dict[str, list[tuple[datetime, float, float, float]]] = {}
     for version, when, rating, lower, upper in (
-        SnapshotRow.objects.filter(model__key=key, snapshot__category="")
+        SnapshotRow.objects.filter(model__key=key, snapshot__category="", snapshot__all_votes=False)
         .order_by("snapshot__created_at", "snapshot_id")
         .values_list("model__version", "snapshot__created_at", "rating", "lower", "upper")
     ):

@@ -40,7 +40,7 @@ def model(models: list[Any], key: str = "tiny-inhouse") -> ImageModel:
 def test_a_setting_out_of_the_models_bounds_is_refused_not_clamped(
     models: list[Any], override: dict[str, Any], field: str, message: str
 ) -> None:
-    request = {"model": model(models), "prompt": "a fox"} | override
+    request: dict[str, Any] = {"model": model(models), "prompt": "a fox"} | override
     with pytest.raises(chat.ChatError) as error:
         chat.check_settings(**request)
     assert error.value.field == field and message in error.value.message
