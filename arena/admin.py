@@ -177,11 +177,7 @@ class BattleAdmin(RecordAdmin):
         description="Void selected battles (generating or ready only)", permissions=["change"]
     )
     def void_battles(self, request: HttpRequest, queryset: QuerySet[Battle]) -> None:
-        voidable = queryset.filter(status__in=[Battle.Status.GENERATING, Battle.Status.READY])
-        # A conditional update: a battle voted or voided meanwhile is left as it is.
-        voided = Battle.objects.filter(pk__in=voidable.values("pk")).update(
-            status=Battle.Status.VOID, void_reason=f"voided by {request.user.get_username()}"[:200]
-        )
+        voided = services.void_battles(battles=queryset, by=request.user.get_username())
         skipped = queryset.count() - voided
         self.message_user(request, f"Voided {voided} battle(s); {skipped} left as they were.")
 

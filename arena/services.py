@@ -220,6 +220,15 @@ def _void(battle: Battle, *, reason: str) -> None:
     battle.save(update_fields=["status", "void_reason"])
 
 
+def void_battles(*, battles: QuerySet[Battle], by: str) -> int:
+    """Void battles still generating or ready (an admin's decision); returns how many."""
+    voidable = battles.filter(status__in=[Battle.Status.GENERATING, Battle.Status.READY])
+    # Conditional: a battle voted or voided meanwhile is left as it is.
+    return Battle.objects.filter(pk__in=voidable.values("pk")).update(
+        status=Battle.Status.VOID, void_reason=f"voided by {by}"[:200]
+    )
+
+
 def void_if_overdue(battle: Battle) -> Battle:
     """Void a battle still generating past the deadline (dead worker, lost message)."""
     deadline = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)

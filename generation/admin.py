@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from arena.admin import RecordAdmin, export_csv_action
+from generation import services
 from generation.models import Generation, ImageModel
 
 MODEL_CSV_FIELDS = (
@@ -70,8 +71,8 @@ class ImageModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected models (not retired ones)", permissions=["change"])
     def enable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
-        enabled = queryset.filter(enabled=False, retired=False).update(
-            enabled=True, disabled_reason=""
+        enabled = services.set_enabled(
+            models=queryset, enabled=True, by=request.user.get_username()
         )
         retired = queryset.filter(retired=True).count()
         note = f"; {retired} retired model(s) left disabled" if retired else ""
@@ -79,8 +80,8 @@ class ImageModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
-        disabled = queryset.filter(enabled=True).update(
-            enabled=False, disabled_reason=f"disabled by {request.user.get_username()}"[:500]
+        disabled = services.set_enabled(
+            models=queryset, enabled=False, by=request.user.get_username()
         )
         self.message_user(request, f"Disabled {disabled} model(s); no new battles will use them.")
 

@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -65,6 +65,16 @@ def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[Ima
             retired.extend(older)
             older.update(retired=True, enabled=False, disabled_reason="superseded by a new version")
     return current, retired
+
+
+def set_enabled(*, models: QuerySet[ImageModel], enabled: bool, by: str) -> int:
+    """Let models into new battles or keep them out (retired ones stay out); returns how many
+    changed."""
+    if enabled:
+        return models.filter(enabled=False, retired=False).update(enabled=True, disabled_reason="")
+    return models.filter(enabled=True).update(
+        enabled=False, disabled_reason=f"disabled by {by}"[:500]
+    )
 
 
 def _check_classes(registry: Path, entries: list[ModelEntry]) -> None:

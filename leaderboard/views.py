@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -43,7 +44,9 @@ def _requested_snapshot(request: HttpRequest) -> Snapshot | None:
 def index(request: HttpRequest) -> HttpResponse:
     requested = _requested_snapshot(request)
     category = requested.category if requested else _category(request)
-    all_votes = requested.all_votes if requested else False
+    # The "all votes" board (named comparisons too) exists only where the admin turned it on.
+    wants_all = request.GET.get("votes") == "all" and settings.LEADERBOARD_ALL_VOTES
+    all_votes = requested.all_votes if requested else wants_all and not category
     latest = Snapshot.objects.latest_for(category, all_votes=all_votes)
     snapshot = requested or latest
     rows = list(snapshot.rows.select_related("model")) if snapshot else []
@@ -55,6 +58,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "category": category,
         "categories": [(c, Category(c).label) for c in boards],
         "plot_kinds": PLOT_KINDS,
+        "all_votes_offered": settings.LEADERBOARD_ALL_VOTES,
+        "all_votes": all_votes,
     }
     return render(request, "leaderboard/index.html", context)
 

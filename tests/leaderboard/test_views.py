@@ -155,3 +155,13 @@ def test_every_api_route_is_described() -> None:
         if str(p.pattern).startswith("api/v1/") and not str(p.pattern).endswith("openapi.json")
     }
     assert routes == described
+
+
+def test_the_all_votes_board_is_offered_only_when_turned_on(
+    client: Client, board: Snapshot, settings: Any
+) -> None:
+    assert "?votes=all" not in client.get("/leaderboard/").content.decode()
+    settings.LEADERBOARD_ALL_VOTES = True
+    services.refresh_all()
+    html = client.get("/leaderboard/?votes=all").content.decode()
+    assert "?votes=all" in html and "named comparisons from direct chat included" in html

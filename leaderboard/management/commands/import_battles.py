@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(str(failed)) from failed
         self.stdout.write(
             f"imported {result.rows} rows ({result.anonymous_rows} anonymous, counted) "
-            f"in {result.seconds:.1f} s"
+            f"in {result.seconds:.1f} s; {result.excluded_rows} rows marked excluded were skipped"
         )
         created = ", ".join(result.models_created) or "none"
         self.stdout.write(f"models created (disabled): {len(result.models_created)}: {created}")
