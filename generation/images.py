@@ -28,6 +28,18 @@ def encode_png(image: Image.Image, *, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+def png_chunk_types(data: bytes) -> list[bytes]:
+    """The chunk types a PNG file carries, in order (to check that it carries pixels only)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    types, offset = [], 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        types.append(data[offset + 4 : offset + 8])
+        offset += 12 + length
+    return types
+
+
 def random_image_name() -> str:
     """A file name that carries no information: 128 random bits."""
     return f"{secrets.token_hex(16)}.{IMAGE_EXTENSION}"

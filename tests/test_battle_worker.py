@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import struct
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from arena.models import Battle
+from generation.images import png_chunk_types
 from generation.models import Generation, ImageModel
 
 pytestmark = pytest.mark.worker
@@ -78,16 +78,6 @@ def wait_until_finished(client: HttpClient, battle_id: str) -> dict[str, Any]:
     raise AssertionError(f"battle {battle_id} still generating after {BATTLE_TIMEOUT_S}s: {state}")
 
 
-def png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, offset = [], 8
-    while offset < len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
-        chunks.append(data[offset + 4 : offset + 8])
-        offset += 12 + length
-    return chunks
-
-
 def test_a_whole_battle_runs_through_the_api_with_a_real_worker(
     worker: Any, live_server: Any
 ) -> None:
@@ -98,7 +88,7 @@ def test_a_whole_battle_runs_through_the_api_with_a_real_worker(
     assert state["status"] == "ready", worker.log()
     for url in state["images"].values():
         status, data = client.request("GET", url)
-        assert status == 200 and png_chunks(data)[0] == b"IHDR"
+        assert status == 200 and png_chunk_types(data)[0] == b"IHDR"
     status, voted = client.post_json(f"/api/v1/battles/{created['id']}/vote", {"choice": "left"})
     assert status == 200 and voted["status"] == "voted"
     battle = Battle.objects.get(public_id=created["id"])
@@ -142,7 +132,7 @@ def test_nothing_before_the_vote_names_a_model(models: Any, live_server: Any, wo
         client.request("GET", f"/battles/{battle_id}")  # the HTML page when ready
         client.request("GET", f"/battles/{battle_id}/panel")
         images = [client.request("GET", url)[1] for url in state["images"].values()]
-        left, right = (png_chunks(data) for data in images)
+        left, right = (png_chunk_types(data) for data in images)
         assert set(left) == set(right) == {b"IHDR", b"IDAT", b"IEND"}
         assert images[0][16:24] == images[1][16:24], "both images have the same size"
         for url, headers, body in client.seen:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import random
 from pathlib import Path
 from typing import Any
 
@@ -12,38 +11,13 @@ import pytest
 from arena import services
 from generation.models import ImageModel
 
-from .conftest import chromium_path, require
-
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # Enough steps that a person (and this test) sees the progress bar move.
 SLOW_STEPS = 60
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    require(executable is not None, "Chromium is not installed (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-    # beside it are ordinary blocking calls, which Django would otherwise refuse.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
@@ -137,7 +111,7 @@ def test_the_leaderboard_shows_its_table_and_plots_at_desktop_and_phone_widths(
         for i, name in enumerate(names)
     ]
     strengths = [0.6, 0.2, 0.9, 0.4, -0.2]
-    rng = __import__("random").Random(1)
+    rng = random.Random(1)
     for _ in range(1500):
         left, right = rng.sample(range(5), 2)
         p_left = 1 / (1 + 10 ** (strengths[right] - strengths[left]))

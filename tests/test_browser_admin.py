@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +14,10 @@ from generation.models import ImageModel
 from leaderboard import services as leaderboard_services
 from leaderboard.models import Snapshot
 
-from .conftest import chromium_path, require
-from .test_browser import CHROMIUM_FLAGS
-
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PASSWORD = "a-long-test-password-4711"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    require(executable is not None, "Chromium is not installed (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls beside it are
-    # ordinary blocking calls, which Django would otherwise refuse.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from scratch import scratch_arena, start_worker, stop_worker
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,66 +33,16 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
-        "ARENA_VAR_DIR": str(scratch),
-        "ARENA_MODELS_DIR": str(ROOT / "var" / "models"),
-        "MEDIA_ROOT": str(scratch / "media"),
-        "CELERY_BROKER_URL": args.redis_url if args.broker == "redis" else "filesystem://",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "ARENA_WARM_MODELS": "all",
-        "ARENA_READY_FILE": str(scratch / "ready"),
-    }
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "arena.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    broker = args.redis_url if args.broker == "redis" else "filesystem://"
+    env = scratch_arena(broker_url=broker, warm="all")
     from arena import services
     from arena.models import Battle
     from generation.models import ImageModel
 
-    call_command("migrate", verbosity=0)
-    call_command("build_tiny_models", verbosity=0)
-    call_command("sync_models", verbosity=0)
     queue = f"bench-{os.getpid()}"
     ImageModel.objects.update(queue=queue)
-    worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "arena",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "2",
-            "--queues",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = start_worker(env=env, queue=queue, concurrency=2)
     try:
-        deadline = time.monotonic() + 120
-        ready = scratch / "ready"
-        while not (ready.exists() and len(ready.read_text().split()) >= 2):
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit("the worker did not start")
-            time.sleep(0.1)
         print(f"worker ready (broker: {args.broker}); {args.battles} battles on tiny CPU models")
         overheads, totals, slower = [], [], []
         for index in range(args.battles + 3):
@@ -127,11 +74,7 @@ def main() -> int:
                 f"{percentile(values, 0.9):8.1f} {max(values):8.1f}"
             )
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
     return 0
 
 

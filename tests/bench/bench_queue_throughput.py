@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from scratch import scratch_arena, start_worker, stop_worker
 
 
 def main() -> int:
@@ -29,68 +26,22 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
-        "ARENA_VAR_DIR": str(scratch),
-        "ARENA_MODELS_DIR": str(ROOT / "var" / "models"),
-        "MEDIA_ROOT": str(scratch / "media"),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "ARENA_WARM_MODELS": args.model,
-        "ARENA_READY_FILE": str(scratch / "ready"),
-    }
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "arena.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    env = scratch_arena(
+        broker_url=os.environ.get("CELERY_BROKER_URL", "filesystem://"), warm=args.model
+    )
     import torch
-    from django.core.management import call_command
     from django.db import transaction
 
     from generation import pipelines, services
     from generation.models import Generation, ImageModel
 
-    call_command("migrate", verbosity=0)
-    call_command("build_tiny_models", verbosity=0)
-    call_command("sync_models", verbosity=0)
     model = ImageModel.objects.get(key=args.model)
     queue = f"bench-{os.getpid()}"
     ImageModel.objects.filter(pk=model.pk).update(queue=queue)
     model.refresh_from_db()
-    worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "arena",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "--queues",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     rows = []
+    worker = start_worker(env=env, queue=queue, concurrency=1)
     try:
-        deadline = time.monotonic() + 120
-        while not (scratch / "ready").exists():
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit("the worker did not start")
-            time.sleep(0.1)
         started = time.perf_counter()
         with transaction.atomic():
             jobs = [
@@ -106,11 +57,7 @@ def main() -> int:
         assert not pending.filter(status="failed").exists(), "a job failed"
         rows.append(("worker queue, one job at a time", elapsed))
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
 
     torch.set_num_threads(1)
     pipe = pipelines.get_pipeline(services.spec_for(model))

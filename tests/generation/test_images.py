@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 
 from PIL import Image, PngImagePlugin
 
 from generation import images
-
-
-def chunk_types(data: bytes) -> list[bytes]:
-    types, offset = [], 8
-    while offset < len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
-        types.append(data[offset + 4 : offset + 8])
-        offset += 12 + length
-    return types
 
 
 def tagged_image() -> Image.Image:
@@ -37,7 +27,7 @@ def test_encoding_drops_text_chunks_exif_and_xmp() -> None:
     assert "parameters" in source.info  # the input really is tagged
     data = images.encode_png(source, width=80, height=48)
     assert b"secret-model" not in data
-    assert set(chunk_types(data)) == {b"IHDR", b"IDAT", b"IEND"}
+    assert set(images.png_chunk_types(data)) == {b"IHDR", b"IDAT", b"IEND"}
 
 
 def test_encoding_resizes_to_the_battle_size_and_keeps_the_pixels_otherwise() -> None:
