@@ -69,17 +69,6 @@ def ensure_venv(*, dev: bool) -> None:
     STAMP.write_text("\n".join([*previous, digest]) + "\n")
 
 
-def manage(*args: str, env: dict[str, str]) -> None:
-    sh(PYTHON, ROOT / "manage.py", *args, env=env)
-
-
-def prepare(env: dict[str, str]) -> None:
-    manage("migrate", "--verbosity", "0", env=env)
-    manage("build_tiny_models", env=env)
-    manage("sync_models", env=env)
-    manage("load_prompts", env=env)
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -92,17 +81,21 @@ def run() -> int:
     env = base_env()
     env.setdefault("ARENA_WARM_MODELS", "all")
     env.setdefault("LEADERBOARD_REFRESH_S", "15")
-    prepare(env)
-    model_queues = subprocess.run(
-        [str(PYTHON), str(ROOT / "manage.py"), "list_queues"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # One local worker serves every model queue and "default", where the refresh task goes.
-    queues = ",".join(sorted({"default", *model_queues.split(",")}))
+    # One process does the set-up (migrate, build, sync, prompts) and names the queues last.
+    prepared = (
+        subprocess.run(
+            [str(PYTHON), str(ROOT / "manage.py"), "prepare_arena"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
+    print("\n".join(prepared[:-1]), flush=True)
+    queues = prepared[-1]
     host = env.get("ARENA_HOST", "127.0.0.1")
     port = env.get("ARENA_PORT", "8000")
     commands = {
