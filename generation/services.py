@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 generation_finished = Signal()
 
 HTTP_RETRIES = 2
+# Steps of the warm-up run each worker process makes per model at start.
+WARM_UP_STEPS = 2
 # Failures that say nothing about the model itself, so they never disable it.
 NOT_THE_MODELS_FAULT = ("enqueue failed", "battle deadline", "out of attempts")
 # Progress is written at most this often: enough for a smooth bar, cheap for the database.
@@ -457,7 +459,9 @@ def progress(generation: Generation) -> float:
 
 
 def warm(*, keys: list[str] | None) -> None:
-    """Load and cache the pipelines of the enabled diffusers models (or only ``keys``)."""
+    """Load and cache the pipelines of the enabled diffusers models (or only ``keys``), and run
+    each once at its own size, so the first real job does not pay for lazy initialisation
+    (CUDA kernels, cuDNN autotuning, compilation)."""
     from django.db import connections
 
     from generation import pipelines
@@ -467,7 +471,17 @@ def warm(*, keys: list[str] | None) -> None:
         models = models.filter(key__in=keys)
     for model in models:
         try:
-            pipelines.get_pipeline(spec_for(model))
+            pipe = pipelines.get_pipeline(spec_for(model))
+            pipelines.generate(
+                pipe,
+                prompt="warm-up",
+                negative_prompt="",
+                seed=0,
+                steps=WARM_UP_STEPS,
+                guidance=model.default_guidance,
+                width=model.width,
+                height=model.height,
+            )
         except Exception:
             logger.exception("could not warm %s", model)
     # The connection opened here belongs to this child; close it so the first task opens its own.

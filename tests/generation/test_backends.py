@@ -105,3 +105,14 @@ def test_failures_that_are_not_the_models_fault_never_disable_it(
         services.fail(generation_id=job.pk, error="enqueue failed: ConnectionRefusedError()")
     models[0].refresh_from_db()
     assert models[0].enabled
+
+
+def test_warming_loads_and_runs_each_named_model_once(
+    models: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from generation import pipelines
+
+    services.warm(keys=["tiny-baseline-a", "tiny-pixart"])
+    cached = {key for key, _ in pipelines.cached_pipeline_keys()}
+    assert {"tiny-baseline-a", "tiny-pixart"} <= cached
+    assert "could not warm" not in caplog.text
