@@ -17,7 +17,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # Enough steps that a person (and this test) sees the progress bar move.
-SLOW_STEPS = 60
+SLOW_STEPS = 150
 
 
 @pytest.fixture

@@ -96,10 +96,15 @@ def test_progress_is_written_at_most_about_four_times_a_second(
     with CaptureQueriesContext(connection) as queries:
         services.run(generation_id=job.pk)
     seconds = (timezone.now() - started).total_seconds()
-    writes = [q for q in queries.captured_queries if '"steps_done" =' in q["sql"]]
+    # Progress writes only: the claim and the finish also set steps_done, with the status.
+    writes = [
+        q
+        for q in queries.captured_queries
+        if '"steps_done" =' in q["sql"] and '"status" =' not in q["sql"].split("WHERE")[0]
+    ]
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE and job.steps_done == 120
-    # One write per quarter second, plus the first and the last step.
-    assert len(writes) <= seconds / services.PROGRESS_INTERVAL_S + 3, (len(writes), seconds)
-    assert len(writes) < 120 / 4, "far fewer writes than steps"
+    # The first step, then at most one write per quarter second, then the last step.
+    assert len(writes) <= seconds / services.PROGRESS_INTERVAL_S + 2, (len(writes), seconds)
+    assert 2 <= len(writes) < 120 / 4, "far fewer writes than steps, but some"
     assert job.scheduler and job.model_version == models[0].version
