@@ -172,27 +172,23 @@ def create_generation(
     steps = steps or model.default_steps
     guidance = model.default_guidance if guidance is None else guidance
     width, height = size or (model.width, model.height)
+    decides_pixels: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "seed": seed,
+        "steps": steps,
+        "guidance": guidance,
+        "width": width,
+        "height": height,
+    }
     key = cache_key(
-        model=model,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        width=width,
-        height=height,
+        **decides_pixels,
         source_sha256=source_image.image_sha256 if source_image else "",
         strength=strength,
     )
     generation = Generation(
-        model=model,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        width=width,
-        height=height,
+        **decides_pixels,
         output_width=output_size[0] if output_size else width,
         output_height=output_size[1] if output_size else height,
         source_image=source_image,
