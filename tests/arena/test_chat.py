@@ -217,7 +217,7 @@ def test_a_turns_settings_come_as_json(client: Client, models: list[Any]) -> Non
 def test_too_many_requests_get_429_with_a_retry_time(
     client: Client, models: list[Any], settings: Any
 ) -> None:
-    settings.ARENA_RATE_LIMIT_SESSION = "2/60"
+    settings.ARENA_RATE_LIMIT_SESSION = "2/86400"  # one window for the whole test
     assert post_turn(client).status_code == 302
     assert post_turn(client).status_code == 302
     refused = post_turn(client)
@@ -229,7 +229,7 @@ def test_too_many_requests_get_429_with_a_retry_time(
 
 
 def test_the_address_limit_holds_across_sessions(models: list[Any], settings: Any) -> None:
-    settings.ARENA_RATE_LIMIT_ADDRESS = "3/60"
+    settings.ARENA_RATE_LIMIT_ADDRESS = "3/86400"  # one window for the whole test
     statuses = [post_turn(Client()).status_code for _ in range(4)]
     assert statuses == [302, 302, 302, 429]
 
