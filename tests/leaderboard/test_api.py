@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from arena import services as arena_services
@@ -18,11 +17,6 @@ from leaderboard import services as leaderboard_services
 from leaderboard.models import Snapshot
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    cache.clear()  # the statistics are cached for a minute
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from generation.models import ImageModel
@@ -16,38 +14,12 @@ from leaderboard.models import Snapshot
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    cache.clear()  # plots are cached by model key and snapshot id, which tests reuse
-
-
-def vote(models: list[ImageModel], count: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for _ in range(count):
-        left, right = rng.sample(range(len(models)), 2)
-        choice = "left" if rng.random() < (0.3 + 0.2 * left) else rng.choice(["right", "tie"])
-        services.count_vote(
-            left_id=models[left].pk, right_id=models[right].pk, category="animals", choice=choice
-        )
-
-
 @pytest.fixture
-def boards() -> list[Snapshot]:
+def boards(three_models: list[ImageModel], vote: Any) -> list[Snapshot]:
     """Three overall boards, 100 votes apart, each with its category board."""
-    models = [
-        ImageModel.objects.create(
-            key=f"m{i}",
-            display_name=f"Model {i}",
-            source="x",
-            organisation=f"Org {i}",
-            licence="Apache-2.0",
-            is_in_house=i == 2,
-        )
-        for i in range(3)
-    ]
     made = []
     for seed in range(3):
-        vote(models, 100, seed)
+        vote(three_models, 100, seed)
         made.append(services.refresh_all()[0])
     return made
 
@@ -150,7 +122,7 @@ def test_a_long_history_is_thinned_but_keeps_the_latest_board(
     assert len(line.times) <= 4 and line.times[-1] == latest.created_at
 
 
-def test_each_version_gets_its_own_line(boards: list[Snapshot]) -> None:
+def test_each_version_gets_its_own_line(boards: list[Snapshot], vote: Any) -> None:
     newer = ImageModel.objects.create(key="m0", version="2", display_name="Model 0", source="x")
     vote([newer, *ImageModel.objects.filter(key__in=["m1", "m2"])], 100, seed=9)
     services.refresh()

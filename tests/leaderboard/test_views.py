@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
@@ -18,25 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def board() -> Snapshot:
-    models = [
-        ImageModel.objects.create(
-            key=f"m{i}",
-            display_name=f"Model {i}",
-            source="x",
-            organisation=f"Org {i}",
-            licence="MIT",
-            is_in_house=i == 2,
-        )
-        for i in range(3)
-    ]
-    rng = random.Random(0)
-    for _ in range(300):
-        left, right = rng.sample(range(3), 2)
-        choice = "left" if rng.random() < (0.3 + 0.2 * left) else rng.choice(["right", "tie"])
-        services.count_vote(
-            left_id=models[left].pk, right_id=models[right].pk, category="animals", choice=choice
-        )
+def board(three_models: list[ImageModel], vote: Any) -> Snapshot:
+    vote(three_models, 300, 0)
     snapshots = services.refresh_all()
     return snapshots[0]
 
