@@ -58,6 +58,14 @@ SNAPSHOT = {
         "interval_method": {"type": "string", "enum": ["sandwich", "bootstrap"]},
         "bootstrap_rounds": {"type": "integer"},
         "seed": {"type": ["integer", "null"]},
+        "resampled_from": {
+            "type": ["integer", "null"],
+            "description": "Bootstrap boards: the board whose rounds this one extended",
+        },
+        "resample_steps": {
+            "type": "integer",
+            "description": "Extensions since the bootstrap rounds were last drawn afresh",
+        },
         "level": {"type": "number"},
         "votes_used": {"type": "integer"},
         "both_bad_as_tie": {"type": "boolean"},

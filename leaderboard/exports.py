@@ -76,6 +76,8 @@ def provenance(snapshot: Snapshot) -> dict[str, Any]:
         "interval_method": snapshot.interval_method,
         "bootstrap_rounds": snapshot.bootstrap_rounds,
         "seed": snapshot.seed,
+        "resampled_from": snapshot.resampled_from_id,
+        "resample_steps": snapshot.resample_steps,
         "level": snapshot.level,
         "votes_used": snapshot.votes_used,
         "both_bad_as_tie": snapshot.both_bad_as_tie,

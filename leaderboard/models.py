@@ -75,6 +75,20 @@ class Snapshot(models.Model):
     interval_method = models.CharField(max_length=20, choices=IntervalMethod.choices)
     bootstrap_rounds = models.PositiveIntegerField(default=0)
     seed = models.BigIntegerField(null=True, blank=True)
+    # A bootstrap board either draws its rounds afresh from seed (resample_steps 0, reproducible
+    # from the counts and the seed) or extends the rounds of the board it names, with seed driving
+    # only the extension (ratings.bootstrap): every round is still an exact multinomial draw.
+    resampled_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The board whose bootstrap rounds this one extended",
+    )
+    resample_steps = models.PositiveIntegerField(
+        default=0, help_text="Extensions since the bootstrap rounds were last drawn afresh"
+    )
     level = models.FloatField(default=0.95)
     votes_used = models.PositiveIntegerField()
     both_bad_as_tie = models.BooleanField(default=True)

@@ -13,6 +13,12 @@ from leaderboard import services
 Vote = Callable[[list[ImageModel], int, int], None]
 
 
+@pytest.fixture(autouse=True)
+def fresh_resamples() -> None:
+    """Each test starts as a new process would: no bootstrap rounds kept from an earlier board."""
+    services._RESAMPLES.clear()
+
+
 @pytest.fixture
 def three_models(db: None) -> list[ImageModel]:
     """Model 0, 1 and 2 (the in-house one), each with an organisation and a licence."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db.models import F
 
 from arena import services as arena_services
 from generation.models import ImageModel
@@ -150,6 +151,58 @@ def test_the_bootstrap_board_records_its_rounds_and_seed_and_is_reproducible() -
     assert list(first.rows.values_list("lower", "upper")) == list(
         second.rows.values_list("lower", "upper")
     )
+
+
+def test_a_bootstrap_board_extends_the_rounds_of_the_last_one_as_votes_arrive() -> None:
+    models = make_models(4)
+    strengths = [0.0, 0.3, 0.6, 0.9]
+    cast(models, synthetic_votes(random.Random(6), 2000, strengths))
+    first = services.refresh(interval_method="bootstrap", rounds=300)
+    # Few enough new votes that extending 18 cells beats drawing them afresh.
+    cast(models, synthetic_votes(random.Random(7), 5, strengths))
+
+    second = services.refresh(interval_method="bootstrap", rounds=300)
+    third = services.refresh(interval_method="bootstrap", rounds=300)
+
+    assert first is not None and second is not None and third is not None
+    assert (first.resampled_from, first.resample_steps) == (None, 0)
+    assert (second.resampled_from, second.resample_steps) == (first, 1)
+    assert (third.resampled_from, third.resample_steps) == (second, 2)
+    kept = services._RESAMPLES[("", False, True)].resamples
+    assert np.all(kept.draws.sum(axis=1) == 2005)  # every round resamples all current votes
+    # A board drawn afresh from the same counts has intervals of the same size, up to the
+    # Monte Carlo noise of 300 rounds.
+    afresh = services.refresh(interval_method="bootstrap", rounds=300, seed=1)
+    assert afresh is not None and afresh.resampled_from is None
+    widths = {row.model_id: row.upper - row.lower for row in third.rows.all()}
+    for row in afresh.rows.all():
+        assert abs((row.upper - row.lower) / widths[row.model_id] - 1.0) < 0.3
+
+
+def test_bootstrap_rounds_are_drawn_afresh_when_they_cannot_be_extended() -> None:
+    models = make_models(3)
+    cast(models, synthetic_votes(random.Random(8), 600, [0.0, 0.5, 1.0]))
+    first = services.refresh(interval_method="bootstrap", rounds=100)
+    assert first is not None
+
+    # Votes taken away (as rebuild_counts does after an exclusion): counts shrank.
+    PairCount.objects.filter(model_a=models[0], model_b=models[1]).update(wins_a=F("wins_a") - 1)
+    shrunk = services.refresh(interval_method="bootstrap", rounds=100)
+    # The board the rounds came from was deleted.
+    assert shrunk is not None and shrunk.resampled_from is None
+    cast(models, [(0, 1, "left", "animals")])
+    Snapshot.objects.filter(pk=shrunk.pk).delete()
+    orphaned = services.refresh(interval_method="bootstrap", rounds=100)
+    # A process that has kept nothing, such as a restarted worker.
+    services._RESAMPLES.clear()
+    cast(models, [(0, 1, "left", "animals")])
+    restarted = services.refresh(interval_method="bootstrap", rounds=100)
+    cast(models, [(0, 1, "left", "animals")])
+    extended = services.refresh(interval_method="bootstrap", rounds=100)
+
+    assert orphaned is not None and orphaned.resampled_from is None
+    assert restarted is not None and restarted.resampled_from is None
+    assert extended is not None and extended.resampled_from == restarted
 
 
 def test_the_board_can_be_anchored_on_a_chosen_model(settings: Any) -> None:
