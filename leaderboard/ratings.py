@@ -916,12 +916,17 @@ def _extend_draws(
         )
     # Sorted keys group by round in round order, as round_of_moved does.
     cumulative = np.cumsum(draws, axis=1, dtype=draws.dtype)
-    ends = np.cumsum(moved)
+    ends = np.cumsum(moved).tolist()
+    positions = (ordered - round_of_moved * old_total).astype(cumulative.dtype)
     removed = np.empty(ordered.size, dtype=np.int64)
-    for r in np.flatnonzero(moved):
-        first, last = ends[r] - moved[r], ends[r]
-        positions = ordered[first:last] - r * old_total
-        removed[first:last] = np.searchsorted(cumulative[r], positions, side="right") + r * n_cells
+    first = 0
+    for r, last in enumerate(ends):
+        if last > first:
+            removed[first:last] = np.searchsorted(
+                cumulative[r], positions[first:last], side="right"
+            )
+        first = last
+    removed += round_of_moved * n_cells
     changed = np.flatnonzero(new_cells - old_cells)
     repointed = changed[
         _shuffled_categorical(new_cells[changed] - old_cells[changed], int(moved.sum()), rng)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -89,6 +91,9 @@ def timed(function: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - started, result
 
 
+CHOICES = ("left", "right", "tie", "both_bad")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -136,6 +141,33 @@ def main() -> None:
         assert snapshot is not None
         note = f"{snapshot.rows.count()} models, {snapshot.votes_used:,} votes"
         table.append((label, seconds, note))
+    # The beat's case: a few votes arrive, then the next bootstrap board extends the rounds of the
+    # one before instead of drawing them afresh.
+    rng = random.Random(args.seed)
+    model_ids = list(snapshot.rows.values_list("model_id", flat=True))
+    for new_votes in (10, 100):
+        times = []
+        for _ in range(5):
+            for _ in range(new_votes):
+                left, right = rng.sample(model_ids, 2)
+                services.count_vote(
+                    left_id=left,
+                    right_id=right,
+                    category=rng.choice(CATEGORIES),
+                    choice=rng.choice(CHOICES),
+                )
+            seconds, snapshot = timed(
+                lambda: services.refresh(interval_method="bootstrap", rounds=1000)
+            )
+            assert snapshot is not None and snapshot.resampled_from is not None
+            times.append(seconds)
+        table.append(
+            (
+                f"refresh (bootstrap, +{new_votes} votes)",
+                statistics.median(times),
+                f"median of 5; rounds extended, {snapshot.resample_steps} steps since drawn",
+            )
+        )
 
     counts_before = sorted(
         PairCount.objects.values_list(

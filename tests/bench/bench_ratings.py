@@ -147,13 +147,26 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds for our refresh")
     parser.add_argument("--fastchat-rounds", type=int, default=100)
+    parser.add_argument(
+        "--new-votes",
+        type=int,
+        nargs="+",
+        default=[10, 100],
+        help="votes arriving between two refreshes, for the extended-bootstrap refresh",
+    )
     parser.add_argument("--tie-share", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    votes = simulate_votes(
-        votes=args.votes, models=args.models, tie_share=args.tie_share, seed=args.seed
+    added = max(args.new_votes)
+    everything = simulate_votes(
+        votes=args.votes + added, models=args.models, tie_share=args.tie_share, seed=args.seed
+    )
+    votes: Votes = (
+        everything[0][: args.votes],
+        everything[1][: args.votes],
+        everything[2][: args.votes],
     )
     a, b, outcome = votes
     aggregate_s, counts = timed(
@@ -174,6 +187,36 @@ def main() -> None:
         args.repeats,
     )
     cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
+    kept = ratings.bootstrap(
+        counts=counts, rounds=args.rounds, rng=np.random.default_rng(args.seed), log_strengths=theta
+    ).resamples
+
+    def refresh(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> bool:
+        """What a bootstrap board computes from kept counts: fit, sandwich, bootstrap."""
+        point = ratings.fit_bradley_terry(counts=grown)
+        ratings.sandwich_intervals(counts=grown, log_strengths=point)
+        return ratings.bootstrap(
+            counts=grown,
+            rounds=args.rounds,
+            rng=np.random.default_rng(args.seed + 1),
+            log_strengths=point,
+            previous=previous,
+        ).extended
+
+    refreshes: list[tuple[str, float]] = []
+    for new in [0, *args.new_votes]:
+        # Counts are kept per vote in production, so aggregating the grown log is not timed.
+        grown = ratings.aggregate_votes(
+            a=everything[0][: args.votes + new],
+            b=everything[1][: args.votes + new],
+            outcome=everything[2][: args.votes + new],
+            n_models=args.models,
+        )
+        seconds, extended = timed(lambda grown=grown: refresh(grown, kept), args.repeats)
+        assert extended, f"+{new} votes: the kept rounds were not extended"
+        refreshes.append((f"+{new} votes, rounds extended", seconds))
+    seconds, _ = timed(lambda: refresh(counts, None), args.repeats)
+    refreshes.append(("rounds drawn afresh", seconds))
 
     def draws_only() -> None:
         # Same chunks of 128 rounds as bootstrap_intervals draws, so the two times compare.
@@ -217,7 +260,6 @@ def main() -> None:
             "",
             "",
         ),
-        ("ours, refresh from kept counts", None, fit_s, sandwich_s, bootstrap_s, "", ""),
     ]
     if arena:
         bound_gap = max(
@@ -291,6 +333,14 @@ def main() -> None:
         f"our bootstrap: numpy's multinomial draws alone ({args.rounds} rounds x {cells.size}"
         f" cells) take {draws_s:.4f} s of its {bootstrap_s:.4f} s; the batched refits the rest"
     )
+    print(
+        f"refresh from kept counts (fit + sandwich + {args.rounds}-round bootstrap), seconds,"
+        f" median of {args.repeats}; arena-rank's fit + sandwich for comparison"
+    )
+    arena_fit = arena["fit"] + arena["sandwich"] if arena else None
+    for label, seconds in refreshes:
+        speed = f"{arena_fit / seconds:.0f}x faster" if arena_fit else ""
+        print(f"  {label:<34}{seconds:>10.4f}  {speed}")
     width = our_high - our_low
     boot_width = boot_high_pts - boot_low_pts
     print(
