@@ -227,6 +227,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Leaderboard refreshes have a queue of their own, served by one process: that process keeps the
+# bootstrap rounds of each board between refreshes and extends them (leaderboard.services).
+LEADERBOARD_QUEUE = env_str("LEADERBOARD_QUEUE", "leaderboard")
+CELERY_TASK_ROUTES = {"leaderboard.tasks.refresh": {"queue": LEADERBOARD_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -62,3 +62,13 @@ def test_every_tasks_hard_time_limit_is_below_the_visibility_timeout() -> None:
         assert task.time_limit is not None, f"{name} has no hard time limit"
         assert task.time_limit < visibility, f"{name}: {task.time_limit}s >= {visibility}s"
         assert task.soft_time_limit is not None and task.soft_time_limit < task.time_limit
+
+
+def test_leaderboard_refreshes_go_to_their_own_queue() -> None:
+    from django.conf import settings
+
+    from arena.celery import app
+
+    route = app.amqp.router.route({}, "leaderboard.tasks.refresh")
+    assert route["queue"].name == settings.LEADERBOARD_QUEUE == "leaderboard"
+    assert app.amqp.router.route({}, "generation.tasks.sweep")["queue"].name == "default"

@@ -45,4 +45,4 @@ class Command(BaseCommand):
             self.stdout.write(f"registry {registry} unchanged since the last sync")
         call_command("load_prompts")
         queues = sorted(set(ImageModel.objects.enabled().values_list("queue", flat=True)))
-        self.stdout.write(",".join(sorted({"default", *queues})))
+        self.stdout.write(",".join(sorted({"default", settings.LEADERBOARD_QUEUE, *queues})))
