@@ -824,10 +824,12 @@ def _batched_simplified_newton(
             ratio = size / previous
             running = ~(converged | failed)
             theta[:, running] += step[:, running]
-            # The fixed Hessian makes convergence linear with a small ratio. A ratio above one
-            # half means this round's own Hessian differs too much (its graph changed, or a
-            # model won everything), so a small step would not mean a small error.
-            small = (size < tol) & ((ratio < 0.5) | (size < 1e-3 * tol))
+            # The fixed Hessian makes convergence linear with a small ratio q between successive
+            # steps, and the error left after a step of size s is then about s * q / (1 - q).
+            # A ratio above one half means this round's own Hessian differs too much (its graph
+            # changed, or a model won everything), so a small step would not mean a small error.
+            settled = (ratio < 0.5) & (size * ratio < tol * (1.0 - ratio))
+            small = settled | (size < 1e-3 * tol)
             converged |= running & small & (iteration >= 1)
             failed |= running & ~converged & (iteration >= 2) & ~(ratio < 0.5)
             previous = size
