@@ -187,11 +187,12 @@ def main() -> None:
         args.repeats,
     )
     cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
-    kept = ratings.bootstrap(
+    before = ratings.bootstrap(
         counts=counts, rounds=args.rounds, rng=np.random.default_rng(args.seed), log_strengths=theta
-    ).resamples
+    )
+    points_per_log = 400.0 / np.log(10.0)
 
-    def refresh(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> bool:
+    def refresh(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> ratings.Bootstrap:
         """What a bootstrap board computes from kept counts: fit, sandwich, bootstrap."""
         point = ratings.fit_bradley_terry(counts=grown)
         ratings.sandwich_intervals(counts=grown, log_strengths=point)
@@ -201,9 +202,16 @@ def main() -> None:
             rng=np.random.default_rng(args.seed + 1),
             log_strengths=point,
             previous=previous,
-        ).extended
+        )
 
-    refreshes: list[tuple[str, float]] = []
+    def moved(result: ratings.Bootstrap) -> float:
+        """Largest change of a bound from the board before, in display points."""
+        change = max(
+            np.max(np.abs(result.lower - before.lower)), np.max(np.abs(result.upper - before.upper))
+        )
+        return float(change * points_per_log)
+
+    refreshes: list[tuple[str, float, str]] = []
     for new in [0, *args.new_votes]:
         # Counts are kept per vote in production, so aggregating the grown log is not timed.
         grown = ratings.aggregate_votes(
@@ -212,11 +220,18 @@ def main() -> None:
             outcome=everything[2][: args.votes + new],
             n_models=args.models,
         )
-        seconds, extended = timed(lambda grown=grown: refresh(grown, kept), args.repeats)
-        assert extended, f"+{new} votes: the kept rounds were not extended"
-        refreshes.append((f"+{new} votes, rounds extended", seconds))
+        seconds, result = timed(lambda grown=grown: refresh(grown, before.resamples), args.repeats)
+        assert result.extended, f"+{new} votes: the kept rounds were not extended"
+        afresh = refresh(grown, None)
+        refreshes.append(
+            (
+                f"+{new} votes, rounds extended",
+                seconds,
+                f"bounds moved {moved(result):.2f} pts (drawn afresh: {moved(afresh):.2f})",
+            )
+        )
     seconds, _ = timed(lambda: refresh(counts, None), args.repeats)
-    refreshes.append(("rounds drawn afresh", seconds))
+    refreshes.append(("rounds drawn afresh", seconds, ""))
 
     def draws_only() -> None:
         # Same chunks of 128 rounds as bootstrap_intervals draws, so the two times compare.
@@ -333,14 +348,23 @@ def main() -> None:
         f"our bootstrap: numpy's multinomial draws alone ({args.rounds} rounds x {cells.size}"
         f" cells) take {draws_s:.4f} s of its {bootstrap_s:.4f} s; the batched refits the rest"
     )
+    arena_fit = arena["fit"] + arena["sandwich"] if arena else None
     print(
         f"refresh from kept counts (fit + sandwich + {args.rounds}-round bootstrap), seconds,"
-        f" median of {args.repeats}; arena-rank's fit + sandwich for comparison"
+        f" median of {args.repeats}; speed-up over arena-rank's fit + sandwich"
+        + (
+            f" ({arena_fit:.2f} s) / over arena-rank from the votes ({arena_total:.2f} s)"
+            if arena_fit
+            else ""
+        )
     )
-    arena_fit = arena["fit"] + arena["sandwich"] if arena else None
-    for label, seconds in refreshes:
-        speed = f"{arena_fit / seconds:.0f}x faster" if arena_fit else ""
-        print(f"  {label:<34}{seconds:>10.4f}  {speed}")
+    for label, seconds, note in refreshes:
+        speed = (
+            f"{arena_fit / seconds:.0f}x / {arena_total / seconds:.0f}x"
+            if arena_fit and arena_total
+            else ""
+        )
+        print(f"  {label:<34}{seconds:>10.4f}  {speed:<12} {note}")
     width = our_high - our_low
     boot_width = boot_high_pts - boot_low_pts
     print(
