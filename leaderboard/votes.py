@@ -4,7 +4,8 @@
 ``tstamp``, ``anony``, ``judge``) come first, so ``leaderboard.imports`` reads the file back;
 ours follow: the battle's public id, prompt, settings of each side, image hashes, the time to
 vote, whether the vote is excluded from the counts and why, and each model's key and version.
-Rows are streamed from the database and written in bounded batches, whatever the table's size.
+Rows are streamed from the database and written in bounded batches, whatever the table's size,
+to a file or, chunk by chunk, to an HTTP response.
 """
 
 from __future__ import annotations
@@ -97,25 +98,37 @@ def write_votes(
     *, fmt: str, out: BinaryIO | TextIO | io.TextIOBase, include_excluded: bool = True
 ) -> int:
     """Write the vote dataset as jsonl, csv or parquet (binary file needed); returns the rows."""
-    rows = iter_vote_rows(include_excluded=include_excluded)
-    if fmt == "parquet":
-        if isinstance(out, io.TextIOBase):
-            raise ValueError("parquet is binary: open the output file in binary mode")
-        return _write_parquet(rows=rows, out=cast(BinaryIO, out))
-    if fmt == "jsonl":
-        chunks = _jsonl_chunks(rows)
-    elif fmt == "csv":
-        chunks = _csv_chunks(rows)
-    else:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet" and isinstance(out, io.TextIOBase):
+        raise ValueError("parquet is binary: open the output file in binary mode")
     written = 0
-    for text, count in chunks:
+    for chunk, count in _chunks(fmt=fmt, include_excluded=include_excluded):
         if isinstance(out, io.TextIOBase):
-            out.write(text)
+            out.write(cast(str, chunk))
         else:
-            cast(BinaryIO, out).write(text.encode())
+            cast(BinaryIO, out).write(chunk.encode() if isinstance(chunk, str) else chunk)
         written += count
     return written
+
+
+def stream_votes(*, fmt: str, include_excluded: bool = True) -> Iterator[bytes]:
+    """The vote dataset as a stream of byte chunks, each of a bounded number of rows: an HTTP
+    response can send it as it is read from the database."""
+    for chunk, _ in _chunks(fmt=fmt, include_excluded=include_excluded):
+        if chunk:
+            yield chunk.encode() if isinstance(chunk, str) else chunk
+
+
+def _chunks(*, fmt: str, include_excluded: bool) -> Iterator[tuple[str | bytes, int]]:
+    """Pieces of the file, text for jsonl and csv, bytes for parquet, with their row counts."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows = iter_vote_rows(include_excluded=include_excluded)
+    if fmt == "parquet":
+        yield from _parquet_chunks(rows)
+    elif fmt == "jsonl":
+        yield from _jsonl_chunks(rows)
+    else:
+        yield from _csv_chunks(rows)
 
 
 def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -150,7 +163,35 @@ def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, int]]:
         yield header, 0
 
 
-def _write_parquet(*, rows: Iterable[dict[str, Any]], out: BinaryIO) -> int:
+class _Sink(io.RawIOBase):
+    """A write-only file that keeps what was written until it is taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._pending += view
+        self._position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+
+def _parquet_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, int]]:
+    """The Parquet file one row group at a time: a record batch's bytes as soon as they are
+    written, then the footer."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -163,19 +204,19 @@ def _write_parquet(*, rows: Iterable[dict[str, Any]], out: BinaryIO) -> int:
     schema = pa.schema([(column, types.get(column, pa.string())) for column in COLUMNS])
     # Collected column by column: lists of values are far smaller than a dict per row.
     columns: dict[str, list[Any]] = {column: [] for column in COLUMNS}
-    pending = written = 0
-    with pq.ParquetWriter(out, schema) as writer:
+    sink = _Sink()
+    pending = 0
+    with pq.ParquetWriter(sink, schema) as writer:
         for row in rows:
             for column in COLUMNS:
                 columns[column].append(row[column])
             pending += 1
             if pending == BATCH_ROWS:
                 writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
-                written += pending
+                yield sink.take(), pending
                 pending = 0
                 for values in columns.values():
                     values.clear()
         if pending:
             writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
-            written += pending
-    return written
+    yield sink.take(), pending

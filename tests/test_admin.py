@@ -335,6 +335,7 @@ def test_the_vote_list_downloads_the_vote_dataset(admin_client: Client, played: 
     services.exclude_votes(votes=Vote.objects.filter(pk=played[0].pk), reason="x", by="x")
     response = admin_client.get(f"{changelist(Vote)}dataset.jsonl")
     assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    assert response.streaming  # sent as read, never held whole in memory or on disk
     rows = [json.loads(line) for line in response.getvalue().splitlines()]
     assert len(rows) == len(played) and sum(row["excluded"] for row in rows) == 1
     counted = admin_client.get(f"{changelist(Vote)}dataset.jsonl?excluded=0")

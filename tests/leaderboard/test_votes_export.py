@@ -261,6 +261,27 @@ def test_parquet_is_written_in_bounded_batches(
     assert export_peak - start < held_peak / 4, (export_peak - start, held_peak)
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_a_stream_sends_each_batch_as_soon_as_it_is_written(
+    models: list[Any], monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    make_votes(models=models, count=3_000)
+    monkeypatch.setattr(votes, "BATCH_ROWS", 1_000)
+    monkeypatch.setattr(votes, "TEXT_BATCH_ROWS", 1_000)
+
+    chunks = list(votes.stream_votes(fmt=fmt))
+
+    assert all(isinstance(chunk, bytes) and chunk for chunk in chunks)
+    # One chunk per batch of rows (and the footer, for Parquet), not one for the whole file.
+    assert len(chunks) == (4 if fmt == "parquet" else 3)
+    file = io.BytesIO(b"".join(chunks))
+    with io.BytesIO() as written:
+        votes.write_votes(fmt=fmt, out=written)
+        assert written.getvalue() == file.getvalue()  # the same file as an export writes
+    if fmt == "parquet":
+        assert pq.ParquetFile(file).metadata.num_rows == 3_000
+
+
 def make_votes(*, models: list[Any], count: int) -> None:
     """Voted battles written in bulk, far faster than through the services."""
     rng = random.Random(1)
