@@ -511,33 +511,6 @@ def bootstrap(
     )
 
 
-def bootstrap_intervals(
-    *,
-    counts: PairCounts,
-    rounds: int = 1000,
-    rng: np.random.Generator,
-    level: float = 0.95,
-    weights: ArrayLike | None = None,
-    log_strengths: ArrayLike | None = None,
-    l2_prior: float = 1e-4,
-    tol: float = 1e-6,
-    max_iter: int = 100,
-) -> tuple[Floats, Floats, Floats]:
-    """Percentile intervals from fresh multinomial resamples: (lower, upper, samples)."""
-    result = bootstrap(
-        counts=counts,
-        rounds=rounds,
-        rng=rng,
-        level=level,
-        weights=weights,
-        log_strengths=log_strengths,
-        l2_prior=l2_prior,
-        tol=tol,
-        max_iter=max_iter,
-    )
-    return result.lower, result.upper, result.samples
-
-
 def rank_ub(*, lower: ArrayLike, upper: ArrayLike) -> Ints:
     """Rank (UB): 1 + the number of models whose lower bound is above this model's upper bound."""
     low = np.asarray(lower, dtype=np.float64)

@@ -177,8 +177,8 @@ def main() -> None:
     sandwich_s, (low, high) = timed(
         lambda: ratings.sandwich_intervals(counts=counts, log_strengths=theta), args.repeats
     )
-    bootstrap_s, (boot_low, boot_high, _) = timed(
-        lambda: ratings.bootstrap_intervals(
+    bootstrap_s, drawn = timed(
+        lambda: ratings.bootstrap(
             counts=counts,
             rounds=args.rounds,
             rng=np.random.default_rng(args.seed),
@@ -186,10 +186,9 @@ def main() -> None:
         ),
         args.repeats,
     )
+    boot_low, boot_high = drawn.lower, drawn.upper
     cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
-    before = ratings.bootstrap(
-        counts=counts, rounds=args.rounds, rng=np.random.default_rng(args.seed), log_strengths=theta
-    )
+    before = drawn  # the board the refreshes below extend
     points_per_log = 400.0 / np.log(10.0)
 
     def refresh(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> ratings.Bootstrap:
@@ -234,7 +233,7 @@ def main() -> None:
     refreshes.append(("rounds drawn afresh", seconds, ""))
 
     def draws_only() -> None:
-        # Same chunks of 128 rounds as bootstrap_intervals draws, so the two times compare.
+        # Same chunks of 128 rounds as a fresh bootstrap draws, so the two times compare.
         rng = np.random.default_rng(args.seed)
         for first in range(0, args.rounds, 128):
             rng.multinomial(

@@ -244,9 +244,10 @@ def test_bootstrap_and_sandwich_intervals_agree_on_large_data() -> None:
     theta = ratings.fit_bradley_terry(counts=counts)
 
     sandwich_lower, sandwich_upper = ratings.sandwich_intervals(counts=counts, log_strengths=theta)
-    boot_lower, boot_upper, samples = ratings.bootstrap_intervals(
+    result = ratings.bootstrap(
         counts=counts, rounds=1000, rng=np.random.default_rng(0), log_strengths=theta
     )
+    boot_lower, boot_upper, samples = result.lower, result.upper, result.samples
 
     sandwich_width = sandwich_upper - sandwich_lower
     assert samples.shape == (1000, 10)
@@ -259,9 +260,7 @@ def test_batched_bootstrap_refits_equal_separate_fits_of_the_same_resamples() ->
     counts = synthetic_counts(n_models=6, votes=3_000, seed=9)
     assert np.all(counts.battles > 0)  # every row is then a resampled cell, in the order below
 
-    _, _, samples = ratings.bootstrap_intervals(
-        counts=counts, rounds=20, rng=np.random.default_rng(4)
-    )
+    samples = ratings.bootstrap(counts=counts, rounds=20, rng=np.random.default_rng(4)).samples
 
     cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
     draws = np.random.default_rng(4).multinomial(int(cells.sum()), cells / cells.sum(), size=20)
@@ -283,10 +282,10 @@ def test_batched_bootstrap_refits_equal_separate_fits_of_the_same_resamples() ->
 def test_bootstrap_is_reproducible_with_the_same_seed() -> None:
     counts = synthetic_counts(votes=2_000)
 
-    first = ratings.bootstrap_intervals(counts=counts, rounds=50, rng=np.random.default_rng(8))
-    second = ratings.bootstrap_intervals(counts=counts, rounds=50, rng=np.random.default_rng(8))
+    first = ratings.bootstrap(counts=counts, rounds=50, rng=np.random.default_rng(8))
+    second = ratings.bootstrap(counts=counts, rounds=50, rng=np.random.default_rng(8))
 
-    assert np.array_equal(first[2], second[2])
+    assert np.array_equal(first.samples, second.samples)
 
 
 def test_bootstrap_survives_resamples_where_a_model_wins_everything() -> None:
@@ -295,9 +294,8 @@ def test_bootstrap_survives_resamples_where_a_model_wins_everything() -> None:
         [(0, 1, 30.0, 25.0, 5.0), (1, 2, 1.0, 1.0, 0.0), (0, 2, 0.0, 1.0, 0.0)], n_models=3
     )
 
-    lower, upper, samples = ratings.bootstrap_intervals(
-        counts=counts, rounds=200, rng=np.random.default_rng(2)
-    )
+    result = ratings.bootstrap(counts=counts, rounds=200, rng=np.random.default_rng(2))
+    lower, upper, samples = result.lower, result.upper, result.samples
 
     assert np.all(np.isfinite(samples[:, :2]))
     assert np.all(lower <= upper)
@@ -476,7 +474,7 @@ def test_bootstrap_rejects_fractional_counts() -> None:
     counts = counts_of([(0, 1, 1.5, 1.0, 0.0)], n_models=2)
 
     with pytest.raises(ValueError, match="whole-number"):
-        ratings.bootstrap_intervals(counts=counts, rounds=10, rng=np.random.default_rng(0))
+        ratings.bootstrap(counts=counts, rounds=10, rng=np.random.default_rng(0))
 
 
 def test_weights_of_the_wrong_length_are_rejected() -> None:
