@@ -171,12 +171,13 @@ def test_a_bootstrap_board_extends_the_rounds_of_the_last_one_as_votes_arrive() 
     kept = services._RESAMPLES[("", False, True)].resamples
     assert np.all(kept.draws.sum(axis=1) == 2005)  # every round resamples all current votes
     # A board drawn afresh from the same counts has intervals of the same size, up to the
-    # Monte Carlo noise of 300 rounds.
+    # Monte Carlo noise of 300 rounds: a width ratio's standard error is about 0.08 here, and
+    # the unseeded boards above draw new rounds at every run, so the bound is five of those.
     afresh = services.refresh(interval_method="bootstrap", rounds=300, seed=1)
     assert afresh is not None and afresh.resampled_from is None
     widths = {row.model_id: row.upper - row.lower for row in third.rows.all()}
     for row in afresh.rows.all():
-        assert abs((row.upper - row.lower) / widths[row.model_id] - 1.0) < 0.3
+        assert abs((row.upper - row.lower) / widths[row.model_id] - 1.0) < 0.4
 
 
 def test_bootstrap_rounds_are_drawn_afresh_when_they_cannot_be_extended() -> None:
