@@ -287,6 +287,11 @@ LEADERBOARD_INTERVALS = env_str("LEADERBOARD_INTERVALS", "sandwich")
 if LEADERBOARD_INTERVALS not in {"sandwich", "bootstrap"}:
     raise ImproperlyConfigured("LEADERBOARD_INTERVALS must be sandwich or bootstrap")
 LEADERBOARD_BOOTSTRAP_ROUNDS = env_int("LEADERBOARD_BOOTSTRAP_ROUNDS", 1000, minimum=10)
+# Threads that draw bootstrap rounds afresh (a board's first refresh in a process); the draws do
+# not depend on the number.
+LEADERBOARD_BOOTSTRAP_THREADS = env_int(
+    "LEADERBOARD_BOOTSTRAP_THREADS", min(4, os.cpu_count() or 1), minimum=1
+)
 # "Both are bad" is kept apart in the data; by default the ratings count it as a tie.
 LEADERBOARD_BOTH_BAD_AS_TIE = env_bool("LEADERBOARD_BOTH_BAD_AS_TIE", True)
 # Overall: models with fewer votes are marked provisional. Categories: they are hidden.

@@ -15,6 +15,7 @@ Conventions (ARCHITECTURE.md, section 4):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,6 +371,7 @@ def bootstrap(
     tol: float = 1e-6,
     max_iter: int = 100,
     previous: Resamples | None = None,
+    threads: int = 1,
 ) -> Bootstrap:
     """Percentile intervals from multinomial resamples of the counts, refitted round by round.
 
@@ -383,7 +385,8 @@ def bootstrap(
     other, but successive boards share most of their draws, so their bounds move smoothly instead
     of jumping by Monte Carlo noise at every refresh. Without ``previous``, when counts shrank,
     rows vanished or the number of rounds changed, or when so many battles were added that fresh
-    draws are cheaper, the rounds are drawn afresh.
+    draws are cheaper, the rounds are drawn afresh, in ``threads`` threads (the draws do not
+    depend on how many).
     """
     # Each refit starts from the round's previous solution when there is one, else from the point
     # estimate, and takes simplified-Newton steps with the point estimate's Hessian, factorised
@@ -430,7 +433,7 @@ def bootstrap(
         start = start[:, problem.models]
         start = np.where(np.isnan(start), point, start)
     else:
-        draws = _fresh_draws(cells, rounds=rounds, rng=rng)
+        draws = _fresh_draws(cells, rounds=rounds, rng=rng, threads=threads)
         start = np.broadcast_to(point, (rounds, problem.size))
 
     win_prob = expit(problem.difference(point))
@@ -814,14 +817,29 @@ def _batched_simplified_newton(
     return np.asarray((theta - projector @ theta).T, dtype=np.float64)
 
 
-def _fresh_draws(cells: Ints, *, rounds: int, rng: np.random.Generator) -> NDArray[Any]:
+def _fresh_draws(
+    cells: Ints, *, rounds: int, rng: np.random.Generator, threads: int = 1
+) -> NDArray[Any]:
     """rounds multinomial draws of cells.sum() battles over the cells, one round per line."""
     total = int(cells.sum())
+    probabilities = cells / total
     draws = np.empty((rounds, cells.size), dtype=np.int32 if total < 2**31 else np.int64)
-    # In chunks, so numpy's int64 result for all rounds never exists at once.
-    for first in range(0, rounds, 128):
+    # In chunks of 128 rounds, so numpy's int64 result for all rounds never exists at once. Each
+    # chunk has a generator of its own, spawned from rng, so the draws are the same whatever the
+    # number of threads; numpy releases the GIL while it draws, so threads run in parallel.
+    starts = range(0, rounds, 128)
+    generators = rng.spawn(len(starts))
+
+    def fill(first: int, generator: np.random.Generator) -> None:
         size = min(128, rounds - first)
-        draws[first : first + size] = rng.multinomial(total, cells / total, size=size)
+        draws[first : first + size] = generator.multinomial(total, probabilities, size=size)
+
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+            list(pool.map(fill, starts, generators))
+    else:
+        for first, generator in zip(starts, generators, strict=True):
+            fill(first, generator)
     return draws
 
 

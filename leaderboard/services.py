@@ -278,6 +278,7 @@ def refresh(
             rng=np.random.default_rng(seed),
             log_strengths=theta,
             previous=previous,
+            threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
         )
         low, high = resampled.lower, resampled.upper
         if not resampled.extended:

@@ -148,6 +148,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds for our refresh")
     parser.add_argument("--fastchat-rounds", type=int, default=100)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads for the fresh bootstrap draws, in one extra row",
+    )
+    parser.add_argument(
         "--new-votes",
         type=int,
         nargs="+",
@@ -191,7 +197,9 @@ def main() -> None:
     before = drawn  # the board the refreshes below extend
     points_per_log = 400.0 / np.log(10.0)
 
-    def refresh(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> ratings.Bootstrap:
+    def refresh(
+        grown: ratings.PairCounts, previous: ratings.Resamples | None, threads: int = 1
+    ) -> ratings.Bootstrap:
         """What a bootstrap board computes from kept counts: fit, sandwich, bootstrap."""
         point = ratings.fit_bradley_terry(counts=grown)
         ratings.sandwich_intervals(counts=grown, log_strengths=point)
@@ -201,6 +209,7 @@ def main() -> None:
             rng=np.random.default_rng(args.seed + 1),
             log_strengths=point,
             previous=previous,
+            threads=threads,
         )
 
     def moved(result: ratings.Bootstrap) -> float:
@@ -231,6 +240,9 @@ def main() -> None:
         )
     seconds, _ = timed(lambda: refresh(counts, None), args.repeats)
     refreshes.append(("rounds drawn afresh", seconds, ""))
+    if args.threads > 1:
+        seconds, _ = timed(lambda: refresh(counts, None, args.threads), args.repeats)
+        refreshes.append((f"rounds drawn afresh, {args.threads} threads", seconds, ""))
 
     def draws_only() -> None:
         # Same chunks of 128 rounds as a fresh bootstrap draws, so the two times compare.

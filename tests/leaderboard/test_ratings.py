@@ -260,11 +260,12 @@ def test_batched_bootstrap_refits_equal_separate_fits_of_the_same_resamples() ->
     counts = synthetic_counts(n_models=6, votes=3_000, seed=9)
     assert np.all(counts.battles > 0)  # every row is then a resampled cell, in the order below
 
-    samples = ratings.bootstrap(counts=counts, rounds=20, rng=np.random.default_rng(4)).samples
+    result = ratings.bootstrap(counts=counts, rounds=20, rng=np.random.default_rng(4))
 
+    draws = result.resamples.draws
     cells = np.concatenate([counts.wins_a, counts.wins_b, counts.ties])
-    draws = np.random.default_rng(4).multinomial(int(cells.sum()), cells / cells.sum(), size=20)
-    for sample, draw in zip(samples, draws, strict=True):
+    assert np.all(draws.sum(axis=1) == cells.sum())
+    for sample, draw in zip(result.samples, draws, strict=True):
         wins_a, wins_b, ties = np.split(draw.astype(float), 3)
         resampled = PairCounts.from_arrays(
             a=counts.a,

@@ -207,6 +207,17 @@ def test_extended_bounds_agree_with_fresh_bounds_on_the_same_counts() -> None:
     assert np.max(np.abs(extended.samples[0] - refit)) < 1e-5
 
 
+def test_fresh_rounds_are_the_same_whatever_the_number_of_threads() -> None:
+    cells = np.array([30, 1, 12, 7, 0, 50], dtype=np.int64)
+
+    one = ratings._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=1)
+    three = ratings._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=3)
+
+    np.testing.assert_array_equal(one, three)
+    assert np.all(one.sum(axis=1) == cells.sum()) and np.all(one[:, 4] == 0)
+    assert len({row.tobytes() for row in one}) > 250  # chunks do not repeat each other
+
+
 def test_renumbered_rejects_indices_outside_the_new_models() -> None:
     first = ratings.bootstrap(
         counts=counts_of([(0, 1, 3.0, 2.0, 1.0)], n_models=2),
