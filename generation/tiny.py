@@ -1,16 +1,18 @@
 """Tiny diffusers pipelines with random weights, built offline for the demo and the tests.
 
-Two families: three Stable Diffusion pipelines (a UNet) and one PixArt-Sigma pipeline (a
-transformer). Nothing here downloads anything: the tokenizers are built in code (a byte-level CLIP
-vocabulary, a character-level T5 vocabulary) and every network is made from a small config. Each
-tiny model gets its own config and weight seed, so two sides of a battle are two different
-networks. The saved directories are loaded by ``generation.pipelines.load_pipeline``, the same
-function that loads real checkpoints.
+Three families: three Stable Diffusion pipelines (a UNet), one Stable Diffusion XL pipeline (two
+text encoders and a size-conditioned UNet) and one PixArt-Sigma pipeline (a transformer).
+Nothing here downloads anything: the tokenizers are built in code (a byte-level CLIP vocabulary,
+a character-level T5 vocabulary) and every network is made from a small config. Each tiny model
+gets its own config and weight seed, so two sides of a battle are two different networks. The
+saved directories are loaded by ``generation.pipelines.load_pipeline``, the same function that
+loads real checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -26,11 +28,13 @@ from diffusers import (
     PixArtSigmaPipeline,
     PixArtTransformer2DModel,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
+    CLIPTextModelWithProjection,
     CLIPTokenizer,
     T5Config,
     T5EncoderModel,
@@ -81,6 +85,29 @@ TINY_MODELS: tuple[TinyConfig, ...] = (
         text_hidden=8,
         scheduler="euler",
     ),
+)
+
+
+@dataclass(frozen=True)
+class TinyXLConfig:
+    """The numbers of the tiny SDXL model: two CLIP text encoders, whose hidden states the UNet
+    attends to side by side, and a UNet conditioned on the image size."""
+
+    name: str
+    weight_seed: int
+    unet_channels: tuple[int, int]
+    vae_channels: tuple[int, int]
+    text_hidden: tuple[int, int]
+    time_embed_dim: int
+
+
+TINY_SDXL = TinyXLConfig(
+    "tiny-sdxl",
+    weight_seed=505,
+    unet_channels=(8, 16),
+    vae_channels=(4, 8),
+    text_hidden=(8, 8),
+    time_embed_dim=4,
 )
 
 
@@ -155,24 +182,53 @@ def write_byte_tokenizer(directory: Path) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(str(directory))
 
 
-def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
-    """Build and save one tiny Stable Diffusion pipeline; returns its directory."""
-    torch.manual_seed(config.weight_seed)
-    tokenizer = write_byte_tokenizer(directory / "_tokenizer_src")
-    text_encoder = CLIPTextModel(
+# The noise schedule of the released Stable Diffusion 1.x and XL checkpoints.
+SD_BETAS: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+}
+
+
+def _clip_text_encoder(hidden: int, cls: type[Any] = CLIPTextModel) -> Any:
+    """A two-layer CLIP text encoder over the byte tokenizer's 514 ids."""
+    return cls(
         CLIPTextConfig(
             vocab_size=514,
             bos_token_id=512,
             eos_token_id=513,
             pad_token_id=513,
-            hidden_size=config.text_hidden,
-            intermediate_size=2 * config.text_hidden,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
             num_attention_heads=2,
             num_hidden_layers=2,
-            projection_dim=config.text_hidden,
+            projection_dim=hidden,
             max_position_embeddings=CLIP_MAX_LENGTH,
         )
     )
+
+
+def _small_vae(channels: tuple[int, ...]) -> AutoencoderKL:
+    blocks = len(channels)
+    return AutoencoderKL(
+        block_out_channels=list(channels),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * blocks,
+        up_block_types=["UpDecoderBlock2D"] * blocks,
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+
+
+def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
+    """Build and save one tiny Stable Diffusion pipeline; returns its directory."""
+    torch.manual_seed(config.weight_seed)
+    tokenizer = write_byte_tokenizer(directory / "_tokenizer_src")
+    # Made in this order (text encoder, UNet, VAE) so the seeded weights stay those of earlier
+    # builds.
+    text_encoder = _clip_text_encoder(config.text_hidden)
     unet = UNet2DConditionModel(
         block_out_channels=config.unet_channels,
         layers_per_block=1,
@@ -185,25 +241,11 @@ def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
         norm_num_groups=2,
         attention_head_dim=2,
     )
-    vae = AutoencoderKL(
-        block_out_channels=list(config.vae_channels),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
-        norm_num_groups=2,
-    )
-    common = {
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "steps_offset": 1,
-    }
+    vae = _small_vae(config.vae_channels)
     scheduler = (
-        DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
+        DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False)
         if config.scheduler == "ddim"
-        else EulerDiscreteScheduler(**common)
+        else EulerDiscreteScheduler(**SD_BETAS)
     )
     pipe: Any = StableDiffusionPipeline(
         unet=unet,
@@ -216,9 +258,45 @@ def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(directory))
-    for leftover in (directory / "_tokenizer_src").iterdir():
-        leftover.unlink()
-    (directory / "_tokenizer_src").rmdir()
+    shutil.rmtree(directory / "_tokenizer_src")
+    return directory
+
+
+def build_stable_diffusion_xl(config: TinyXLConfig, directory: Path) -> Path:
+    """Build and save the tiny Stable Diffusion XL pipeline; returns its directory."""
+    torch.manual_seed(config.weight_seed)
+    tokenizer = write_byte_tokenizer(directory / "_tokenizer_src")
+    first, second = config.text_hidden
+    unet = UNet2DConditionModel(
+        block_out_channels=config.unet_channels,
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 1),
+        # SDXL's micro-conditioning: six size numbers (original size, crop corner, target size),
+        # each embedded, beside the second encoder's pooled text embedding.
+        addition_embed_type="text_time",
+        addition_time_embed_dim=config.time_embed_dim,
+        projection_class_embeddings_input_dim=6 * config.time_embed_dim + second,
+        cross_attention_dim=first + second,
+        norm_num_groups=2,
+    )
+    pipe: Any = StableDiffusionXLPipeline(
+        vae=_small_vae(config.vae_channels),
+        text_encoder=_clip_text_encoder(first),
+        text_encoder_2=_clip_text_encoder(second, CLIPTextModelWithProjection),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**SD_BETAS, timestep_spacing="leading"),
+    )
+    pipe.save_pretrained(str(directory))
+    shutil.rmtree(directory / "_tokenizer_src")
     return directory
 
 
@@ -275,16 +353,7 @@ def build_pixart_sigma(config: TinyPixArtConfig, directory: Path) -> Path:
         norm_elementwise_affine=False,
         norm_eps=1e-6,
     )
-    blocks = len(config.vae_channels)
-    vae = AutoencoderKL(
-        block_out_channels=list(config.vae_channels),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * blocks,
-        up_block_types=["UpDecoderBlock2D"] * blocks,
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    vae = _small_vae(config.vae_channels)
     # The scheduler settings of the released PixArt-Sigma checkpoints.
     scheduler = DPMSolverMultistepScheduler(
         beta_start=0.0001,
@@ -311,6 +380,7 @@ def build_all(models_dir: Path, *, force: bool = False) -> list[Path]:
     builders: list[tuple[str, Callable[[Path], Path]]] = [
         (config.name, partial(build_stable_diffusion, config)) for config in TINY_MODELS
     ]
+    builders.append((TINY_SDXL.name, partial(build_stable_diffusion_xl, TINY_SDXL)))
     builders.append((TINY_PIXART.name, partial(build_pixart_sigma, TINY_PIXART)))
     built = []
     for name, build in builders:

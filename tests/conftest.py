@@ -68,7 +68,8 @@ def test_queue() -> str:
 
 @pytest.fixture
 def models(tiny_models_dir: Path, test_queue: str, db: None) -> list[Any]:
-    """The tiny demo models (three UNet ones and a PixArt one), from the demo registry file."""
+    """The tiny demo models (three Stable Diffusion, one SDXL, one PixArt), from the demo registry
+    file."""
     from generation import services
     from generation.models import ImageModel
 

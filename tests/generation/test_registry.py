@@ -27,6 +27,7 @@ def test_the_demo_registry_loads_with_sources_under_the_models_dir(tmp_path: Pat
         "tiny-inhouse",
         "tiny-baseline-a",
         "tiny-baseline-b",
+        "tiny-sdxl",
         "tiny-pixart",
     ]
     assert sum(e.in_house for e in entries) == 1

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from generation import pipelines, tiny
 
 # Repeated runs on one CPU may differ by a pixel level, no more.
 PIXEL_TOLERANCE = 1
-ALL_NAMES = [config.name for config in tiny.TINY_MODELS] + [tiny.TINY_PIXART.name]
+ALL_NAMES = [config.name for config in tiny.TINY_MODELS] + [
+    tiny.TINY_SDXL.name,
+    tiny.TINY_PIXART.name,
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,11 @@ def pixart(tiny_models_dir: Path) -> object:
     return load(tiny_models_dir / tiny.TINY_PIXART.name, "PixArtSigmaPipeline")
 
 
+@pytest.fixture(scope="module")
+def sdxl(tiny_models_dir: Path) -> object:
+    return load(tiny_models_dir / tiny.TINY_SDXL.name, "StableDiffusionXLPipeline")
+
+
 def run(pipe: object, seed: int, negative_prompt: str = "", on_step: object = None) -> np.ndarray:
     image = pipelines.generate(
         pipe,
@@ -50,7 +59,7 @@ def run(pipe: object, seed: int, negative_prompt: str = "", on_step: object = No
     return np.asarray(image, dtype=np.int16)
 
 
-def test_building_makes_all_four_model_directories(built: tuple[Path, list[Path]]) -> None:
+def test_building_makes_every_model_directory(built: tuple[Path, list[Path]]) -> None:
     models_dir, paths = built
     assert paths == [models_dir / name for name in ALL_NAMES]
     assert all((path / "model_index.json").is_file() for path in paths)
@@ -119,3 +128,60 @@ def test_the_t5_tokenizer_loads_back_and_knows_latin_1(tiny_models_dir: Path) ->
     assert ids == tiny.t5_tokenizer()(text).input_ids
     assert ids[-1] == 1 and 2 not in ids, "ends with </s>, no <unk>"
     assert saved.decode(ids, skip_special_tokens=True) == text
+
+
+def test_sdxl_generates_a_64px_rgb_image_reporting_every_step_in_order(sdxl: object) -> None:
+    steps: list[int] = []
+    run(sdxl, seed=1, on_step=steps.append)
+    assert steps == list(range(1, 9))
+
+
+def test_sdxl_gives_the_same_image_for_the_same_seed_and_another_for_another(
+    sdxl: object,
+) -> None:
+    first = run(sdxl, seed=3)
+    assert np.abs(run(sdxl, seed=3) - first).max() <= PIXEL_TOLERANCE
+    assert np.abs(run(sdxl, seed=4) - first).max() > PIXEL_TOLERANCE
+
+
+def test_sdxl_hears_the_prompt_through_both_text_encoders(
+    sdxl: object, tiny_models_dir: Path
+) -> None:
+    # Zeroing the second encoder changes the image: its hidden states and pooled embedding reach
+    # the UNet beside the first encoder's.
+    before = run(sdxl, seed=5)
+    fresh = load(tiny_models_dir / tiny.TINY_SDXL.name, "StableDiffusionXLPipeline")
+    with torch.no_grad():
+        for parameter in fresh.text_encoder_2.parameters():  # type: ignore[attr-defined]
+            parameter.zero_()
+    assert np.abs(run(fresh, seed=5) - before).max() > PIXEL_TOLERANCE
+
+
+def test_sdxl_has_no_watermark_and_refines_through_its_image_to_image_pipeline(
+    sdxl: object,
+) -> None:
+    assert getattr(sdxl, "watermark", None) is None
+    source = pipelines.generate(
+        sdxl, prompt="a fox", negative_prompt="", seed=6, steps=8, guidance=5.0, width=64, height=64
+    )
+    refined = [
+        np.asarray(
+            pipelines.generate(
+                sdxl,
+                prompt="a fox at dusk",
+                negative_prompt="",
+                seed=6,
+                steps=8,
+                guidance=5.0,
+                width=64,
+                height=64,
+                init_image=source,
+                strength=strength,
+            ),
+            dtype=np.int16,
+        )
+        for strength in (0.3, 0.9)
+    ]
+    assert type(pipelines.image_to_image(sdxl)).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert refined[0].shape == (64, 64, 3)
+    assert np.abs(refined[0] - refined[1]).max() > PIXEL_TOLERANCE
