@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 
 # Single-threaded BLAS, so every method is timed alike on a 2-core machine; must precede numpy.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# JAX (arena-rank) ignores OMP_NUM_THREADS and uses every core unless XLA is told otherwise.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,11 +96,15 @@ def fastchat_style(votes: Votes, models: int, rounds: int, seed: int) -> dict[st
     return {"aggregate": aggregate_s, "fit": fit_s, "bootstrap": bootstrap_s, "theta": theta}
 
 
-def arena_rank_sandwich(votes: Votes, models: int, repeats: int) -> dict[str, Any] | None:
-    """LMArena's arena-rank on the same votes, default sandwich intervals; None if not installed."""
+def arena_rank_timings(
+    votes: Votes, models: int, repeats: int, bootstrap_rounds: int
+) -> dict[str, Any] | None:
+    """LMArena's arena-rank on the same votes: sandwich intervals (its default), and the cost of
+    one round of its bootstrap; None if it is not installed."""
     try:
+        import jax
         import pandas as pd
-        from arena_rank.models.bradley_terry import BradleyTerry
+        from arena_rank.models.bradley_terry import BradleyTerry, fit_single_bootstrap_sample
         from arena_rank.utils.data_utils import PairDataset
     except ImportError:
         return None
@@ -118,10 +126,28 @@ def arena_rank_sandwich(votes: Votes, models: int, repeats: int) -> dict[str, An
     sandwich_s, result = timed(
         lambda: model.compute_ratings_and_cis(dataset, ci_method="sandwich"), repeats
     )
+    # Its bootstrap draws the resampled counts as compute_ratings_and_cis(ci_method="bootstrap")
+    # does, then refits each round with the function that method hands to a process pool. Here
+    # the rounds run in this process: that pool forks after JAX has started its threads, which
+    # deadlocked on this machine, as JAX's own warning says it may.
+    total = int(np.sum(dataset.counts))
+    resampled = jax.random.multinomial(
+        key=jax.random.PRNGKey(0),
+        n=total,
+        p=dataset.counts / total,
+        shape=(bootstrap_rounds + 1, dataset.counts.shape[0]),
+        dtype=model.dtype,
+    )
+    fit_single_bootstrap_sample(resampled[0], model, dataset)  # compiles
+    rounds = iter(resampled[1:])
+    round_s, _ = timed(
+        lambda: fit_single_bootstrap_sample(next(rounds), model, dataset), bootstrap_rounds
+    )
     return {
         "aggregate": aggregate_s,
         "fit": fit_s,
         "sandwich": sandwich_s,
+        "bootstrap_round": round_s,
         "first_call": first_s,
         "ratings": np.asarray(result["ratings"]),
         "lower": np.asarray(result["rating_lower"]),
@@ -147,6 +173,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds for our refresh")
     parser.add_argument("--fastchat-rounds", type=int, default=100)
+    parser.add_argument(
+        "--arena-bootstrap-rounds",
+        type=int,
+        default=5,
+        help="arena-rank bootstrap rounds to time (each refits from scratch, about 0.6 s)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -259,7 +291,7 @@ def main() -> None:
         log_strengths=theta, lower=boot_low, upper=boot_high
     )
 
-    arena = arena_rank_sandwich(votes, args.models, args.repeats)
+    arena = arena_rank_timings(votes, args.models, args.repeats, args.arena_bootstrap_rounds)
     choix_result = choix_fit(counts, args.repeats)
     fastchat = fastchat_style(votes, args.models, args.fastchat_rounds, args.seed)
 
@@ -330,7 +362,8 @@ def main() -> None:
 
     print(
         f"{args.votes:,} votes, {args.models} models, {args.tie_share:.0%} ties, seed {args.seed}, "
-        f"{counts.a.size} pair rows, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        f"{counts.a.size} pair rows, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
+        f"XLA_FLAGS={os.environ['XLA_FLAGS']!r}; "
         f"seconds, median of {args.repeats} (FastChat-style: one run)"
     )
     header = (
@@ -348,6 +381,12 @@ def main() -> None:
         )
     if arena:
         print(f"arena-rank's first call, which compiles its JAX code: {arena['first_call']:.2f} s")
+        per_round = arena["bootstrap_round"]
+        print(
+            f"arena-rank's bootstrap: {per_round:.3f} s per round (median of"
+            f" {args.arena_bootstrap_rounds}), so {per_round * args.rounds:.0f} s for"
+            f" {args.rounds} rounds in one process (rounds are independent refits: linear)"
+        )
     else:
         print(
             "arena-rank is not importable here: run with /work/bench-venv/bin/python, see README.md"
@@ -360,22 +399,26 @@ def main() -> None:
         f" cells) take {draws_s:.4f} s of its {bootstrap_s:.4f} s; the batched refits the rest"
     )
     arena_fit = arena["fit"] + arena["sandwich"] if arena else None
+    # arena-rank's own bootstrap board: its fit and sandwich, then one refit per round.
+    arena_boot = arena_fit + arena["bootstrap_round"] * args.rounds if arena and arena_fit else None
     print(
         f"refresh from kept counts (fit + sandwich + {args.rounds}-round bootstrap), seconds,"
         f" median of {args.repeats}; speed-up over arena-rank's fit + sandwich"
         + (
             f" ({arena_fit:.2f} s) / over arena-rank from the votes ({arena_total:.2f} s)"
-            if arena_fit
+            f" / over arena-rank's {args.rounds}-round bootstrap ({arena_boot:.0f} s)"
+            if arena_fit and arena_total and arena_boot
             else ""
         )
     )
     for label, seconds, note in refreshes:
         speed = (
             f"{arena_fit / seconds:.0f}x / {arena_total / seconds:.0f}x"
-            if arena_fit and arena_total
+            f" / {arena_boot / seconds:,.0f}x"
+            if arena_fit and arena_total and arena_boot
             else ""
         )
-        print(f"  {label:<34}{seconds:>10.4f}  {speed:<12} {note}")
+        print(f"  {label:<34}{seconds:>10.4f}  {speed:<22} {note}")
     width = our_high - our_low
     boot_width = boot_high_pts - boot_low_pts
     print(
