@@ -111,10 +111,13 @@ def child_env(**extra: str) -> dict[str, str]:
 class Worker:
     """A real ``celery worker`` process; ``kill()`` is kill -9 of the whole process group."""
 
-    def __init__(self, queue: str, log_path: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, queue: str, log_path: Path, concurrency: int = 2, env: dict[str, str] | None = None
+    ) -> None:
         self.queue = queue
         self.log_path = log_path
         self.concurrency = concurrency
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -142,7 +145,7 @@ class Worker:
                 f"test-{uuid.uuid4().hex[:6]}@%h",
             ],
             cwd=ROOT,
-            env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file)),
+            env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file), **self.env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
