@@ -111,11 +111,13 @@ FAKE_NAMES = {
     "tiny-inhouse": ("Quokkatron Zeta", "zq-lab-91x", "Velvetcorp Labs", "Licence-Mauve-7"),
     "tiny-baseline-a": ("Pangolux Prime", "pg-lux-27k", "Ostrava Research", "Licence-Teal-3"),
     "tiny-baseline-b": ("Marmoset Nova", "mm-nova-55q", "Fjordline AI", "Licence-Ochre-9"),
+    "tiny-sdxl": ("Axolotl Helix", "ax-helix-18w", "Brenin Systems", "Licence-Sepia-2"),
     "tiny-pixart": ("Capybarix Flux", "cp-flux-63m", "Norrland Pixels", "Licence-Umber-4"),
 }
 
 
 def test_nothing_before_the_vote_names_a_model(models: Any, live_server: Any, worker: Any) -> None:
+    assert {model.key for model in models} == set(FAKE_NAMES), "every demo model gets a fake name"
     for key, (name, new_key, organisation, licence) in FAKE_NAMES.items():
         ImageModel.objects.filter(key=key).update(
             display_name=name, key=new_key, organisation=organisation, licence=licence
