@@ -209,6 +209,24 @@ def _clip_text_encoder(hidden: int, cls: type[Any] = CLIPTextModel) -> Any:
     )
 
 
+def _small_unet(
+    channels: tuple[int, int], cross_attention_dim: int, **options: Any
+) -> UNet2DConditionModel:
+    """A two-block UNet on 4 latent channels whose second block attends to the text."""
+    return UNet2DConditionModel(
+        block_out_channels=channels,
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=2,
+        **options,
+    )
+
+
 def _small_vae(channels: tuple[int, ...]) -> AutoencoderKL:
     blocks = len(channels)
     return AutoencoderKL(
@@ -229,18 +247,7 @@ def build_stable_diffusion(config: TinyConfig, directory: Path) -> Path:
     # Made in this order (text encoder, UNet, VAE) so the seeded weights stay those of earlier
     # builds.
     text_encoder = _clip_text_encoder(config.text_hidden)
-    unet = UNet2DConditionModel(
-        block_out_channels=config.unet_channels,
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=config.text_hidden,
-        norm_num_groups=2,
-        attention_head_dim=2,
-    )
+    unet = _small_unet(config.unet_channels, config.text_hidden, attention_head_dim=2)
     vae = _small_vae(config.vae_channels)
     scheduler = (
         DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False)
@@ -267,14 +274,9 @@ def build_stable_diffusion_xl(config: TinyXLConfig, directory: Path) -> Path:
     torch.manual_seed(config.weight_seed)
     tokenizer = write_byte_tokenizer(directory / "_tokenizer_src")
     first, second = config.text_hidden
-    unet = UNet2DConditionModel(
-        block_out_channels=config.unet_channels,
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _small_unet(
+        config.unet_channels,
+        first + second,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         transformer_layers_per_block=(1, 1),
@@ -283,8 +285,6 @@ def build_stable_diffusion_xl(config: TinyXLConfig, directory: Path) -> Path:
         addition_embed_type="text_time",
         addition_time_embed_dim=config.time_embed_dim,
         projection_class_embeddings_input_dim=6 * config.time_embed_dim + second,
-        cross_attention_dim=first + second,
-        norm_num_groups=2,
     )
     pipe: Any = StableDiffusionXLPipeline(
         vae=_small_vae(config.vae_channels),
