@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from generation import pipelines
-from generation.tiny import TINY_MODELS
+from generation.tiny import TINY_MODELS, TINY_SDXL
 
 # Batched and unbatched runs may differ by a pixel level; repeated single runs should not.
 PIXEL_TOLERANCE = 1
@@ -87,12 +87,26 @@ def test_gpu_options_are_skipped_on_the_cpu(tiny_models_dir: Path) -> None:
     assert pipe.unet.dtype == torch.float32, "half precision only on CUDA"
 
 
-def test_refining_depends_on_the_source_image_and_the_strength(loaded: dict[str, object]) -> None:
+@pytest.fixture(scope="module")
+def sdxl(tiny_models_dir: Path) -> object:
+    spec = pipelines.PipelineSpec(
+        key=TINY_SDXL.name,
+        version="1",
+        source=str(tiny_models_dir / TINY_SDXL.name),
+        pipeline_class="StableDiffusionXLPipeline",
+    )
+    return pipelines.load_pipeline(spec, device="cpu")
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_refining_depends_on_the_source_image_and_the_strength(
+    loaded: dict[str, object], sdxl: object, family: str
+) -> None:
     # Random-weight VAEs do not reconstruct images, so "looks like the source" cannot be
     # tested here; what can: the result is a deterministic function of source and strength.
     from PIL import Image
 
-    pipe = loaded["tiny-inhouse"]
+    pipe = loaded["tiny-inhouse"] if family == "sd" else sdxl
     first = Image.fromarray(run(pipe, 21, steps=8).astype("uint8"))
     second = Image.fromarray(run(pipe, 22, steps=8).astype("uint8"))
     steps_seen: list[int] = []

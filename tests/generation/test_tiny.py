@@ -160,28 +160,9 @@ def test_sdxl_hears_the_prompt_through_both_text_encoders(
 def test_sdxl_has_no_watermark_and_refines_through_its_image_to_image_pipeline(
     sdxl: object,
 ) -> None:
+    # Whether refining depends on the source and the strength is checked for every family
+    # with image to image in test_pipelines.py.
     assert getattr(sdxl, "watermark", None) is None
-    source = pipelines.generate(
-        sdxl, prompt="a fox", negative_prompt="", seed=6, steps=8, guidance=5.0, width=64, height=64
-    )
-    refined = [
-        np.asarray(
-            pipelines.generate(
-                sdxl,
-                prompt="a fox at dusk",
-                negative_prompt="",
-                seed=6,
-                steps=8,
-                guidance=5.0,
-                width=64,
-                height=64,
-                init_image=source,
-                strength=strength,
-            ),
-            dtype=np.int16,
-        )
-        for strength in (0.3, 0.9)
-    ]
-    assert type(pipelines.image_to_image(sdxl)).__name__ == "StableDiffusionXLImg2ImgPipeline"
-    assert refined[0].shape == (64, 64, 3)
-    assert np.abs(refined[0] - refined[1]).max() > PIXEL_TOLERANCE
+    image_to_image = pipelines.image_to_image(sdxl)
+    assert type(image_to_image).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert image_to_image.unet is sdxl.unet  # type: ignore[attr-defined]
