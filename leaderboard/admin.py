@@ -1,4 +1,5 @@
-"""Admin for boards, their rows, the pair counts and imported logs; all read-only.
+"""Admin for boards, their rows, the pair counts and imported logs, all read-only, and the
+board options, the one thing here an admin edits.
 
 Counts change only through votes, exclusions and imports (the services), never by hand. Any
 snapshot can be downloaded as CSV, JSON or Parquet from its page or the list.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -19,7 +21,14 @@ from django.utils.html import format_html_join
 
 from arena.admin import EitherSideModelFilter, RecordAdmin
 from leaderboard import exports
-from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot, SnapshotRow
+from leaderboard.models import (
+    BoardOptions,
+    ImportedBattle,
+    OnlineElo,
+    PairCount,
+    Snapshot,
+    SnapshotRow,
+)
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -203,3 +212,24 @@ class ImportedBattleAdmin(RecordAdmin):
         "model_b__display_name",
     )
     date_hierarchy = "imported_at"
+
+
+@admin.register(BoardOptions)
+class BoardOptionsAdmin(admin.ModelAdmin):
+    """One row of switches; until it is saved once, the settings decide."""
+
+    fields = ("publish_all_votes",)
+    list_display = ("__str__", "publish_all_votes", "changed_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not BoardOptions.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"publish_all_votes": settings.LEADERBOARD_ALL_VOTES}
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.pk = 1
+        super().save_model(request, obj, form, change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -175,3 +176,31 @@ class ImportedBattle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}"
+
+
+class BoardOptions(models.Model):
+    """Switches an admin flips without a redeploy: one row, pk 1, made on first save."""
+
+    publish_all_votes = models.BooleanField(
+        default=False,
+        help_text=(
+            "Also compute and show a board that counts named comparisons from direct chat. "
+            "The next refresh computes it; turning it off hides it at once."
+        ),
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "board options"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="board_options_single_row"),
+        ]
+
+    def __str__(self) -> str:
+        return "Board options"
+
+    @classmethod
+    def all_votes_published(cls) -> bool:
+        """Whether the all-votes board is on: the admin's switch, else LEADERBOARD_ALL_VOTES."""
+        value = cls.objects.filter(pk=1).values_list("publish_all_votes", flat=True).first()
+        return bool(settings.LEADERBOARD_ALL_VOTES) if value is None else value

@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from generation.models import ImageModel
 from leaderboard import ratings
-from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot, SnapshotRow
+from leaderboard.models import (
+    BoardOptions,
+    ImportedBattle,
+    OnlineElo,
+    PairCount,
+    Snapshot,
+    SnapshotRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +387,7 @@ def refresh_all(**options: object) -> list[Snapshot]:
         snapshot = refresh(category=category, **options)  # type: ignore[arg-type]
         if snapshot is not None:
             made.append(snapshot)
-    if settings.LEADERBOARD_ALL_VOTES:
+    if BoardOptions.all_votes_published():
         snapshot = refresh(all_votes=True, **options)  # type: ignore[arg-type]
         if snapshot is not None:
             made.append(snapshot)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_GET
 from arena.models import Category
 from generation.models import ImageModel
 from leaderboard import exports, plots
-from leaderboard.models import Snapshot, SnapshotRow
+from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
 
 PLOT_KINDS = ("ratings", "win_rate", "battles")
 # A model's history plot shows at most this many snapshots per version (evenly spread).
@@ -45,7 +44,8 @@ def index(request: HttpRequest) -> HttpResponse:
     requested = _requested_snapshot(request)
     category = requested.category if requested else _category(request)
     # The "all votes" board (named comparisons too) exists only where the admin turned it on.
-    wants_all = request.GET.get("votes") == "all" and settings.LEADERBOARD_ALL_VOTES
+    offered = BoardOptions.all_votes_published()
+    wants_all = request.GET.get("votes") == "all" and offered
     all_votes = requested.all_votes if requested else wants_all and not category
     latest = Snapshot.objects.latest_for(category, all_votes=all_votes)
     snapshot = requested or latest
@@ -58,7 +58,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "category": category,
         "categories": [(c, Category(c).label) for c in boards],
         "plot_kinds": PLOT_KINDS,
-        "all_votes_offered": settings.LEADERBOARD_ALL_VOTES,
+        "all_votes_offered": offered,
         "all_votes": all_votes,
     }
     return render(request, "leaderboard/index.html", context)

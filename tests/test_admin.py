@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import random
+import re
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -17,7 +18,7 @@ from arena import services
 from arena.models import Battle, Prompt, Vote
 from generation.models import Generation, ImageModel
 from leaderboard import services as leaderboard_services
-from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot
+from leaderboard.models import BoardOptions, ImportedBattle, OnlineElo, PairCount, Snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -340,3 +341,23 @@ def test_the_vote_list_downloads_the_vote_dataset(admin_client: Client, played: 
     assert len(rows) == len(played) and sum(row["excluded"] for row in rows) == 1
     counted = admin_client.get(f"{changelist(Vote)}dataset.jsonl?excluded=0")
     assert len(counted.getvalue().splitlines()) == len(played) - 1
+
+
+def test_the_board_options_are_one_row_an_admin_switches(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.LEADERBOARD_ALL_VOTES = True
+    assert BoardOptions.all_votes_published(), "without a row the setting decides"
+    add = "/admin/leaderboard/boardoptions/add/"
+    form = admin_client.get(add).content.decode()
+    assert re.search(r'<input[^>]*name="publish_all_votes"[^>]*checked', form), "initially on"
+
+    assert admin_client.post(add, {}).status_code == 302  # saved with the box unticked
+    assert not BoardOptions.all_votes_published()
+    assert BoardOptions.objects.get().pk == 1
+    assert admin_client.get(add).status_code == 403, "a second row cannot be added"
+
+    change = "/admin/leaderboard/boardoptions/1/change/"
+    assert admin_client.post(change, {"publish_all_votes": "on"}).status_code == 302
+    assert BoardOptions.all_votes_published()
+    assert admin_client.post("/admin/leaderboard/boardoptions/1/delete/").status_code == 403

@@ -11,7 +11,7 @@ from django.test import Client
 
 from generation.models import ImageModel
 from leaderboard import services
-from leaderboard.models import Snapshot
+from leaderboard.models import BoardOptions, Snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +147,25 @@ def test_the_all_votes_board_is_offered_only_when_turned_on(
     services.refresh_all()
     html = client.get("/leaderboard/?votes=all").content.decode()
     assert "?votes=all" in html and "named comparisons from direct chat included" in html
+
+
+def test_the_admins_switch_overrides_the_setting_for_the_all_votes_board(
+    client: Client, board: Snapshot, settings: Any
+) -> None:
+    settings.LEADERBOARD_ALL_VOTES = True
+    BoardOptions.objects.create(pk=1, publish_all_votes=False)
+    services.refresh_all()
+    assert not Snapshot.objects.filter(all_votes=True).exists()
+    assert "?votes=all" not in client.get("/leaderboard/").content.decode()
+
+    settings.LEADERBOARD_ALL_VOTES = False
+    BoardOptions.objects.filter(pk=1).update(publish_all_votes=True)
+    services.refresh_all()
+    assert Snapshot.objects.filter(all_votes=True).exists()
+    html = client.get("/leaderboard/?votes=all").content.decode()
+    assert "?votes=all" in html and "named comparisons from direct chat included" in html
+
+    # Turned off again: hidden at once, before any refresh.
+    BoardOptions.objects.filter(pk=1).update(publish_all_votes=False)
+    html = client.get("/leaderboard/?votes=all").content.decode()
+    assert 'href="?votes=all"' not in html and "named comparisons" not in html
