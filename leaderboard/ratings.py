@@ -427,10 +427,10 @@ def bootstrap(
     if previous is not None and previous.rounds == rounds:
         aligned = _extendable(previous, rows=rows, cells=cells, n_models=counts.n_models)
     extended = aligned is not None
-    if aligned is not None:
-        old_cells, old_draws, start = aligned
+    if previous is not None and aligned is not None:
+        old_cells, old_draws = aligned
         draws = _extend_draws(old_draws, old_cells=old_cells, new_cells=cells, rng=rng)
-        start = start[:, problem.models]
+        start = previous.samples[:, problem.models]
         start = np.where(np.isnan(start), point, start)
     else:
         draws = _fresh_draws(cells, rounds=rounds, rng=rng, threads=threads)
@@ -845,9 +845,9 @@ def _fresh_draws(
 
 def _extendable(
     previous: Resamples, *, rows: Ints, cells: Ints, n_models: int
-) -> tuple[Ints, NDArray[Any], Floats] | None:
-    """previous's cells, draws and samples laid out on these rows, when extending previous to
-    these cells is possible and cheaper than fresh draws; else None."""
+) -> tuple[Ints, NDArray[Any]] | None:
+    """previous's cells and draws laid out on these rows, when extending previous to these
+    cells is possible and cheaper than fresh draws; else None."""
     if previous.samples.shape[1] != n_models or previous.draws.shape[1] != previous.cells.size:
         return None
     n_old, n_new = previous.rows.shape[0], rows.shape[0]
@@ -873,7 +873,7 @@ def _extendable(
     else:
         draws = np.zeros((previous.rounds, cells.size), dtype=previous.draws.dtype)
         draws[:, columns] = previous.draws
-    return old_cells, draws, previous.samples
+    return old_cells, draws
 
 
 def _extend_draws(

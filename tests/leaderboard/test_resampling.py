@@ -129,7 +129,7 @@ def test_a_new_row_and_a_new_model_are_taken_into_extended_rounds() -> None:
     cells = np.array([3, 1, 3, 0, 1, 1])  # wins_a, wins_b and ties blocks
     aligned = ratings._extendable(previous, rows=rows, cells=cells, n_models=3)
     assert aligned is not None
-    old_cells, old_draws, _ = aligned
+    old_cells, old_draws = aligned
     np.testing.assert_array_equal(old_cells, [3, 0, 2, 0, 1, 0])
     draws = ratings._extend_draws(
         old_draws, old_cells=old_cells, new_cells=cells, rng=np.random.default_rng(7)
