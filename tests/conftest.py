@@ -185,20 +185,29 @@ def broker_is_redis() -> bool:
     return str(settings.CELERY_BROKER_URL).startswith("redis://")
 
 
-@pytest.fixture
-def worker(
-    models: list[Any], test_queue: str, tmp_path: Path, transactional_db: None
+@contextlib.contextmanager
+def running_worker(
+    queue: str, log_path: Path, concurrency: int = 2, env: dict[str, str] | None = None
 ) -> Iterator[Worker]:
-    """A real Celery worker process with two pool children on this run's queue."""
+    """A started worker on ``queue``, stopped and its queue purged afterwards."""
     if os.environ.get("CI"):
         require(broker_is_redis(), "CI runs the worker tests on the Redis broker")
-    started = Worker(test_queue, tmp_path / "worker.log")
+    started = Worker(queue, log_path, concurrency=concurrency, env=env)
     started.start()
     try:
         yield started
     finally:
         started.stop()
-        _purge(test_queue)
+        _purge(queue)
+
+
+@pytest.fixture
+def worker(
+    models: list[Any], test_queue: str, tmp_path: Path, transactional_db: None
+) -> Iterator[Worker]:
+    """A real Celery worker process with two pool children on this run's queue."""
+    with running_worker(test_queue, tmp_path / "worker.log") as started:
+        yield started
 
 
 def _purge(queue: str) -> None:

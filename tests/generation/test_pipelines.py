@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from generation import pipelines
-from generation.tiny import TINY_MODELS, TINY_SDXL
+from generation.tiny import TINY_MODELS
 
 # Batched and unbatched runs may differ by a pixel level; repeated single runs should not.
 PIXEL_TOLERANCE = 1
@@ -85,17 +85,6 @@ def test_gpu_options_are_skipped_on_the_cpu(tiny_models_dir: Path) -> None:
     import torch
 
     assert pipe.unet.dtype == torch.float32, "half precision only on CUDA"
-
-
-@pytest.fixture(scope="module")
-def sdxl(tiny_models_dir: Path) -> object:
-    spec = pipelines.PipelineSpec(
-        key=TINY_SDXL.name,
-        version="1",
-        source=str(tiny_models_dir / TINY_SDXL.name),
-        pipeline_class="StableDiffusionXLPipeline",
-    )
-    return pipelines.load_pipeline(spec, device="cpu")
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])

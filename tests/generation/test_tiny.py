@@ -38,11 +38,6 @@ def pixart(tiny_models_dir: Path) -> object:
     return load(tiny_models_dir / tiny.TINY_PIXART.name, "PixArtSigmaPipeline")
 
 
-@pytest.fixture(scope="module")
-def sdxl(tiny_models_dir: Path) -> object:
-    return load(tiny_models_dir / tiny.TINY_SDXL.name, "StableDiffusionXLPipeline")
-
-
 def run(pipe: object, seed: int, negative_prompt: str = "", on_step: object = None) -> np.ndarray:
     image = pipelines.generate(
         pipe,

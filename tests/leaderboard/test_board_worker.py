@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
@@ -14,7 +13,7 @@ import pytest
 from leaderboard import services, tasks
 from leaderboard.models import Snapshot
 
-from ..conftest import Worker, _purge, broker_is_redis, require
+from ..conftest import running_worker
 
 pytestmark = pytest.mark.worker
 
@@ -43,26 +42,19 @@ def refreshed(after: int) -> Snapshot:
 def test_a_one_process_board_worker_extends_each_boards_rounds_between_refreshes(
     models: list[Any], tmp_path: Path, transactional_db: None
 ) -> None:
-    if os.environ.get("CI"):
-        require(broker_is_redis(), "CI runs the worker tests on the Redis broker")
     queue = f"board-{uuid.uuid4().hex[:10]}"
-    board_worker = Worker(
+    cast(models, 400, seed=1)
+    with running_worker(
         queue,
         tmp_path / "board-worker.log",
         concurrency=1,
         env={"LEADERBOARD_INTERVALS": "bootstrap", "LEADERBOARD_BOOTSTRAP_ROUNDS": "200"},
-    )
-    cast(models, 400, seed=1)
-    board_worker.start()
-    try:
+    ) as board_worker:
         tasks.refresh.apply_async(queue=queue)
         first = refreshed(after=0)
         cast(models, 2, seed=2)  # few enough for 10 pairs' 30 cells to be worth extending
         tasks.refresh.apply_async(queue=queue)
         second = refreshed(after=first.pk)
-    finally:
-        board_worker.stop()
-        _purge(queue)
 
     assert (first.interval_method, first.bootstrap_rounds) == ("bootstrap", 200)
     assert (first.resampled_from, first.resample_steps) == (None, 0)
