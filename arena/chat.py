@@ -200,6 +200,7 @@ def start_turn(
             size=(settings.width, settings.height),
             source_image=source,
             strength=strength,
+            purpose=Generation.Purpose.CHAT,
         )
         ChatImage.objects.create(turn=turn, generation=job, index=index)
         generation_services.enqueue(job)
@@ -301,7 +302,9 @@ def create_named_battle(
     seed = random.SystemRandom().randrange(MAX_SEED) if seed is None else seed
     size = (min(left.width, right.width), min(left.height, right.height))
     jobs = [
-        generation_services.create_generation(model=m, prompt=text, seed=seed, output_size=size)
+        generation_services.create_generation(
+            model=m, prompt=text, seed=seed, output_size=size, purpose=Generation.Purpose.CHAT
+        )
         for m in (left, right)
     ]
     battle = Battle.objects.create(

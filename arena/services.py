@@ -396,7 +396,11 @@ def pregenerate(
                     continue
                 with transaction.atomic():
                     job = generation_services.create_generation(
-                        model=model, prompt=prompt.text, seed=seed, use_cache=False
+                        model=model,
+                        prompt=prompt.text,
+                        seed=seed,
+                        use_cache=False,
+                        purpose=Generation.Purpose.POOL,
                     )
                     generation_services.enqueue(job)
                 queued.append(job.pk)

@@ -85,6 +85,13 @@ class Generation(models.Model):
         DONE = "done"
         FAILED = "failed"
 
+    class Purpose(models.TextChoices):
+        """Who waits for the image; it decides the job's priority (battle first, pool last)."""
+
+        BATTLE = "battle", "live battle"
+        CHAT = "chat", "direct chat or compare"
+        POOL = "pool", "pool refill or pregenerate"
+
     model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="generations")
     prompt = models.TextField()
     negative_prompt = models.TextField(blank=True)
@@ -97,6 +104,7 @@ class Generation(models.Model):
     output_width = models.PositiveIntegerField()
     output_height = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.BATTLE)
     steps_done = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     # The file's name is random: it must not tell which model made it.

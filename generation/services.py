@@ -166,6 +166,7 @@ def create_generation(
     source_image: Generation | None = None,
     strength: float | None = None,
     use_cache: bool = True,
+    purpose: str = Generation.Purpose.BATTLE,
 ) -> Generation:
     """A job for ``model``: already done when the same image exists, else queued (then call
     ``enqueue`` inside the same transaction; it does nothing for a finished job)."""
@@ -195,6 +196,7 @@ def create_generation(
         strength=strength,
         model_version=model.version,
         cache_key=key,
+        purpose=purpose,
     )
     source = (
         Generation.objects.filter(cache_key=key, status=Generation.Status.DONE, cached_from=None)
@@ -232,6 +234,15 @@ def _reuse(generation: Generation, source: Generation) -> None:
     generation.compute_ms = generation.queue_wait_ms = 0
 
 
+# Broker priority per purpose (Redis: 0 is served first): a live battle never waits behind
+# chat, nor chat behind a pool refill.
+PRIORITY = {
+    Generation.Purpose.BATTLE: 0,
+    Generation.Purpose.CHAT: 3,
+    Generation.Purpose.POOL: 9,
+}
+
+
 def enqueue(generation: Generation) -> None:
     """Send the job to its model's queue once the surrounding transaction commits."""
     if generation.status != Generation.Status.QUEUED:
@@ -245,6 +256,7 @@ def enqueue(generation: Generation) -> None:
             generate.apply_async(
                 args=(generation.pk,),
                 queue=model.queue,
+                priority=PRIORITY[Generation.Purpose(generation.purpose)],
                 soft_time_limit=model.timeout_s,
                 time_limit=model.timeout_s + 15,
             )
