@@ -9,16 +9,16 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBas
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from arena import chat, limits
 from arena.models import ChatImage, ChatTurn
-from arena.views import _owner, limit_images
+from arena.visitors import limit_images, owner_of
 from generation.models import Generation, ImageModel
 
 
 def _conversation(request: HttpRequest) -> Any:
-    return chat.conversation_for(owner=_owner(request), user=request.user)
+    return chat.conversation_for(owner=owner_of(request), user=request.user)
 
 
 def _turn_for(request: HttpRequest, turn_id: int) -> ChatTurn:
@@ -84,7 +84,7 @@ def _page(
     return response
 
 
-@require_GET
+@require_safe
 @ensure_csrf_cookie
 def chat_page(request: HttpRequest) -> HttpResponse:
     form: dict[str, Any] = {}
@@ -166,18 +166,18 @@ def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
     return redirect(reverse("arena:chat") + f"#turn-{turn.pk}")
 
 
-@require_GET
+@require_safe
 def turn_panel(request: HttpRequest, turn_id: int) -> HttpResponse:
     context = _turn_context(_turn_for(request, turn_id))
     return render(request, "arena/_chat_turn.html", context)
 
 
-@require_GET
+@require_safe
 def turn_settings(request: HttpRequest, turn_id: int) -> JsonResponse:
     return JsonResponse(chat.settings_of(_turn_for(request, turn_id)))
 
 
-@require_GET
+@require_safe
 def download(request: HttpRequest, generation_id: int) -> HttpResponseBase:
     generation = _image_for(request, generation_id)
     if generation.status != Generation.Status.DONE:
@@ -190,7 +190,7 @@ def download(request: HttpRequest, generation_id: int) -> HttpResponseBase:
     )
 
 
-@require_GET
+@require_safe
 @ensure_csrf_cookie
 def compare_page(request: HttpRequest) -> HttpResponse:
     return render(request, "arena/compare.html", {"models": chat.chat_models(), "form": {}})
@@ -211,7 +211,7 @@ def start_compare(request: HttpRequest) -> HttpResponse:
             left=left,
             right=right,
             prompt_text=data.get("prompt", ""),
-            owner=_owner(request),
+            owner=owner_of(request),
             seed=int(seed) if seed and seed.isdigit() else None,
         )
     except (chat.ChatError, limits.RateLimited) as exc:

@@ -2,11 +2,27 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path, register_converter
 
-from arena import chat_views, views
+from arena import api, chat_views, views
 from leaderboard import api as leaderboard_api
-from leaderboard import views as leaderboard_views
+
+
+class FileName:
+    """A stored file's name: letters, digits, dot, dash and underscore; nothing else (no NUL,
+    no slash) reaches the database."""
+
+    regex = r"[A-Za-z0-9_.-]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(FileName, "filename")
+json_api = api.create_api(routers=[api.battles, leaderboard_api.router])
 
 arena_patterns = [
     path("", views.index, name="index"),
@@ -15,7 +31,7 @@ arena_patterns = [
     path("battles/<uuid:battle_id>", views.battle, name="battle"),
     path("battles/<uuid:battle_id>/panel", views.battle_panel, name="battle_panel"),
     path("battles/<uuid:battle_id>/vote", views.vote, name="vote"),
-    path("images/<str:name>", views.image, name="image"),
+    path("images/<filename:name>", views.image, name="image"),
     path("chat/", chat_views.chat_page, name="chat"),
     path("chat/turns", chat_views.start_turn, name="chat_turn"),
     path("chat/turns/<int:turn_id>/panel", chat_views.turn_panel, name="chat_turn_panel"),
@@ -29,20 +45,12 @@ arena_patterns = [
     path("chat/images/<int:generation_id>/download", chat_views.download, name="chat_download"),
     path("compare/", chat_views.compare_page, name="compare"),
     path("compare/start", chat_views.start_compare, name="compare_start"),
-    path("api/v1/session", views.api_session, name="api_session"),
-    path("api/v1/battles", views.api_create_battle, name="api_create_battle"),
-    path("api/v1/battles/<uuid:battle_id>", views.api_battle, name="api_battle"),
-    path("api/v1/battles/<uuid:battle_id>/vote", views.api_vote, name="api_vote"),
-    path("api/v1/leaderboard", leaderboard_views.api_leaderboard, name="api_leaderboard"),
-    path("api/v1/models", leaderboard_api.models, name="api_models"),
-    path("api/v1/models/<slug:key>", leaderboard_api.model, name="api_model"),
-    path("api/v1/models/<slug:key>/history", leaderboard_api.model_history, name="api_history"),
-    path("api/v1/stats", leaderboard_api.stats, name="api_stats"),
-    path("api/v1/openapi.json", views.openapi, name="openapi"),
 ]
 
 urlpatterns = [
     path("", include((arena_patterns, "arena"))),
+    path("api/v1/", json_api.urls),
+    re_path(r"^api/", views.api_not_found),  # any other /api/ address: a JSON 404
     path("leaderboard/", include("leaderboard.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -1,4 +1,4 @@
-"""The read-only public API: the models, each model's rating history, and vote statistics.
+"""The leaderboard's public reads in the JSON API: boards, models, rating history, statistics.
 
 Lists are paginated with ``?page=`` (from 1) and ``?page_size=`` (at most 200) and answer
 ``{"count", "next", "previous", "results"}``, ``next`` and ``previous`` being full URLs or null.
@@ -14,13 +14,16 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Count
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from ninja import Query, Router, Schema
+from pydantic import Field
 
-from arena.models import Battle, Vote
+from arena.api import ApiError, read
+from arena.models import Battle, Category, Vote
+from arena.schemas import Error
 from generation.models import ImageModel
-from leaderboard import exports
+from leaderboard import exports, schemas
 from leaderboard.models import Snapshot, SnapshotRow
 
 DEFAULT_PAGE_SIZE = 50
@@ -28,39 +31,36 @@ MAX_PAGE_SIZE = 200
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 STATS_CACHE_S = 60  # the statistics scan every vote: a public endpoint computes them once a minute
+# The largest id PostgreSQL's bigint holds; a larger one names no snapshot.
+MAX_ID = 2**63 - 1
+
+router = Router(tags=["leaderboard"])
 
 
-class BadRequest(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class Paging(Schema):
+    page: int = Field(1, ge=1, le=10**9)
+    page_size: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
 
 
-def _error(error: BadRequest) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": error.code, "message": error.message}}, status=error.status
+class BoardQuery(Schema):
+    category: str = Field("", description="'overall' (or empty) or a category")
+    snapshot: int | None = Field(
+        None, ge=1, le=MAX_ID, description="A snapshot id: that board, whatever its category"
     )
 
 
-def _whole(request: HttpRequest, name: str, *, default: int, low: int, high: int) -> int:
-    """A whole-number query parameter within [low, high], or BadRequest naming it."""
-    value = request.GET.get(name, "")
-    if value == "":
-        return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise BadRequest(f"bad_{name}", f"{name} must be a whole number from {low} to {high}")
-    return int(value)
+class StatsQuery(Schema):
+    days: int = Field(DEFAULT_DAYS, ge=1, le=MAX_DAYS)
 
 
 def _page(
-    request: HttpRequest, *, count: int, results: Callable[[int, int], list[dict[str, Any]]]
+    request: HttpRequest, paging: Paging, *, count: int, results: Callable[[int, int], list[Any]]
 ) -> dict[str, Any]:
     """One page of a list: ``results(offset, limit)`` gives its items."""
-    page = _whole(request, "page", default=1, low=1, high=10**9)
-    size = _whole(request, "page_size", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
+    page, size = paging.page, paging.page_size
     offset = (page - 1) * size
     if page > 1 and offset >= count:
-        raise BadRequest("bad_page", f"page {page} is past the last page", status=404)
+        raise ApiError(404, "bad_page", f"page {page} is past the last page")
 
     def link(number: int) -> str:
         query = request.GET.copy()
@@ -100,7 +100,7 @@ def _describe(versions: list[ImageModel]) -> dict[str, Any]:
                 "name": m.display_name,
                 "enabled": m.enabled,
                 "retired": m.retired,
-                "created_at": m.created_at.isoformat(),
+                "created_at": m.created_at,
             }
             for m in versions
         ],
@@ -114,48 +114,79 @@ def _versions(keys: list[str]) -> dict[str, list[ImageModel]]:
     return grouped
 
 
-@require_GET
-def models(request: HttpRequest) -> JsonResponse:
+@read(
+    router,
+    "/leaderboard",
+    response={200: schemas.Board, 400: Error, 404: Error},
+    summary="The latest board, overall or for one category, or a past board by id",
+)
+def leaderboard(request: HttpRequest, query: Query[BoardQuery]) -> dict[str, Any]:
+    category = "" if query.category == "overall" else query.category
+    if category and category not in Category.values:
+        known = ", ".join(["overall", *Category.values])
+        raise ApiError(400, "bad_category", f"category must be one of {known}")
+    if query.snapshot is not None:
+        # A past board by id; its own category wins over ?category=.
+        snapshot = Snapshot.objects.filter(pk=query.snapshot).first()
+        if snapshot is None:
+            raise ApiError(404, "not_found", "no snapshot has that id")
+    else:
+        snapshot = Snapshot.objects.latest_for(category)
+    if snapshot is None:
+        return {"snapshot": None, "rows": []}
+    return {"snapshot": exports.provenance(snapshot), "rows": exports.board_rows(snapshot)}
+
+
+@read(
+    router,
+    "/models",
+    response={200: schemas.ModelPage, 400: Error, 404: Error},
+    summary="Every model key, with its versions; paginated",
+)
+def models(request: HttpRequest, paging: Query[Paging]) -> dict[str, Any]:
     keys = ImageModel.objects.order_by("key").values_list("key", flat=True).distinct()
 
     def results(offset: int, limit: int) -> list[dict[str, Any]]:
         page_keys = list(keys[offset : offset + limit])
         return [_describe(versions) for versions in _versions(page_keys).values()]
 
-    try:
-        return JsonResponse(_page(request, count=keys.count(), results=results))
-    except BadRequest as error:
-        return _error(error)
+    return _page(request, paging, count=keys.count(), results=results)
 
 
 def _model_versions(key: str) -> list[ImageModel]:
     versions = _versions([key])[key]
     if not versions:
-        raise BadRequest("not_found", f"no model has the key {key!r}", status=404)
+        raise ApiError(404, "not_found", f"no model has the key {key!r}")
     return versions
 
 
-@require_GET
-def model(request: HttpRequest, key: str) -> JsonResponse:
-    try:
-        versions = _model_versions(key)
-    except BadRequest as error:
-        return _error(error)
+@read(
+    router,
+    "/models/{slug:key}",
+    response={200: schemas.ModelDetail, 404: Error},
+    summary="A model's details and its row on the latest overall board",
+)
+def model(request: HttpRequest, key: str) -> dict[str, Any]:
+    versions = _model_versions(key)
     snapshot = Snapshot.objects.latest_for("")
     rows = exports.board_rows(snapshot) if snapshot else []
     on_board = {row["version"]: row for row in rows if row["key"] == key}
     rating = next((on_board[m.version] for m in versions if m.version in on_board), None)
-    return JsonResponse(
-        {
-            **_describe(versions),
-            "rating": rating,
-            "snapshot": exports.provenance(snapshot) if rating and snapshot else None,
-        }
-    )
+    return {
+        **_describe(versions),
+        "rating": rating,
+        "snapshot": exports.provenance(snapshot) if rating and snapshot else None,
+    }
 
 
-@require_GET
-def model_history(request: HttpRequest, key: str) -> JsonResponse:
+@read(
+    router,
+    "/models/{slug:key}/history",
+    response={200: schemas.HistoryPage, 400: Error, 404: Error},
+    summary="A model's overall rating and interval at each snapshot, newest first; paginated",
+)
+def model_history(request: HttpRequest, key: str, paging: Query[Paging]) -> dict[str, Any]:
+    _model_versions(key)
     rows = SnapshotRow.objects.filter(
         model__key=key, snapshot__category="", snapshot__all_votes=False
     ).order_by("-snapshot__created_at", "-snapshot_id")
@@ -165,7 +196,7 @@ def model_history(request: HttpRequest, key: str) -> JsonResponse:
         return [
             {
                 "snapshot_id": row["snapshot_id"],
-                "created_at": row["snapshot__created_at"].isoformat(),
+                "created_at": row["snapshot__created_at"],
                 "version": row["model__version"],
                 "rank": row["rank"],
                 "rating": _number(row["rating"]),
@@ -177,25 +208,22 @@ def model_history(request: HttpRequest, key: str) -> JsonResponse:
             for row in rows.values(*fields.split(), "provisional")[offset : offset + limit]
         ]
 
-    try:
-        _model_versions(key)
-        return JsonResponse(_page(request, count=rows.count(), results=results))
-    except BadRequest as error:
-        return _error(error)
+    return _page(request, paging, count=rows.count(), results=results)
 
 
-@require_GET
-def stats(request: HttpRequest) -> JsonResponse:
-    try:
-        days = _whole(request, "days", default=DEFAULT_DAYS, low=1, high=MAX_DAYS)
-    except BadRequest as error:
-        return _error(error)
-    key = f"leaderboard-api-stats:{days}"
+@read(
+    router,
+    "/stats",
+    response={200: schemas.Stats, 400: Error},
+    summary="Votes per day, share of ties and of both bad, voided battles",
+)
+def stats(request: HttpRequest, query: Query[StatsQuery]) -> dict[str, Any]:
+    key = f"leaderboard-api-stats:{query.days}"
     data = cache.get(key)
     if data is None:
-        data = vote_stats(days=days)
+        data = vote_stats(days=query.days)
         cache.set(key, data, timeout=STATS_CACHE_S)
-    return JsonResponse(data)
+    return data
 
 
 def _outcomes(votes: int, ties: int, both_bad: int) -> dict[str, Any]:

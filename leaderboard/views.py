@@ -1,17 +1,17 @@
-"""Leaderboard page, its plots, and the leaderboard API."""
+"""Leaderboard page and its plots (the leaderboard's JSON answers are ``leaderboard.api``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from arena.models import Category
 from generation.models import ImageModel
-from leaderboard import exports, plots
+from leaderboard import plots
 from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
 
 PLOT_KINDS = ("ratings", "win_rate", "battles")
@@ -39,7 +39,7 @@ def _requested_snapshot(request: HttpRequest) -> Snapshot | None:
     return get_object_or_404(Snapshot, pk=int(value))
 
 
-@require_GET
+@require_safe
 def index(request: HttpRequest) -> HttpResponse:
     requested = _requested_snapshot(request)
     category = requested.category if requested else _category(request)
@@ -64,7 +64,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboard/index.html", context)
 
 
-@require_GET
+@require_safe
 def model(request: HttpRequest, key: str) -> HttpResponse:
     versions = list(ImageModel.objects.filter(key=key).order_by("-created_at", "-pk"))
     if not versions:
@@ -89,7 +89,7 @@ def model(request: HttpRequest, key: str) -> HttpResponse:
     return render(request, "leaderboard/model.html", context)
 
 
-@require_GET
+@require_safe
 def model_plot(request: HttpRequest, key: str) -> HttpResponse:
     if not ImageModel.objects.filter(key=key).exists():
         raise Http404("no such model")
@@ -132,7 +132,7 @@ def _history_lines(key: str) -> list[plots.HistoryLine]:
     return lines
 
 
-@require_GET
+@require_safe
 def plot(request: HttpRequest, snapshot_id: int, kind: str) -> HttpResponse:
     if kind not in PLOT_KINDS:
         raise Http404("no such plot")
@@ -169,37 +169,4 @@ def _render_plot(snapshot: Snapshot, kind: str) -> str:
         if kind == "win_rate"
         else "Battles between each pair",
         percent=kind == "win_rate",
-    )
-
-
-@require_GET
-def api_leaderboard(request: HttpRequest) -> JsonResponse:
-    try:
-        category = _category(request)
-    except Http404:
-        known = ", ".join(["overall", *Category.values])
-        return JsonResponse(
-            {"error": {"code": "bad_category", "message": f"category must be one of {known}"}},
-            status=400,
-        )
-    requested = request.GET.get("snapshot", "")
-    if requested and not requested.isdigit():
-        return JsonResponse(
-            {"error": {"code": "bad_snapshot", "message": "snapshot must be a snapshot id"}},
-            status=400,
-        )
-    if requested:
-        # A past board by id; its own category wins over ?category=.
-        snapshot = Snapshot.objects.filter(pk=int(requested)).first()
-        if snapshot is None:
-            return JsonResponse(
-                {"error": {"code": "not_found", "message": "no snapshot has that id"}},
-                status=404,
-            )
-    else:
-        snapshot = Snapshot.objects.latest_for(category)
-    if snapshot is None:
-        return JsonResponse({"snapshot": None, "rows": []})
-    return JsonResponse(
-        {"snapshot": exports.provenance(snapshot), "rows": exports.board_rows(snapshot)}
     )

@@ -8,7 +8,10 @@ green CI run always means they ran.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -285,3 +288,66 @@ def _fresh_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@functools.cache
+def _api_operations() -> list[tuple[re.Pattern[str], str, dict[str, Any], dict[str, Any]]]:
+    """(path regex, method, responses, components) for each operation of the generated
+    OpenAPI document."""
+    from arena.urls import json_api
+
+    # As served: through JSON, so status codes are strings.
+    document = json.loads(json.dumps(json_api.get_openapi_schema()))
+    operations = []
+    for route, methods in document["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\{\w+\}", "[^/]+", route) + "$")
+        for method, operation in methods.items():
+            operations.append(
+                (pattern, method.upper(), operation["responses"], document["components"])
+            )
+    return operations
+
+
+def check_api_answer(path: str, method: str, response: Any) -> None:
+    """Validate an /api/v1/ answer against the generated schema of its route and status; an
+    error status the route does not declare must still have the one error shape."""
+    import jsonschema
+
+    if not path.startswith("/api/v1/") or path == "/api/v1/openapi.json":
+        return
+    if method == "HEAD" or response.status_code == 405:
+        return  # no body
+    found = [(r, c) for p, m, r, c in _api_operations() if m == method and p.match(path)]
+    if not found:
+        assert response.status_code == 404, f"{method} {path}: no such operation"
+        ref = "#/components/schemas/Error"
+        components = _api_operations()[0][3]
+    else:
+        responses, components = found[0]
+        declared = responses.get(str(response.status_code))
+        assert declared or response.status_code >= 400, (
+            f"{method} {path} answered {response.status_code}, which its schema does not declare"
+        )
+        schema = declared["content"]["application/json"]["schema"] if declared else None
+        ref = schema["$ref"] if schema else "#/components/schemas/Error"
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": ref, "components": components},
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+    validator.validate(json.loads(response.content))
+
+
+@pytest.fixture(autouse=True)
+def _api_answers_match_their_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API answer a test receives through Django's test client is checked against the
+    generated OpenAPI document, whose answer schemas forbid undeclared fields."""
+    from django.test.client import Client
+
+    original = Client.request
+
+    def checked(self: Client, **request: Any) -> Any:
+        response = original(self, **request)
+        check_api_answer(request["PATH_INFO"], request["REQUEST_METHOD"], response)
+        return response
+
+    monkeypatch.setattr(Client, "request", checked)

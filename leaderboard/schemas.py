@@ -1,0 +1,143 @@
+"""Typed shapes of the leaderboard API's answers (pydantic, through django-ninja)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from arena.schemas import Answer
+
+# Rating figures are null where the fit gives no finite value (e.g. an unbounded interval).
+Figure = float | None
+
+
+class Provenance(Answer):
+    """How and from what a board was computed, enough to compute it again."""
+
+    id: int
+    category: str = Field(description="'overall' or a category")
+    created_at: datetime.datetime
+    method: str
+    interval_method: Literal["sandwich", "bootstrap"]
+    bootstrap_rounds: int
+    seed: int | None
+    resampled_from: int | None = Field(
+        description="Bootstrap boards: the board whose rounds this one extended"
+    )
+    resample_steps: int = Field(
+        description="Extensions since the bootstrap rounds were last drawn afresh"
+    )
+    level: float
+    votes_used: int
+    both_bad_as_tie: bool
+    anchor: str
+    components: int
+    code_version: str
+
+
+class BoardRow(Answer):
+    rank: int = Field(description="Rank (UB)")
+    model: str
+    key: str
+    version: str
+    organisation: str
+    licence: str
+    in_house: bool
+    rating: Figure
+    lower: Figure
+    upper: Figure
+    minus: Figure
+    plus: Figure
+    votes: int
+    win_rate: Figure
+    online_elo: Figure
+    provisional: bool
+
+
+class Board(Answer):
+    snapshot: Provenance | None
+    rows: list[BoardRow]
+
+
+class ModelVersion(Answer):
+    version: str
+    name: str
+    enabled: bool = Field(description="Drawn into new battles")
+    retired: bool = Field(description="Superseded by a newer version")
+    created_at: datetime.datetime
+
+
+class Model(Answer):
+    key: str
+    name: str = Field(description="Display name of the current version")
+    organisation: str
+    licence: str
+    in_house: bool
+    current_version: str
+    versions: list[ModelVersion] = Field(description="Newest first")
+
+
+class ModelDetail(Model):
+    rating: BoardRow | None = Field(
+        description="The newest version's row on the latest overall board"
+    )
+    snapshot: Provenance | None
+
+
+class HistoryRow(Answer):
+    snapshot_id: int
+    created_at: datetime.datetime
+    version: str
+    rank: int = Field(description="Rank (UB)")
+    rating: Figure
+    lower: Figure
+    upper: Figure
+    votes: int
+    provisional: bool
+
+
+class Page(Answer):
+    count: int = Field(ge=0)
+    next: str | None = Field(description="Full URL of the next page")
+    previous: str | None = Field(description="Full URL of the previous page")
+
+
+class ModelPage(Page):
+    results: list[Model]
+
+
+class HistoryPage(Page):
+    results: list[HistoryRow]
+
+
+class Outcomes(Answer):
+    votes: int = Field(ge=0)
+    tie_share: float | None = Field(ge=0, le=1)
+    both_bad_share: float | None = Field(ge=0, le=1)
+
+
+class DayCount(Answer):
+    date: datetime.date
+    votes: int = Field(ge=0)
+
+
+class OutcomeBreakdown(Answer):
+    overall: Outcomes
+    categories: dict[str, Outcomes]
+
+
+class Stats(Answer):
+    """Live votes only (imported logs are not included). Counted votes are anonymous and not
+    excluded, as on the boards."""
+
+    days: int
+    votes_per_day: list[DayCount] = Field(
+        description="Counted votes per UTC day, oldest first, one entry per day"
+    )
+    total_votes: int = Field(description="Every vote, excluded ones too")
+    counted_votes: int
+    excluded_votes: int
+    battles_voided: int
+    outcomes: OutcomeBreakdown
