@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Router, Status
 from ninja.decorators import decorate_view
 from ninja.errors import HttpError, ValidationError
@@ -74,6 +75,7 @@ def create_api(*, routers: list[Router]) -> NinjaAPI:
         parser=BodyParser(),
         openapi_url="/openapi.json",
         docs_url=None,
+        docs_decorator=require_safe,  # the document answers GET and HEAD only
     )
 
     def answer(request: HttpRequest, exc: ApiError) -> HttpResponse:

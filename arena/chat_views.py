@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
+from pydantic import BaseModel, ValidationError
 
-from arena import chat, limits
+from arena import chat, limits, schemas
 from arena.models import ChatImage, ChatTurn
 from arena.visitors import limit_images, owner_of
 from generation.models import Generation, ImageModel
+
+Form = TypeVar("Form", bound=BaseModel)
+
+
+def _parse(schema: type[Form], data: Any) -> Form:
+    """The form's fields as typed values, or a ChatError naming the first bad field."""
+    try:
+        return schema.model_validate(data.dict())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "form"
+        raise chat.ChatError(field, f"{field}: {first['msg']}") from None
 
 
 def _conversation(request: HttpRequest) -> Any:
@@ -88,9 +101,13 @@ def _page(
 @ensure_csrf_cookie
 def chat_page(request: HttpRequest) -> HttpResponse:
     form: dict[str, Any] = {}
-    if request.GET.get("from"):
+    try:
+        query = _parse(schemas.ChatPageQuery, request.GET)
+    except chat.ChatError as exc:
+        return _page(request, error=exc, status=400)
+    if query.from_turn is not None:
         # "Edit and rerun": the form comes back filled with that turn's settings.
-        turn = _turn_for(request, int(request.GET["from"]) if request.GET["from"].isdigit() else 0)
+        turn = _turn_for(request, query.from_turn)
         form = chat.settings_of(turn) | {"seed": turn.seed}
     else:
         # Iterating: start from the last turn's model and prompt, with a fresh random seed.
@@ -103,19 +120,20 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def start_turn(request: HttpRequest) -> HttpResponse:
     data = request.POST
-    model = ImageModel.objects.enabled().filter(key=data.get("model", "")).first()
     try:
+        form = _parse(schemas.ChatSettingsIn, data)
+        model = ImageModel.objects.enabled().filter(key=form.model).first()
         if model is None:
             raise chat.ChatError("model", "Pick one of the listed models.")
         settings = chat.check_settings(
             model=model,
-            prompt=data.get("prompt", ""),
-            negative_prompt=data.get("negative_prompt", ""),
-            seed=data.get("seed") if data.get("seed_mode") == "fixed" else None,
-            steps=data.get("steps"),
-            guidance=data.get("guidance"),
-            size=data.get("size", ""),
-            count=data.get("count", 1),
+            prompt=form.prompt,
+            negative_prompt=form.negative_prompt,
+            seed=form.seed if form.seed_mode == "fixed" else None,
+            steps=form.steps,
+            guidance=form.guidance,
+            size=form.size,
+            count=form.count,
         )
         limit_images(request)
         turn = chat.start_turn(conversation=_conversation(request), settings=settings)
@@ -129,8 +147,9 @@ def start_turn(request: HttpRequest) -> HttpResponse:
 def run_again(request: HttpRequest, turn_id: int) -> HttpResponse:
     turn = _turn_for(request, turn_id)
     try:
+        form = _parse(schemas.RunAgainIn, request.POST)
         limit_images(request)
-        again = chat.run_again(turn=turn, new_seed=request.POST.get("seed") == "new")
+        again = chat.run_again(turn=turn, new_seed=form.seed == "new")
     except (chat.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
         return _page(request, error=exc, status=status)
@@ -141,13 +160,10 @@ def run_again(request: HttpRequest, turn_id: int) -> HttpResponse:
 def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
     source = _image_for(request, generation_id)
     try:
-        strength = float(request.POST.get("strength", "0.6"))
-    except ValueError:
-        strength = -1.0
-    try:
+        form = _parse(schemas.RefineIn, request.POST)
         settings = chat.check_settings(
             model=source.model,
-            prompt=request.POST.get("prompt", ""),
+            prompt=form.prompt,
             seed=source.seed,
             steps=source.steps,
             guidance=source.guidance,
@@ -158,7 +174,7 @@ def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
             conversation=_conversation(request),
             settings=settings,
             source=source,
-            strength=strength,
+            strength=form.strength,
         )
     except (chat.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
@@ -200,19 +216,19 @@ def compare_page(request: HttpRequest) -> HttpResponse:
 def start_compare(request: HttpRequest) -> HttpResponse:
     data = request.POST
     enabled = ImageModel.objects.enabled()
-    left = enabled.filter(key=data.get("left", "")).first()
-    right = enabled.filter(key=data.get("right", "")).first()
     try:
+        form = _parse(schemas.CompareIn, data)
+        left = enabled.filter(key=form.left).first()
+        right = enabled.filter(key=form.right).first()
         if left is None or right is None:
             raise chat.ChatError("left", "Pick two of the listed models.")
-        seed = data.get("seed") or None
         limit_images(request)
         battle = chat.create_named_battle(
             left=left,
             right=right,
-            prompt_text=data.get("prompt", ""),
+            prompt_text=form.prompt,
             owner=owner_of(request),
-            seed=int(seed) if seed and seed.isdigit() else None,
+            seed=form.seed,
         )
     except (chat.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 
@@ -81,3 +81,56 @@ class Battle(Answer):
     )
     vote: Choice | SkipJsonSchema[None] = None
     models: Sides | SkipJsonSchema[None] = Field(None, description="Present only after the vote")
+
+
+# --- Direct chat's forms -------------------------------------------------------------------
+# Typed here; the bounds that depend on the model (steps, guidance, sizes) are checked by
+# ``arena.chat.check_settings``, the one place that knows them.
+
+MAX_SEED = 2**31 - 1
+MAX_ID = 2**63 - 1  # PostgreSQL's bigint
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# A number or None; an empty form field is None.
+OptionalInt = Annotated[int | None, BeforeValidator(_blank_is_none)]
+OptionalFloat = Annotated[float | None, BeforeValidator(_blank_is_none)]
+
+
+class ChatSettingsIn(Schema):
+    """The direct-chat form: what a person asks one named model for."""
+
+    model: Text = ""
+    prompt: Text = ""
+    negative_prompt: Text = ""
+    seed_mode: Literal["random", "fixed"] = "random"
+    seed: OptionalInt = Field(None, ge=0, le=MAX_SEED)
+    steps: OptionalInt = None
+    guidance: OptionalFloat = Field(None, allow_inf_nan=False)
+    size: Text = ""
+    count: int = 1
+
+
+class RefineIn(Schema):
+    prompt: Text = ""
+    strength: float = Field(0.6, allow_inf_nan=False)
+
+
+class RunAgainIn(Schema):
+    seed: Literal["same", "new", ""] = ""
+
+
+class ChatPageQuery(Schema):
+    """``?from=<turn id>``: "edit and rerun" fills the form with that turn's settings."""
+
+    from_turn: OptionalInt = Field(None, alias="from", ge=1, le=MAX_ID)
+
+
+class CompareIn(Schema):
+    left: Text = ""
+    right: Text = ""
+    prompt: Text = ""
+    seed: OptionalInt = Field(None, ge=0, le=MAX_SEED)

@@ -1,4 +1,8 @@
-"""Server-rendered SVG plots of a snapshot: ratings with intervals, and pairwise heatmaps."""
+"""Server-rendered SVG plots of a snapshot: ratings with intervals, and pairwise heatmaps.
+
+Each plot is its own ``matplotlib.figure.Figure``, never pyplot: pyplot keeps every open
+figure in a process-wide registry, which a web server's threads would share and leak into.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import matplotlib
-
-matplotlib.use("Agg")  # no display on servers; must precede pyplot
-
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 ACCENT = "#3050e0"
 IN_HOUSE = "#d9480f"
 # Hashes make each file's bytes depend on the content only, so cached SVGs compare equal.
-plt.rcParams["svg.hashsalt"] = "image-arena"
-plt.rcParams["svg.fonttype"] = "none"
+matplotlib.rcParams["svg.hashsalt"] = "image-arena"
+matplotlib.rcParams["svg.fonttype"] = "none"
+NOTHING_TO_DRAW = "No model has enough votes on this board yet"
 
 
 def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=(width, height))
+    return figure, figure.subplots()
+
+
+def _say(axes: Axes, message: str) -> None:
+    """Write a message across empty axes."""
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
+    axes.set_axis_off()
 
 
 def ratings_plot(
@@ -40,7 +52,10 @@ def ratings_plot(
 ) -> str:
     """Each model's rating as a dot with its 95% interval, best at the top."""
     count = len(names)
-    figure, axes = plt.subplots(figsize=(7.5, 0.45 * count + 1.2))
+    figure, axes = _figure(7.5, 0.45 * count + 1.2)
+    if not count:
+        _say(axes, NOTHING_TO_DRAW)
+        return _svg(figure)
     positions = np.arange(count)[::-1]
     rating = np.asarray(ratings)
     errors = np.vstack([rating - np.asarray(lower), np.asarray(upper) - rating])
@@ -60,11 +75,17 @@ def heatmap(
     *, matrix: Sequence[Sequence[float | None]], names: Sequence[str], title: str, percent: bool
 ) -> str:
     """A model-by-model matrix (row against column) with its value written in each cell."""
-    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     size = len(names)
+    figure, axes = _figure(1.0 * size + 2.5, 0.8 * size + 1.8)
+    if not size:
+        # A category board that hides every model has no matrix (and numpy's 1-d empty array
+        # has no diagonal to fill).
+        _say(axes, NOTHING_TO_DRAW)
+        return _svg(figure)
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    values = values.reshape(size, size)
     np.fill_diagonal(values, np.nan)  # a model never meets itself
     top = np.nanmax(values) if np.isfinite(values).any() else 1.0
-    figure, axes = plt.subplots(figsize=(1.0 * size + 2.5, 0.8 * size + 1.8))
     masked = np.ma.masked_invalid(values)
     image = axes.imshow(
         masked,
@@ -110,7 +131,7 @@ HISTORY_COLOURS = (ACCENT, IN_HOUSE, "#2b8a3e", "#862e9c", "#495057")
 
 def rating_history_plot(*, lines: Sequence[HistoryLine]) -> str:
     """A model's rating over time as a line inside its interval band, one per version."""
-    figure, axes = plt.subplots(figsize=(7.5, 3.6))
+    figure, axes = _figure(7.5, 3.6)
     for index, line in enumerate(lines):
         colour = HISTORY_COLOURS[index % len(HISTORY_COLOURS)]
         times = mdates.date2num(list(line.times))

@@ -8,8 +8,10 @@ from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
+from pydantic import BaseModel, Field, ValidationError
 
 from arena.models import Category
+from arena.schemas import MAX_ID, OptionalInt, Text
 from generation.models import ImageModel
 from leaderboard import plots
 from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
@@ -19,9 +21,24 @@ PLOT_KINDS = ("ratings", "win_rate", "battles")
 HISTORY_POINTS = 400
 
 
-def _category(request: HttpRequest) -> str:
+class BoardPageQuery(BaseModel):
+    """The board page's query: ``?category=``, ``?snapshot=<id>`` and ``?votes=all``."""
+
+    category: Text = ""
+    snapshot: OptionalInt = Field(None, ge=1, le=MAX_ID)
+    votes: Text = ""
+
+
+def _query(request: HttpRequest) -> BoardPageQuery:
+    """The parsed query; a value that does not parse names no board, so it is a 404."""
+    try:
+        return BoardPageQuery.model_validate(request.GET.dict())
+    except ValidationError:
+        raise Http404("no such board") from None
+
+
+def _category(value: str) -> str:
     """The requested board: "" (overall) or a known category; anything else is a 404."""
-    value = request.GET.get("category", "") or ""
     if value in {"", "overall"}:
         return ""
     if value not in Category.values:
@@ -29,23 +46,14 @@ def _category(request: HttpRequest) -> str:
     return value
 
 
-def _requested_snapshot(request: HttpRequest) -> Snapshot | None:
-    """The board named by ``?snapshot=<id>``, None without one; a bad or unknown id is a 404."""
-    value = request.GET.get("snapshot", "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise Http404("no such snapshot")
-    return get_object_or_404(Snapshot, pk=int(value))
-
-
 @require_safe
 def index(request: HttpRequest) -> HttpResponse:
-    requested = _requested_snapshot(request)
-    category = requested.category if requested else _category(request)
+    query = _query(request)
+    requested = get_object_or_404(Snapshot, pk=query.snapshot) if query.snapshot else None
+    category = requested.category if requested else _category(query.category)
     # The "all votes" board (named comparisons too) exists only where the admin turned it on.
     offered = BoardOptions.all_votes_published()
-    wants_all = request.GET.get("votes") == "all" and offered
+    wants_all = query.votes == "all" and offered
     all_votes = requested.all_votes if requested else wants_all and not category
     latest = Snapshot.objects.latest_for(category, all_votes=all_votes)
     snapshot = requested or latest
