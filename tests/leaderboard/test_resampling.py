@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chi2
 
 from leaderboard import ratings
-from leaderboard.ratings import PairCounts
+from leaderboard.ratings import PairCounts, resampling
 
 ROUNDS = 40_000
 # Chi-square tests with fixed seeds are deterministic; a correct sampler passes with p far above
@@ -60,7 +60,7 @@ def chi_square_p_value(draws: np.ndarray, cells: np.ndarray) -> float:
 
 
 def extend(draws: np.ndarray, old: list[int], new: list[int], seed: int) -> np.ndarray:
-    return ratings._extend_draws(
+    return resampling._extend_draws(
         draws,
         old_cells=np.array(old, dtype=np.int64),
         new_cells=np.array(new, dtype=np.int64),
@@ -69,7 +69,7 @@ def extend(draws: np.ndarray, old: list[int], new: list[int], seed: int) -> np.n
 
 
 def fresh(cells: list[int], seed: int) -> np.ndarray:
-    return ratings._fresh_draws(
+    return resampling._fresh_draws(
         np.array(cells, dtype=np.int64), rounds=ROUNDS, rng=np.random.default_rng(seed)
     )
 
@@ -127,11 +127,11 @@ def test_a_new_row_and_a_new_model_are_taken_into_extended_rounds() -> None:
     # of these tiny resamples leave model 2 without battles, and each such round is fitted alone).
     rows = np.array([[0, 1], [1, 2]])
     cells = np.array([3, 1, 3, 0, 1, 1])  # wins_a, wins_b and ties blocks
-    aligned = ratings._extendable(previous, rows=rows, cells=cells, n_models=3)
+    aligned = resampling._extendable(previous, rows=rows, cells=cells, n_models=3)
     assert aligned is not None
     old_cells, old_draws = aligned
     np.testing.assert_array_equal(old_cells, [3, 0, 2, 0, 1, 0])
-    draws = ratings._extend_draws(
+    draws = resampling._extend_draws(
         old_draws, old_cells=old_cells, new_cells=cells, rng=np.random.default_rng(7)
     )
     assert chi_square_p_value(draws, cells) > P_VALUE_FLOOR
@@ -210,8 +210,8 @@ def test_extended_bounds_agree_with_fresh_bounds_on_the_same_counts() -> None:
 def test_fresh_rounds_are_the_same_whatever_the_number_of_threads() -> None:
     cells = np.array([30, 1, 12, 7, 0, 50], dtype=np.int64)
 
-    one = ratings._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=1)
-    three = ratings._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=3)
+    one = resampling._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=1)
+    three = resampling._fresh_draws(cells, rounds=300, rng=np.random.default_rng(15), threads=3)
 
     np.testing.assert_array_equal(one, three)
     assert np.all(one.sum(axis=1) == cells.sum()) and np.all(one[:, 4] == 0)
