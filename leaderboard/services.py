@@ -268,63 +268,42 @@ def refresh(
     counts = load_counts(category=category, all_votes=all_votes)
     if counts.votes == 0 or len(counts.model_ids) < 2:
         return None
-    pairs = counts.pairs
-    theta = ratings.fit_bradley_terry(counts=pairs)
-    used_rounds = 0
     key = (category, all_votes, settings.LEADERBOARD_BOTH_BAD_AS_TIE)
-    resampled: ratings.Bootstrap | None = None
+    used_rounds = 0
+    previous: ratings.Resamples | None = None
     base: Snapshot | None = None
     if method == Snapshot.IntervalMethod.BOOTSTRAP:
         used_rounds = rounds or settings.LEADERBOARD_BOOTSTRAP_ROUNDS
         # A seed given by the caller asks for a board reproducible from it: draw afresh.
         previous, base = (None, None) if seed is not None else _previous_resamples(key, counts)
         seed = seed if seed is not None else random.SystemRandom().randrange(2**63)
-        resampled = ratings.bootstrap(
-            counts=pairs,
-            rounds=used_rounds,
-            rng=np.random.default_rng(seed),
-            log_strengths=theta,
-            previous=previous,
-            threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
-        )
-        low, high = resampled.lower, resampled.upper
-        if not resampled.extended:
-            base = None
     else:
         seed = None
-        low, high = ratings.sandwich_intervals(counts=pairs, log_strengths=theta)
     models = ImageModel.objects.in_bulk(counts.model_ids)
     anchor_key = settings.LEADERBOARD_ANCHOR
     anchor = next(
         (i for i, pk in enumerate(counts.model_ids) if models[pk].key == anchor_key), None
     )
-    anchor_rating = settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None
-    rating = ratings.to_display(log_strengths=theta, anchor=anchor, anchor_rating=anchor_rating)
-    lower, upper = ratings.intervals_to_display(
-        log_strengths=theta,
-        lower=low,
-        upper=high,
-        scale=400.0,
-        base=10.0,
-        init=1000.0,
-        anchor=anchor,
-        anchor_rating=anchor_rating,
-    )
-    battles = ratings.battle_count_matrix(pairs)
-    win_rates = ratings.win_rate_matrix(pairs)
-    per_model = battles.sum(axis=1)
-    score = np.nansum(win_rates * battles, axis=1)
-    parts = ratings.components(pairs)
+    # Overall, thin models are shown and marked provisional; a category board hides them.
     threshold = (
         settings.LEADERBOARD_CATEGORY_MIN_VOTES
         if category
         else settings.LEADERBOARD_PROVISIONAL_VOTES
     )
-    # Overall, thin models are shown and marked provisional; a category board hides them.
-    shown = [i for i in range(len(counts.model_ids)) if not category or per_model[i] >= threshold]
-    ranks: list[int] = (
-        ratings.rank_ub(lower=lower[shown], upper=upper[shown]).tolist() if shown else []
+    board = ratings.compute_board(
+        counts=counts.pairs,
+        intervals=method,
+        min_votes=threshold,
+        hide_below_min=bool(category),
+        rng=np.random.default_rng(seed) if seed is not None else None,
+        rounds=used_rounds,
+        previous=previous,
+        threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
+        anchor=anchor,
+        anchor_rating=settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None,
     )
+    if not board.extended:
+        base = None
     elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
@@ -339,13 +318,13 @@ def refresh(
             votes_used=counts.votes,
             both_bad_as_tie=settings.LEADERBOARD_BOTH_BAD_AS_TIE,
             anchor=anchor_key if anchor is not None else "",
-            components=int(parts.max()) + 1 if parts.size else 0,
+            components=board.components,
             code_version=code_version(),
             matrices={
                 "model_ids": counts.model_ids,
-                "win_rate": _json_matrix(win_rates),
-                "battles": battles.astype(int).tolist(),
-                "predicted": _json_matrix(ratings.predicted_win_matrix(theta)),
+                "win_rate": _json_matrix(board.win_rates),
+                "battles": board.battles.astype(int).tolist(),
+                "predicted": _json_matrix(board.predicted),
             },
         )
         SnapshotRow.objects.bulk_create(
@@ -353,22 +332,22 @@ def refresh(
                 snapshot=snapshot,
                 model_id=counts.model_ids[i],
                 rank=int(rank),
-                rating=float(rating[i]),
-                lower=float(lower[i]),
-                upper=float(upper[i]),
-                votes=int(per_model[i]),
-                win_rate=float(score[i] / per_model[i]) if per_model[i] else 0.0,
+                rating=float(board.rating[i]),
+                lower=float(board.lower[i]),
+                upper=float(board.upper[i]),
+                votes=int(board.votes[i]),
+                win_rate=float(board.win_rate[i]),
                 online_elo=elo.get(counts.model_ids[i]) if not category else None,
-                provisional=per_model[i] < threshold,
-                component=int(parts[i]),
+                provisional=bool(board.provisional[i]),
+                component=int(board.component[i]),
             )
-            for i, rank in zip(shown, ranks, strict=True)
+            for i, rank in zip(board.shown.tolist(), board.rank.tolist(), strict=True)
         )
         snapshot.compute_ms = (time.perf_counter() - started) * 1000
         snapshot.save(update_fields=["compute_ms"])
-    if resampled is not None:
+    if board.resamples is not None:
         _RESAMPLES[key] = _KeptResamples(
-            model_ids=counts.model_ids, resamples=resampled.resamples, snapshot_id=snapshot.pk
+            model_ids=counts.model_ids, resamples=board.resamples, snapshot_id=snapshot.pk
         )
     return snapshot
 
