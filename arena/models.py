@@ -7,22 +7,13 @@ import uuid
 from django.db import models
 from django.db.models import F, Q
 
+from arena.categories import CATEGORIES, LABELS
 from generation.models import Generation, ImageModel
 
-
-class Category(models.TextChoices):
-    """Prompt categories; the same values as ``arena.categories.CATEGORIES`` (a test checks)."""
-
-    PHOTOREALISM = "photorealism"
-    PORTRAITS = "portraits"
-    LANDSCAPES = "landscapes"
-    TEXT_RENDERING = "text_rendering", "Text in the image"
-    ILLUSTRATION = "illustration"
-    PRODUCT = "product"
-    ARCHITECTURE = "architecture"
-    ANIMALS = "animals"
-    ABSTRACT = "abstract"
-    OTHER = "other"
+# Prompt categories, read from arena/data/categories.toml, the one list of them.
+Category = models.TextChoices(  # type: ignore[call-overload]  # the functional API
+    "Category", [(name.upper(), (name, LABELS[name])) for name in CATEGORIES]
+)
 
 
 class PromptQuerySet(models.QuerySet["Prompt"]):

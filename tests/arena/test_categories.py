@@ -143,3 +143,12 @@ def test_curated_prompt_pool_is_well_formed_and_agrees_with_classifier() -> None
         f"classifier agrees with curated labels on {agreement:.1%} of {len(pool)} prompts "
         f"(need {MIN_AGREEMENT:.0%}); misses: {misses}"
     )
+
+
+def test_the_data_file_lists_each_category_once_with_keywords_and_a_tie_break() -> None:
+    from arena.categories import KEYWORDS, LABELS, OTHER, TIE_BREAK_ORDER
+
+    assert len(set(CATEGORIES)) == len(CATEGORIES) and CATEGORIES[-1] == OTHER
+    assert set(LABELS) == set(CATEGORIES)
+    assert set(KEYWORDS) == set(TIE_BREAK_ORDER) == set(CATEGORIES) - {OTHER}
+    assert all(weight in {1, 2, 3} for table in KEYWORDS.values() for weight in table.values())
