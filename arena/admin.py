@@ -26,7 +26,7 @@ from django.utils import timezone
 from arena import services
 from arena.models import Battle, Prompt, Vote
 from generation.models import ImageModel
-from leaderboard import votes as vote_dataset
+from leaderboard import dataset
 from leaderboard.exports import csv_cell
 
 admin.site.site_header = "Image Arena administration"
@@ -289,18 +289,18 @@ class VoteAdmin(RecordAdmin):
         return [export, *super().get_urls()]
 
     def export_dataset(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
-        """The whole vote dataset (leaderboard.votes) as a download; ?excluded=0 leaves out
+        """The whole vote dataset (leaderboard.dataset) as a download; ?excluded=0 leaves out
         the excluded votes."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        if fmt not in vote_dataset.FORMATS:
+        if fmt not in dataset.FORMATS:
             raise Http404("no such format")
         # Streamed as it is read, a bounded batch of rows at a time, however many votes there
         # are; the first bytes leave before the last rows are read.
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(
-            vote_dataset.stream_votes(fmt=fmt, include_excluded=request.GET.get("excluded") != "0"),
-            content_type=vote_dataset.CONTENT_TYPES[fmt],
+            dataset.stream_votes(fmt=fmt, include_excluded=request.GET.get("excluded") != "0"),
+            content_type=dataset.CONTENT_TYPES[fmt],
         )
         response["Content-Disposition"] = f'attachment; filename="votes-{stamp}.{fmt}"'
         return response

@@ -12,7 +12,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 from pydantic import BaseModel, ValidationError
 
-from arena import chat, limits, schemas
+from arena import chat_services, limits, schemas
 from arena.models import ChatImage, ChatTurn
 from arena.visitors import limit_images, owner_of
 from generation.models import Generation, ImageModel
@@ -27,11 +27,11 @@ def _parse(schema: type[Form], data: Any) -> Form:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "form"
-        raise chat.ChatError(field, f"{field}: {first['msg']}") from None
+        raise chat_services.ChatError(field, f"{field}: {first['msg']}") from None
 
 
 def _conversation(request: HttpRequest) -> Any:
-    return chat.conversation_for(owner=owner_of(request), user=request.user)
+    return chat_services.conversation_for(owner=owner_of(request), user=request.user)
 
 
 def _turn_for(request: HttpRequest, turn_id: int) -> ChatTurn:
@@ -58,13 +58,13 @@ def _turns(request: HttpRequest) -> list[dict[str, Any]]:
 
 
 def _turn_context(turn: ChatTurn) -> dict[str, Any]:
-    states = chat.image_states(turn)
+    states = chat_services.image_states(turn)
     return {
         "turn": turn,
         "images": states,
         "finished": all(s.status in {"done", "failed"} for s in states),
-        "can_refine": chat.can_refine(turn.model),
-        "settings_json": json.dumps(chat.settings_of(turn)),
+        "can_refine": chat_services.can_refine(turn.model),
+        "settings_json": json.dumps(chat_services.settings_of(turn)),
     }
 
 
@@ -75,13 +75,13 @@ def _page(
     error: Any = None,
     status: int = 200,
 ) -> HttpResponse:
-    models = chat.chat_models()
+    models = chat_services.chat_models()
     context = {
         "models": [
             {
                 "model": m,
-                "latency_ms": chat.typical_latency_ms(m),
-                "can_refine": chat.can_refine(m),
+                "latency_ms": chat_services.typical_latency_ms(m),
+                "can_refine": chat_services.can_refine(m),
                 "sizes": [f"{w}x{h}" for w, h in m.allowed_sizes()],
             }
             for m in models
@@ -89,7 +89,7 @@ def _page(
         "form": form or {},
         "error": error,
         "turns": _turns(request),
-        "max_images": chat.MAX_IMAGES_PER_TURN,
+        "max_images": chat_services.MAX_IMAGES_PER_TURN,
     }
     response = render(request, "arena/chat.html", context, status=status)
     if isinstance(error, limits.RateLimited):
@@ -103,17 +103,17 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     form: dict[str, Any] = {}
     try:
         query = _parse(schemas.ChatPageQuery, request.GET)
-    except chat.ChatError as exc:
+    except chat_services.ChatError as exc:
         return _page(request, error=exc, status=400)
     if query.from_turn is not None:
         # "Edit and rerun": the form comes back filled with that turn's settings.
         turn = _turn_for(request, query.from_turn)
-        form = chat.settings_of(turn) | {"seed": turn.seed}
+        form = chat_services.settings_of(turn) | {"seed": turn.seed}
     else:
         # Iterating: start from the last turn's model and prompt, with a fresh random seed.
         last = _conversation(request).turns.filter(kind=ChatTurn.Kind.GENERATE).last()
         if last is not None:
-            form = chat.settings_of(last) | {"seed": ""}
+            form = chat_services.settings_of(last) | {"seed": ""}
     return _page(request, form=form)
 
 
@@ -124,8 +124,8 @@ def start_turn(request: HttpRequest) -> HttpResponse:
         form = _parse(schemas.ChatSettingsIn, data)
         model = ImageModel.objects.enabled().filter(key=form.model).first()
         if model is None:
-            raise chat.ChatError("model", "Pick one of the listed models.")
-        settings = chat.check_settings(
+            raise chat_services.ChatError("model", "Pick one of the listed models.")
+        settings = chat_services.check_settings(
             model=model,
             prompt=form.prompt,
             negative_prompt=form.negative_prompt,
@@ -136,8 +136,8 @@ def start_turn(request: HttpRequest) -> HttpResponse:
             count=form.count,
         )
         limit_images(request)
-        turn = chat.start_turn(conversation=_conversation(request), settings=settings)
-    except (chat.ChatError, limits.RateLimited) as exc:
+        turn = chat_services.start_turn(conversation=_conversation(request), settings=settings)
+    except (chat_services.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
         return _page(request, form=data.dict(), error=exc, status=status)
     return redirect(reverse("arena:chat") + f"#turn-{turn.pk}")
@@ -149,8 +149,8 @@ def run_again(request: HttpRequest, turn_id: int) -> HttpResponse:
     try:
         form = _parse(schemas.RunAgainIn, request.POST)
         limit_images(request)
-        again = chat.run_again(turn=turn, new_seed=form.seed == "new")
-    except (chat.ChatError, limits.RateLimited) as exc:
+        again = chat_services.run_again(turn=turn, new_seed=form.seed == "new")
+    except (chat_services.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
         return _page(request, error=exc, status=status)
     return redirect(reverse("arena:chat") + f"#turn-{again.pk}")
@@ -161,7 +161,7 @@ def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
     source = _image_for(request, generation_id)
     try:
         form = _parse(schemas.RefineIn, request.POST)
-        settings = chat.check_settings(
+        settings = chat_services.check_settings(
             model=source.model,
             prompt=form.prompt,
             seed=source.seed,
@@ -170,13 +170,13 @@ def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
             size=f"{source.width}x{source.height}",
         )
         limit_images(request)
-        turn = chat.start_turn(
+        turn = chat_services.start_turn(
             conversation=_conversation(request),
             settings=settings,
             source=source,
             strength=form.strength,
         )
-    except (chat.ChatError, limits.RateLimited) as exc:
+    except (chat_services.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
         return _page(request, error=exc, status=status)
     return redirect(reverse("arena:chat") + f"#turn-{turn.pk}")
@@ -190,7 +190,7 @@ def turn_panel(request: HttpRequest, turn_id: int) -> HttpResponse:
 
 @require_safe
 def turn_settings(request: HttpRequest, turn_id: int) -> JsonResponse:
-    return JsonResponse(chat.settings_of(_turn_for(request, turn_id)))
+    return JsonResponse(chat_services.settings_of(_turn_for(request, turn_id)))
 
 
 @require_safe
@@ -201,7 +201,7 @@ def download(request: HttpRequest, generation_id: int) -> HttpResponseBase:
     return FileResponse(
         generation.image.open("rb"),
         as_attachment=True,
-        filename=chat.download_name(generation),
+        filename=chat_services.download_name(generation),
         content_type="image/png",
     )
 
@@ -209,7 +209,9 @@ def download(request: HttpRequest, generation_id: int) -> HttpResponseBase:
 @require_safe
 @ensure_csrf_cookie
 def compare_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "arena/compare.html", {"models": chat.chat_models(), "form": {}})
+    return render(
+        request, "arena/compare.html", {"models": chat_services.chat_models(), "form": {}}
+    )
 
 
 @require_POST
@@ -221,17 +223,17 @@ def start_compare(request: HttpRequest) -> HttpResponse:
         left = enabled.filter(key=form.left).first()
         right = enabled.filter(key=form.right).first()
         if left is None or right is None:
-            raise chat.ChatError("left", "Pick two of the listed models.")
+            raise chat_services.ChatError("left", "Pick two of the listed models.")
         limit_images(request)
-        battle = chat.create_named_battle(
+        battle = chat_services.create_named_battle(
             left=left,
             right=right,
             prompt_text=form.prompt,
             owner=owner_of(request),
             seed=form.seed,
         )
-    except (chat.ChatError, limits.RateLimited) as exc:
+    except (chat_services.ChatError, limits.RateLimited) as exc:
         status = 429 if isinstance(exc, limits.RateLimited) else 400
-        context = {"models": chat.chat_models(), "form": data.dict(), "error": exc}
+        context = {"models": chat_services.chat_models(), "form": data.dict(), "error": exc}
         return render(request, "arena/compare.html", context, status=status)
     return redirect("arena:battle", battle_id=battle.public_id)

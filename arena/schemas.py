@@ -85,7 +85,7 @@ class Battle(Answer):
 
 # --- Direct chat's forms -------------------------------------------------------------------
 # Typed here; the bounds that depend on the model (steps, guidance, sizes) are checked by
-# ``arena.chat.check_settings``, the one place that knows them.
+# ``arena.chat_services.check_settings``, the one place that knows them.
 
 MAX_SEED = 2**31 - 1
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint

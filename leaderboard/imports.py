@@ -4,7 +4,7 @@ Every row is checked before anything is written, so a file either goes in whole 
 The rows are stored as ``ImportedBattle``; the anonymous ones are also added to the pair counts
 and to online Elo, exactly as if they had been voted here.
 
-Our own vote dataset (``leaderboard.votes``) reads back too: columns FastChat lacks are ignored,
+Our own vote dataset (``leaderboard.dataset``) reads back too: columns FastChat lacks are ignored,
 rows marked ``excluded`` are skipped (and counted in the result), and ``model_a_key`` with
 ``model_a_version`` (likewise for b), when they name a model here, pick that exact row.
 """

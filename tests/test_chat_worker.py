@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena import chat
+from arena import chat_services
 from generation.models import Generation
 
 pytestmark = pytest.mark.worker
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.worker
 def wait_done(turn: Any, timeout: float = 60) -> list[Generation]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = chat.image_states(turn)
+        states = chat_services.image_states(turn)
         if all(s.status in {"done", "failed"} for s in states):
             return [s.generation for s in states]
         time.sleep(0.05)
@@ -32,16 +32,16 @@ def pixels(job: Generation) -> np.ndarray:
 
 def test_a_worker_refines_a_chat_image_on_the_tiny_pipeline(models: list[Any], worker: Any) -> None:
     inhouse = next(m for m in models if m.key == "tiny-inhouse")
-    conversation = chat.conversation_for(owner="me")
-    first = chat.start_turn(
+    conversation = chat_services.conversation_for(owner="me")
+    first = chat_services.start_turn(
         conversation=conversation,
-        settings=chat.check_settings(model=inhouse, prompt="a red fox", seed=4, count=2),
+        settings=chat_services.check_settings(model=inhouse, prompt="a red fox", seed=4, count=2),
     )
     made = wait_done(first)
     assert [job.status for job in made] == ["done", "done"], worker.log()
-    refined_turn = chat.start_turn(
+    refined_turn = chat_services.start_turn(
         conversation=conversation,
-        settings=chat.check_settings(model=inhouse, prompt="a red fox at night", seed=4),
+        settings=chat_services.check_settings(model=inhouse, prompt="a red fox at night", seed=4),
         source=made[0],
         strength=0.3,
     )

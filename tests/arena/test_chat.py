@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from arena import chat, services
+from arena import chat_services, services
 from arena.models import Battle, ChatTurn
 from generation.models import Generation, ImageModel
 from leaderboard import services as leaderboard_services
@@ -41,56 +41,62 @@ def test_a_setting_out_of_the_models_bounds_is_refused_not_clamped(
     models: list[Any], override: dict[str, Any], field: str, message: str
 ) -> None:
     request: dict[str, Any] = {"model": model(models), "prompt": "a fox"} | override
-    with pytest.raises(chat.ChatError) as error:
-        chat.check_settings(**request)
+    with pytest.raises(chat_services.ChatError) as error:
+        chat_services.check_settings(**request)
     assert error.value.field == field and message in error.value.message
 
 
 def test_a_turn_makes_its_images_with_consecutive_seeds(models: list[Any]) -> None:
-    settings = chat.check_settings(model=model(models), prompt="a fox", seed=40, count=3)
-    turn = chat.start_turn(conversation=chat.conversation_for(owner="me"), settings=settings)
-    seeds = [s.generation.seed for s in chat.image_states(turn)]
+    settings = chat_services.check_settings(model=model(models), prompt="a fox", seed=40, count=3)
+    turn = chat_services.start_turn(
+        conversation=chat_services.conversation_for(owner="me"), settings=settings
+    )
+    seeds = [s.generation.seed for s in chat_services.image_states(turn)]
     assert seeds == [40, 41, 42] and turn.count == 3
 
 
 def test_a_random_seed_is_drawn_and_kept_with_the_turn(models: list[Any]) -> None:
-    settings = chat.check_settings(model=model(models), prompt="a fox", rng=random.Random(1))
+    settings = chat_services.check_settings(
+        model=model(models), prompt="a fox", rng=random.Random(1)
+    )
     assert 0 <= settings.seed < 2**31
 
 
 def test_run_again_keeps_or_changes_the_seed(models: list[Any]) -> None:
-    settings = chat.check_settings(model=model(models), prompt="a fox", seed=7)
-    turn = chat.start_turn(conversation=chat.conversation_for(owner="me"), settings=settings)
-    same = chat.run_again(turn=turn, new_seed=False)
-    other = chat.run_again(turn=turn, new_seed=True, rng=random.Random(2))
+    settings = chat_services.check_settings(model=model(models), prompt="a fox", seed=7)
+    turn = chat_services.start_turn(
+        conversation=chat_services.conversation_for(owner="me"), settings=settings
+    )
+    same = chat_services.run_again(turn=turn, new_seed=False)
+    other = chat_services.run_again(turn=turn, new_seed=True, rng=random.Random(2))
     assert same.seed == 7 and other.seed != 7 and other.prompt == turn.prompt
 
 
 def test_refine_is_offered_only_where_the_family_has_image_to_image(models: list[Any]) -> None:
-    assert chat.can_refine(model(models, "tiny-inhouse"))
-    assert not chat.can_refine(model(models, "tiny-pixart"))
+    assert chat_services.can_refine(model(models, "tiny-inhouse"))
+    assert not chat_services.can_refine(model(models, "tiny-pixart"))
 
 
 def test_a_refine_turn_starts_from_the_chosen_image(models: list[Any]) -> None:
-    conversation = chat.conversation_for(owner="me")
-    first = chat.start_turn(
+    conversation = chat_services.conversation_for(owner="me")
+    first = chat_services.start_turn(
         conversation=conversation,
-        settings=chat.check_settings(model=model(models), prompt="a fox", seed=3),
+        settings=chat_services.check_settings(model=model(models), prompt="a fox", seed=3),
     )
-    source = chat.image_states(first)[0].generation
+    source = chat_services.image_states(first)[0].generation
     finish_side(source)
     source.refresh_from_db()
-    settings = chat.check_settings(model=model(models), prompt="a fox at night", seed=3)
-    refined = chat.start_turn(
+    settings = chat_services.check_settings(model=model(models), prompt="a fox at night", seed=3)
+    refined = chat_services.start_turn(
         conversation=conversation, settings=settings, source=source, strength=0.5
     )
-    job = chat.image_states(refined)[0].generation
+    job = chat_services.image_states(refined)[0].generation
     assert refined.kind == ChatTurn.Kind.REFINE
     assert job.source_image == source and job.strength == 0.5
-    with pytest.raises(chat.ChatError, match="cannot refine"):
-        chat.start_turn(
+    with pytest.raises(chat_services.ChatError, match="cannot refine"):
+        chat_services.start_turn(
             conversation=conversation,
-            settings=chat.check_settings(model=model(models, "tiny-pixart"), prompt="x"),
+            settings=chat_services.check_settings(model=model(models, "tiny-pixart"), prompt="x"),
             source=source,
             strength=0.5,
         )
@@ -98,7 +104,7 @@ def test_a_refine_turn_starts_from_the_chosen_image(models: list[Any]) -> None:
 
 def test_the_download_name_says_model_seed_and_prompt(models: list[Any]) -> None:
     job = Generation(model=model(models), prompt="A Red Fox, in the SNOW!", seed=9)
-    assert chat.download_name(job) == "tiny-inhouse-9-a-red-fox-in-the-snow.png"
+    assert chat_services.download_name(job) == "tiny-inhouse-9-a-red-fox-in-the-snow.png"
 
 
 def test_nothing_done_in_chat_or_named_mode_changes_the_anonymous_board(
@@ -112,11 +118,13 @@ def test_nothing_done_in_chat_or_named_mode_changes_the_anonymous_board(
     counts = list(PairCount.objects.filter(anonymous=True).values())
     elo = list(OnlineElo.objects.values())
 
-    settings = chat.check_settings(model=model(models), prompt="a fox", seed=1, count=2)
-    turn = chat.start_turn(conversation=chat.conversation_for(owner="me"), settings=settings)
-    for state in chat.image_states(turn):
+    settings = chat_services.check_settings(model=model(models), prompt="a fox", seed=1, count=2)
+    turn = chat_services.start_turn(
+        conversation=chat_services.conversation_for(owner="me"), settings=settings
+    )
+    for state in chat_services.image_states(turn):
         finish_side(state.generation)
-    named = chat.create_named_battle(
+    named = chat_services.create_named_battle(
         left=model(models),
         right=model(models, "tiny-baseline-a"),
         prompt_text="a fox",
@@ -135,7 +143,7 @@ def test_nothing_done_in_chat_or_named_mode_changes_the_anonymous_board(
 
 
 def test_a_named_comparison_shows_names_before_the_vote(models: list[Any]) -> None:
-    battle = chat.create_named_battle(
+    battle = chat_services.create_named_battle(
         left=model(models),
         right=model(models, "tiny-baseline-b"),
         prompt_text="a fox",
@@ -148,8 +156,8 @@ def test_a_named_comparison_shows_names_before_the_vote(models: list[Any]) -> No
     assert battle.generation_left.seed == battle.generation_right.seed == 11
     assert battle.status == Battle.Status.GENERATING
     assert state.left_name is None  # not ready yet: no images, no names
-    with pytest.raises(chat.ChatError, match="two different"):
-        chat.create_named_battle(
+    with pytest.raises(chat_services.ChatError, match="two different"):
+        chat_services.create_named_battle(
             left=model(models), right=model(models), prompt_text="x", owner="me"
         )
 

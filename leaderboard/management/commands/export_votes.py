@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from leaderboard import votes
+from leaderboard import dataset
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--format", required=True, choices=votes.FORMATS)
+        parser.add_argument("--format", required=True, choices=dataset.FORMATS)
         parser.add_argument("--output", type=Path, help="file (default: stdout; jsonl and csv)")
         parser.add_argument(
             "--exclude-excluded", action="store_true", help="leave out the excluded votes"
@@ -34,8 +34,8 @@ class Command(BaseCommand):
             if format == "parquet":
                 raise CommandError("parquet is binary: give a file with --output")
             # Every chunk written ends with a line break, so the wrapper adds none.
-            votes.write_votes(fmt=format, out=self.stdout, include_excluded=include_excluded)
+            dataset.write_votes(fmt=format, out=self.stdout, include_excluded=include_excluded)
             return
         with output.open("wb") as file:
-            rows = votes.write_votes(fmt=format, out=file, include_excluded=include_excluded)
+            rows = dataset.write_votes(fmt=format, out=file, include_excluded=include_excluded)
         self.stderr.write(f"wrote {rows} votes ({format}) to {output}")

@@ -18,8 +18,8 @@ from django.core.management import CommandError, call_command
 from arena import services
 from arena.models import Battle, Vote
 from generation.models import Generation, ImageModel
+from leaderboard import dataset
 from leaderboard import services as leaderboard_services
-from leaderboard import votes
 from leaderboard.imports import import_battles
 from leaderboard.models import ImportedBattle, OnlineElo, PairCount, Snapshot
 
@@ -53,7 +53,7 @@ def played(models: list[Any], finish_battle: Any) -> list[Vote]:
 
 def export(fmt: str, **options: Any) -> bytes:
     out = io.BytesIO()
-    votes.write_votes(fmt=fmt, out=out, **options)
+    dataset.write_votes(fmt=fmt, out=out, **options)
     return out.getvalue()
 
 
@@ -78,8 +78,8 @@ def start_afresh() -> None:
 
 
 def test_each_row_has_fastchat_columns_then_ours(played: list[Vote]) -> None:
-    rows = list(votes.iter_vote_rows())
-    assert len(rows) == len(played) and list(rows[0]) == list(votes.COLUMNS)
+    rows = list(dataset.iter_vote_rows())
+    assert len(rows) == len(played) and list(rows[0]) == list(dataset.COLUMNS)
     vote = played[0]
     battle = vote.battle
     row = next(r for r in rows if r["battle_id"] == str(battle.public_id))
@@ -121,19 +121,19 @@ def test_rows_come_oldest_first_and_only_from_anonymous_voted_battles(
     played: list[Vote],
 ) -> None:
     Battle.objects.filter(pk=played[0].battle_id).update(anonymous=False)
-    rows = list(votes.iter_vote_rows())
+    rows = list(dataset.iter_vote_rows())
     assert [r["battle_id"] for r in rows] == [str(v.battle.public_id) for v in played[1:]]
 
 
 def test_excluded_votes_are_flagged_or_left_out(played: list[Vote]) -> None:
     chosen = Vote.objects.filter(pk__in=[v.pk for v in played[:3]])
     services.exclude_votes(votes=chosen, reason="burst from one session", by="admin")
-    rows = list(votes.iter_vote_rows())
+    rows = list(dataset.iter_vote_rows())
     flagged = [r for r in rows if r["excluded"]]
     assert len(flagged) == 3 and {r["excluded_reason"] for r in flagged} == {
         "burst from one session"
     }
-    assert len(list(votes.iter_vote_rows(include_excluded=False))) == len(played) - 3
+    assert len(list(dataset.iter_vote_rows(include_excluded=False))) == len(played) - 3
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
@@ -145,7 +145,7 @@ def test_every_format_holds_the_same_rows(played: list[Vote], fmt: str) -> None:
         rows = list(csv.DictReader(io.StringIO(data.decode())))
     else:
         rows = pq.read_table(io.BytesIO(data)).to_pylist()
-    expected = list(votes.iter_vote_rows())
+    expected = list(dataset.iter_vote_rows())
     assert [r["battle_id"] for r in rows] == [r["battle_id"] for r in expected]
     assert [str(r["winner"]) for r in rows] == [r["winner"] for r in expected]
     assert [float(r["tstamp"]) for r in rows] == [r["tstamp"] for r in expected]
@@ -154,9 +154,9 @@ def test_every_format_holds_the_same_rows(played: list[Vote], fmt: str) -> None:
 
 
 def test_an_empty_dataset_is_a_header_or_an_empty_table(db: None) -> None:
-    assert export("csv").decode().splitlines() == [",".join(votes.COLUMNS)]
+    assert export("csv").decode().splitlines() == [",".join(dataset.COLUMNS)]
     assert export("jsonl") == b""
-    assert pq.read_table(io.BytesIO(export("parquet"))).column_names == list(votes.COLUMNS)
+    assert pq.read_table(io.BytesIO(export("parquet"))).column_names == list(dataset.COLUMNS)
 
 
 def test_the_csv_guards_cells_a_spreadsheet_would_run(
@@ -238,18 +238,18 @@ def test_parquet_is_written_in_bounded_batches(
     (a fixed share of it: the bound is relative, so it holds on any machine)."""
     total, batch = 10_000, 1_000
     make_votes(models=models, count=total)
-    monkeypatch.setattr(votes, "BATCH_ROWS", batch)
-    monkeypatch.setattr(votes, "CHUNK_SIZE", 500)
+    monkeypatch.setattr(dataset, "BATCH_ROWS", batch)
+    monkeypatch.setattr(dataset, "CHUNK_SIZE", 500)
 
     tracemalloc.start()
     try:
-        everything = list(votes.iter_vote_rows())
+        everything = list(dataset.iter_vote_rows())
         _, held_peak = tracemalloc.get_traced_memory()
         del everything
         tracemalloc.reset_peak()
         start, _ = tracemalloc.get_traced_memory()
         with (tmp_path / "votes.parquet").open("wb") as file:
-            written = votes.write_votes(fmt="parquet", out=file)
+            written = dataset.write_votes(fmt="parquet", out=file)
         _, export_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -266,17 +266,17 @@ def test_a_stream_sends_each_batch_as_soon_as_it_is_written(
     models: list[Any], monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
     make_votes(models=models, count=3_000)
-    monkeypatch.setattr(votes, "BATCH_ROWS", 1_000)
-    monkeypatch.setattr(votes, "TEXT_BATCH_ROWS", 1_000)
+    monkeypatch.setattr(dataset, "BATCH_ROWS", 1_000)
+    monkeypatch.setattr(dataset, "TEXT_BATCH_ROWS", 1_000)
 
-    chunks = list(votes.stream_votes(fmt=fmt))
+    chunks = list(dataset.stream_votes(fmt=fmt))
 
     assert all(isinstance(chunk, bytes) and chunk for chunk in chunks)
     # One chunk per batch of rows (and the footer, for Parquet), not one for the whole file.
     assert len(chunks) == (4 if fmt == "parquet" else 3)
     file = io.BytesIO(b"".join(chunks))
     with io.BytesIO() as written:
-        votes.write_votes(fmt=fmt, out=written)
+        dataset.write_votes(fmt=fmt, out=written)
         assert written.getvalue() == file.getvalue()  # the same file as an export writes
     if fmt == "parquet":
         assert pq.ParquetFile(file).metadata.num_rows == 3_000
@@ -326,7 +326,7 @@ def make_votes(*, models: list[Any], count: int) -> None:
     )
     Vote.objects.bulk_create(
         [
-            Vote(battle=battle, choice=rng.choice(list(votes.WINNER)), voter=f"{i:064x}")
+            Vote(battle=battle, choice=rng.choice(list(dataset.WINNER)), voter=f"{i:064x}")
             for i, battle in enumerate(battles)
         ],
         batch_size=2000,
