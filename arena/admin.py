@@ -1,4 +1,4 @@
-"""Admin for prompts, battles and votes, and the pieces the other apps' admins share.
+"""Admin for prompts, battles and votes.
 
 Battles and votes are never edited by hand: a changed choice or side would silently disagree
 with the pair counts. They change only through actions that call the services (exclude or
@@ -7,17 +7,13 @@ restore votes, which recount and refresh the boards) or a conditional update (vo
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -25,28 +21,12 @@ from django.utils import timezone
 
 from arena import services
 from arena.models import Battle, Prompt, Vote
+from generation.admin import RecordAdmin, export_csv_action
 from generation.models import ImageModel
 from leaderboard import dataset
-from leaderboard.exports import csv_cell
 
 admin.site.site_header = "Image Arena administration"
 admin.site.site_title = "Image Arena admin"
-
-ExportAction = Callable[[Any, HttpRequest, QuerySet[Any]], StreamingHttpResponse]
-
-
-class RecordAdmin(admin.ModelAdmin):
-    """A record nobody edits by hand: listed and viewed, changed only by actions."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        # Without an object this is the permission the changelist's actions need.
-        return obj is None and super().has_change_permission(request)
 
 
 class EitherSideModelFilter(admin.SimpleListFilter):
@@ -67,50 +47,6 @@ class EitherSideModelFilter(admin.SimpleListFilter):
             return queryset.none()
         left, right = self.sides
         return queryset.filter(Q(**{left: int(value)}) | Q(**{right: int(value)}))
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    return value
-
-
-class _Echo:
-    """A file-like object whose write returns the line, so csv.writer can feed a stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_response(
-    *, queryset: QuerySet[Any], fields: Sequence[str], name: str
-) -> StreamingHttpResponse:
-    """The queryset's ``fields`` (lookups) as a streamed CSV download, formula-guarded."""
-    writer = csv.writer(_Echo(), lineterminator="\n")
-
-    def lines() -> Iterator[str]:
-        yield writer.writerow([field.replace("__", "_") for field in fields])
-        for values in queryset.order_by("pk").values_list(*fields).iterator(chunk_size=2000):
-            yield writer.writerow([csv_cell(_plain(value)) for value in values])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
-    return response
-
-
-def export_csv_action(*, fields: Sequence[str], name: str) -> ExportAction:
-    """An admin action that downloads the selected rows' ``fields`` as CSV."""
-
-    @admin.action(description="Export selected as CSV")
-    def export_selected_csv(
-        modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]
-    ) -> StreamingHttpResponse:
-        return csv_response(queryset=queryset, fields=fields, name=name)
-
-    return export_selected_csv
 
 
 class BattleModelFilter(EitherSideModelFilter):

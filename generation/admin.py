@@ -1,4 +1,5 @@
-"""Admin for the model registry and the image jobs.
+"""Admin for the model registry and the image jobs, and the read-only record admin and CSV
+export action that the other apps' admins build on.
 
 A model's key and version are its identity (votes and boards point at the row), so they are
 read-only; a job's results are what a worker recorded and are never edited.
@@ -6,13 +7,45 @@ read-only; a job's results are what a worker recorded and are never edited.
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from arena.admin import RecordAdmin, export_csv_action
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+
 from generation import services
 from generation.models import Generation, ImageModel
+from generation.records import csv_response
+
+ExportAction = Callable[[Any, HttpRequest, QuerySet[Any]], StreamingHttpResponse]
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """A record nobody edits by hand: listed and viewed, changed only by actions."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        # Without an object this is the permission the changelist's actions need.
+        return obj is None and super().has_change_permission(request)
+
+
+def export_csv_action(*, fields: Sequence[str], name: str) -> ExportAction:
+    """An admin action that downloads the selected rows' ``fields`` as CSV."""
+
+    @admin.action(description="Export selected as CSV")
+    def export_selected_csv(
+        modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> StreamingHttpResponse:
+        return csv_response(queryset=queryset, fields=fields, name=name)
+
+    return export_selected_csv
+
 
 MODEL_CSV_FIELDS = (
     "key",

@@ -19,7 +19,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 
-from arena.admin import EitherSideModelFilter, RecordAdmin
+from arena.admin import EitherSideModelFilter
+from generation.admin import RecordAdmin
 from leaderboard import exports
 from leaderboard.models import (
     BoardOptions,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, TextIO, cast
 
 from arena.models import Battle, Vote
-from leaderboard.exports import csv_cell
+from generation.records import csv_cell
 
 FORMATS = ("jsonl", "csv", "parquet")
 CONTENT_TYPES = {

@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any, BinaryIO, TextIO, cast
 
+from generation.records import csv_cell
 from leaderboard.models import Snapshot
 
 FORMATS = ("csv", "json", "parquet")
@@ -34,8 +35,6 @@ COLUMNS = (
     "online_elo",
     "provisional",
 )
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def board_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -124,17 +123,6 @@ def _comment_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return " ".join(str(value).splitlines())  # a line break would end the comment
-
-
-def csv_cell(value: object) -> object:
-    """A CSV cell: numbers as they are; text a spreadsheet would run as a formula behind a quote."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return f"'{value}"
-    return value
 
 
 def _write_parquet(*, snapshot: Snapshot, out: BinaryIO | TextIO) -> None:

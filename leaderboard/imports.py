@@ -33,8 +33,8 @@ from numpy.typing import NDArray
 
 from arena.categories import CATEGORIES, OTHER
 from generation.models import ImageModel
+from generation.records import FORMULA_STARTS
 from leaderboard import ratings
-from leaderboard.exports import FORMULA_STARTS
 from leaderboard.models import ImportedBattle, OnlineElo, PairCount
 from leaderboard.services import ELO_INIT
 
