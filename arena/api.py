@@ -33,6 +33,8 @@ from arena.views import NO_MODELS_MESSAGE
 from arena.visitors import battle_for, limit_images, owner_of
 
 BAD_BODY = "The request body must be a JSON object (or a form)."
+# Codes for ninja's own HTTP errors (authentication and throttling, if ever turned on).
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 429: "rate_limited"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Where a parameter or field sits in a validation error's location, not its name.
 LOCATIONS = {"body", "query", "path", "header", "cookie", "form", "payload", "params"}
@@ -96,7 +98,8 @@ def create_api(*, routers: list[Router]) -> NinjaAPI:
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         if exc.status_code == 400 and exc.__cause__ is not None:
             return answer(request, ApiError(400, "bad_request", BAD_BODY))  # see BodyParser
-        return answer(request, ApiError(exc.status_code, "bad_request", exc.message))
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return answer(request, ApiError(exc.status_code, code, exc.message))
 
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return answer(request, ApiError(404, "not_found", str(exc) or "Not found."))

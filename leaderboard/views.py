@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 from pydantic import BaseModel, Field, ValidationError
 
+from arena.categories import LABELS
 from arena.models import Category
 from arena.schemas import MAX_ID, OptionalInt, Text
 from generation.models import ImageModel
@@ -64,7 +65,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "historical": requested is not None and requested != latest,
         "rows": rows,
         "category": category,
-        "categories": [(c, Category(c).label) for c in boards],
+        # A board of a category since removed from the data file keeps its name as label.
+        "categories": [(c, LABELS.get(c, c)) for c in boards],
         "plot_kinds": PLOT_KINDS,
         "all_votes_offered": offered,
         "all_votes": all_votes,
