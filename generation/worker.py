@@ -73,11 +73,13 @@ def prepare_child() -> None:
     try:
         warmed = services.warm(keys=keys) if keys != [] else []
     except Exception as exc:  # WarmUpError, or anything a loader raised
-        logger.critical("worker child %s cannot serve: %s", os.getpid(), exc)
-        if folder is not None:
-            (folder / f"failed-{os.getpid()}").write_text(str(exc), encoding="utf-8")
-        # The signal that runs this swallows exceptions; only an exit stops a broken child.
-        os._exit(EX_WARM_UP_FAILED)
+        try:
+            logger.critical("worker child %s cannot serve: %s", os.getpid(), exc)
+            if folder is not None:
+                (folder / f"failed-{os.getpid()}").write_text(str(exc), encoding="utf-8")
+        finally:
+            # The signal that runs this swallows exceptions; only an exit stops a broken child.
+            os._exit(EX_WARM_UP_FAILED)
     if folder is not None:
         _write_atomically(folder / f"warm-{os.getpid()}", json.dumps(warmed))
 

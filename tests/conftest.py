@@ -150,7 +150,9 @@ class Worker:
                 f"test-{uuid.uuid4().hex[:6]}@%h",
             ],
             cwd=ROOT,
-            env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file), **self.env),
+            env=child_env(
+                **{"ARENA_WARM_MODELS": "all", "ARENA_READY_FILE": str(ready_file), **self.env}
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

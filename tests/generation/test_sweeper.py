@@ -146,9 +146,7 @@ def test_jobs_out_of_attempts_never_disable_their_model_in_the_sweeper_or_the_cl
     settings.ARENA_MAX_ATTEMPTS = 1
     settings.ARENA_DISABLE_AFTER_FAILURES = 3
     model = models[0]
-    jobs = [
-        services.create_generation(model=model, prompt=f"a fox {i}", seed=i) for i in range(6)
-    ]
+    jobs = [services.create_generation(model=model, prompt=f"a fox {i}", seed=i) for i in range(6)]
     Generation.objects.filter(pk__in=[j.pk for j in jobs]).update(attempts=1)
     for refused in jobs[:3]:  # a late delivery: the claim's guard
         assert services.claim(generation_id=refused.pk) is None
