@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from generation import capacity
 from generation.models import ImageModel
 
-BROKER_TIMEOUT_S = 2.0
+BROKER_TIMEOUT_S = 2
 
 
 @never_cache
@@ -80,7 +80,7 @@ def _cache() -> str:
 
 def _workers() -> str:
     queues = set(ImageModel.objects.enabled().filter(retired=False).values_list("queue", flat=True))
-    ready = capacity.ready_workers()
+    ready = capacity.serving_workers()
     missing = sorted(q for q in queues if ready.get(q, 0) == 0)
     if missing:
         return f"no live, warm worker for queue(s): {', '.join(missing)}"

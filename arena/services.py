@@ -152,7 +152,7 @@ def match_weights(models: list[ImageModel]) -> list[float]:
     weights = [m.sampling_weight for m in models]
     if not settings.ARENA_MATCH_LIVE_WORKERS:
         return weights
-    workers = capacity.ready_workers()
+    workers = capacity.serving_workers()
     waits = capacity.expected_waits(models=models, workers=workers)
     return available_weights(
         weights=weights,

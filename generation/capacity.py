@@ -5,7 +5,7 @@ Read from the database: the workers' heartbeats (``generation.worker``) and the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Avg, Count
@@ -21,14 +21,17 @@ RECENT_JOBS = 20
 UNKNOWN_COMPUTE_S = 10.0
 
 
-def ready_workers(*, now: timezone.datetime | None = None) -> dict[str, int]:
-    """Queue name -> number of workers serving it whose children are all alive and warm."""
+def serving_workers(*, now: datetime | None = None) -> dict[str, int]:
+    """Queue name -> number of live workers with at least one warm child on it.
+
+    A worker whose one child of several is being replaced still serves its queue (it is not
+    "ready" for its own probe until every child is warm again, but it takes jobs).
+    """
     now = now or timezone.now()
     fresh = now - timedelta(seconds=STALE_AFTER_BEATS * settings.ARENA_WORKER_HEARTBEAT_S)
+    live = WorkerHeartbeat.objects.filter(warm_children__gt=0, seen_at__gte=fresh)
     counts: dict[str, int] = {}
-    for queues in WorkerHeartbeat.objects.filter(ready=True, seen_at__gte=fresh).values_list(
-        "queues", flat=True
-    ):
+    for queues in live.values_list("queues", flat=True):
         for queue in queues:
             counts[queue] = counts.get(queue, 0) + 1
     return counts
@@ -39,7 +42,7 @@ def expected_waits(*, models: list[ImageModel], workers: dict[str, int]) -> dict
 
     Battle jobs go first (broker priority), so only the battle jobs already queued on the same
     queue and the jobs running there are ahead; each costs its model's recent mean compute time,
-    shared among the queue's ready workers.
+    shared among the queue's serving workers.
     """
     queues = {m.queue for m in models}
     mean_s: dict[int, float] = {}

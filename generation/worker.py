@@ -3,7 +3,7 @@ readiness that tells the truth.
 
 - Each pool child loads its models at ``worker_process_init`` (``prepare_child``). A child that
   cannot (an unknown key in ARENA_WARM_MODELS, a model that fails to load or run) records why and
-  exits; the parent then stops the whole worker with exit code 1, loudly.
+  exits; the parent then stops the whole worker with exit code 78 (EX_CONFIG), loudly.
 - A replacement child gets CELERY_WORKER_PROC_ALIVE_TIMEOUT (ARENA_WORKER_WARM_TIMEOUT_S) to
   load, not Celery's default 4 s, which killed every replacement forever.
 - ``TaskPool`` is Celery's prefork pool. On a broker without an event loop (the embedded file
@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 
 # Set by the parent before it forks; the children write their warm (or failed) marks there.
 STATE_DIR_ENV = "ARENA_WORKER_STATE_DIR"
-# Exit code of a worker whose children could not warm up.
-EX_WARM_UP_FAILED = 1
+# Exit code of a worker whose children could not warm up: sysexits' EX_CONFIG, apart from
+# Celery's own 1, so systemd can keep such a unit down (RestartPreventExitStatus=78).
+EX_WARM_UP_FAILED = os.EX_CONFIG
 # How often the parent looks at its children (a killed child shows within this).
 WATCH_INTERVAL_S = 0.5
 
@@ -136,12 +137,15 @@ class DeathSafePool(billiard_pool.Pool):
     """billiard's plain pool with its pipes guarded by ``_DeathSafeLock``s."""
 
     def _setup_queues(self) -> None:
-        super()._setup_queues()
+        # billiard's private hook (its type stubs leave it out) that makes the pool's pipes.
+        pool: Any = self
+        billiard_pool.Pool._setup_queues(pool)  # type: ignore[attr-defined]
         folder = Path(tempfile.mkdtemp(prefix="arena-pool-"))
-        for name, queue in (("in", self._inqueue), ("out", self._outqueue)):
+        queues: list[tuple[str, Any]] = [("in", pool._inqueue), ("out", pool._outqueue)]
+        for name, queue in queues:
             assert isinstance(queue, SimpleQueue)
-            queue._rlock = _DeathSafeLock(folder / f"{name}-read.lock")
-            queue._wlock = _DeathSafeLock(folder / f"{name}-write.lock")
+            queue._rlock = _DeathSafeLock(folder / f"{name}-read.lock")  # type: ignore[attr-defined]
+            queue._wlock = _DeathSafeLock(folder / f"{name}-write.lock")  # type: ignore[attr-defined]
 
 
 class TaskPool(prefork.TaskPool):
@@ -221,7 +225,7 @@ class Readiness(bootsteps.StartStopStep):
                     )
                     self._set_ready_file([])
                     # Read by the consumer loop, which then stops the worker with this code.
-                    worker_state.should_stop = EX_WARM_UP_FAILED
+                    worker_state.should_stop = EX_WARM_UP_FAILED  # type: ignore[assignment]
                     return
                 alive, warm, models = self._children(worker)
                 ready = bool(alive) and len(alive) >= worker.concurrency and warm == alive

@@ -126,7 +126,7 @@ def send(job: Generation, queue: str, broker_folder: Path | None) -> None:
     options = {"data_folder_in": box, "data_folder_out": box, "store_processed": False}
     control = str(broker_folder / "broker" / "control")
     with Connection("filesystem://", transport_options={**options, "control_folder": control}) as c:
-        generate.apply_async(args=(job.pk,), queue=queue, connection=c)
+        generate.apply_async(args=(job.pk,), queue=queue, connection=c)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("broker", ["redis", "filesystem"])
@@ -201,7 +201,7 @@ def test_a_killed_pool_child_is_replaced_by_one_that_loads_its_model_and_serves(
 def start_failing(worker: Worker) -> str:
     with pytest.raises(RuntimeError, match="worker exited early"):
         worker.start()
-    assert worker.process is not None and worker.process.returncode == 1
+    assert worker.process is not None and worker.process.returncode == os.EX_CONFIG
     assert not worker.log_path.with_suffix(".ready").exists()
     return worker.log()
 

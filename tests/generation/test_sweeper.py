@@ -174,7 +174,7 @@ def test_jobs_out_of_attempts_never_disable_their_model_in_the_sweeper_or_the_cl
     ],
 )
 def test_only_the_models_own_failures_disable_it(
-    models: list[Any], settings: Any, kind: str, disabled: bool
+    models: list[Any], settings: Any, kind: Generation.FailureKind, disabled: bool
 ) -> None:
     settings.ARENA_DISABLE_AFTER_FAILURES = 3
     model = models[0]
