@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from arena.admin import RecordAdmin, export_csv_action
 from generation import services
-from generation.models import Generation, ImageModel
+from generation.models import Generation, ImageModel, WorkerHeartbeat
 
 MODEL_CSV_FIELDS = (
     "key",
@@ -92,6 +92,8 @@ class GenerationAdmin(RecordAdmin):
         "pk",
         "model",
         "status",
+        "failure_kind",
+        "purpose",
         "steps",
         "size",
         "attempts",
@@ -100,7 +102,7 @@ class GenerationAdmin(RecordAdmin):
         "device",
         "created_at",
     )
-    list_filter = ("status", "model", "device", "created_at")
+    list_filter = ("status", "failure_kind", "purpose", "model", "device", "created_at")
     list_select_related = ("model",)
     search_fields = ("=id", "prompt", "image_sha256", "worker_host", "model__key")
     date_hierarchy = "created_at"
@@ -108,3 +110,11 @@ class GenerationAdmin(RecordAdmin):
     @admin.display(description="size")
     def size(self, generation: Generation) -> str:
         return f"{generation.width}×{generation.height}"
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(RecordAdmin):
+    """What each worker reported last: whether all its children are alive and warm."""
+
+    list_display = ("node", "ready", "warm_children", "children", "queues", "seen_at")
+    list_filter = ("ready",)

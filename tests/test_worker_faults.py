@@ -4,8 +4,11 @@ broker, models that cannot warm up, and broker priorities."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -268,3 +271,113 @@ def test_battle_jobs_run_before_chat_jobs_and_chat_jobs_before_pool_jobs_on_redi
         "pool",
         "pool",
     ]
+
+
+# --- A database blip -------------------------------------------------------------------------
+
+
+class DatabaseRelay:
+    """A TCP relay to PostgreSQL that can drop every connection and refuse new ones: a restart,
+    as the worker sees it, without touching the shared server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()  # refused while "restarting"
+                continue
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            for end in self.sockets:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            self.sockets.clear()
+
+    def resume(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_jobs_hit_by_a_database_blip_are_retried_within_seconds_not_left_to_the_sweeper(
+    models: list[Any], test_queue: str, tmp_path: Path, transactional_db: None
+) -> None:
+    from django.db import connection
+
+    from .conftest import database_url
+
+    require(connection.vendor == "postgresql", "PostgreSQL is configured")
+    params = connection.settings_dict
+    relay = DatabaseRelay(params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432))
+    url = database_url().replace(f":{params['PORT']}/", f":{relay.port}/")
+    model = models[0]
+    env = {"ARENA_WARM_MODELS": model.key, "DATABASE_URL": url}
+    try:
+        with running_worker(test_queue, tmp_path / "w.log", concurrency=1, env=env) as started:
+            with transaction.atomic():
+                slow = services.create_generation(model=model, prompt="slow", seed=1, steps=300)
+                services.enqueue(slow)
+
+            def running() -> bool:
+                slow.refresh_from_db()
+                return slow.status == Generation.Status.RUNNING and slow.steps_done > 0
+
+            wait_for(running, 60, f"the slow job to start:\n{started.log()}")
+            relay.cut()  # mid-job: progress writes and the finish meet a dead connection
+            with transaction.atomic():
+                queued = [
+                    services.create_generation(model=model, prompt=f"q {i}", seed=i)
+                    for i in range(2)
+                ]
+                for job in queued:
+                    services.enqueue(job)
+            time.sleep(4)
+            relay.resume()
+            back = time.monotonic()
+            jobs = [slow, *queued]
+
+            def all_done() -> bool:
+                statuses = Generation.objects.filter(pk__in=[j.pk for j in jobs])
+                return set(statuses.values_list("status", flat=True)) == {Generation.Status.DONE}
+
+            # Far below the sweeper's reach (timeout_s + grace, then a sweep).
+            wait_for(all_done, 45, f"the retries:\n{started.log()}")
+            took = time.monotonic() - back
+            assert "Retry in" in started.log()
+        attempts = Generation.objects.filter(pk__in=[j.pk for j in jobs]).values_list(
+            "attempts", flat=True
+        )
+        assert list(attempts) == [1, 1, 1], "a blip costs no attempt"
+        assert took < 30
+    finally:
+        relay.close()
