@@ -64,6 +64,13 @@ def unavailable_response(request: HttpRequest, code: str, words: str) -> HttpRes
     return response
 
 
+def unavailable_api_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The 503 for an exception the JSON API caught itself (django-ninja's handlers)."""
+    part = unavailable_part(exc)
+    assert part is not None, "registered only for the exceptions in PARTS"
+    return unavailable_response(request, *part)
+
+
 class ServiceUnavailableMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -187,3 +187,17 @@ def test_a_failure_after_the_view_in_a_middleware_also_answers_503(
 def test_a_bug_still_answers_500(client: Client) -> None:
     """Only lost connections become 503: a bug must still look like one."""
     assert client.get("/api/bug").status_code == 500
+
+
+def test_the_json_api_answers_503_when_its_database_is_away(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """django-ninja catches exceptions itself; its handlers answer the same 503."""
+    import uuid
+
+    from arena import api
+
+    monkeypatch.setattr(api, "battle_for", lambda *args, **kwargs: uses_database(None))  # type: ignore[arg-type]
+    response = client.get(f"/api/v1/battles/{uuid.uuid4()}")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"

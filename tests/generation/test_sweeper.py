@@ -279,5 +279,6 @@ def test_progress_is_written_at_most_about_four_times_a_second(
     assert job.status == Generation.Status.DONE and job.steps_done == 120
     # The first step, then at most one write per quarter second, then the last step.
     assert len(writes) <= seconds / services.PROGRESS_INTERVAL_S + 2, (len(writes), seconds)
-    assert 2 <= len(writes) < 120 / 4, "far fewer writes than steps, but some"
+    # (On a quiet machine about 120 / 4 or fewer; the time bound above holds under any load.)
+    assert 2 <= len(writes) < 120, "fewer writes than steps, but some"
     assert job.scheduler and job.model_version == models[0].version
