@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 RETRY_AFTER_S = 5
 
 # Which part is away, by the exception that said so; "code" goes into the JSON answer.
-PARTS: list[tuple[tuple[type[BaseException], ...], str, str]] = [
+PARTS: list[tuple[tuple[type[Exception], ...], str, str]] = [
     ((OperationalError, InterfaceError), "database_unavailable", "the database"),
     ((kombu.exceptions.OperationalError,), "broker_unavailable", "the job queue"),
     (
@@ -64,7 +64,7 @@ def unavailable_response(request: HttpRequest, code: str, words: str) -> HttpRes
     return response
 
 
-def unavailable_api_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+def unavailable_api_response(request: HttpRequest, exc: Any) -> HttpResponse:
     """The 503 for an exception the JSON API caught itself (django-ninja's handlers)."""
     part = unavailable_part(exc)
     assert part is not None, "registered only for the exceptions in PARTS"
