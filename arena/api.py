@@ -26,7 +26,7 @@ from ninja.decorators import decorate_view
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
-from arena import limits, schemas, services
+from arena import limits, outages, schemas, services
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
 from arena.views import NO_MODELS_MESSAGE
@@ -121,6 +121,11 @@ def create_api(*, routers: list[Router]) -> NinjaAPI:
     }
     for kind, handler in handlers.items():
         api.add_exception_handler(kind, handler)
+    # A lost database, broker or cache: 503 with its code, as everywhere (arena.outages);
+    # ninja would otherwise answer its own 500 under DEBUG.
+    for kinds, _, _ in outages.PARTS:
+        for outage in kinds:
+            api.add_exception_handler(outage, outages.unavailable_api_response)
     for router in routers:
         api.add_router("", router)
     return api

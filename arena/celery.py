@@ -5,11 +5,15 @@ from pathlib import Path
 
 from celery import Celery
 
+from generation.worker import Readiness
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
 
 app = Celery("arena")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every worker reports whether all its pool children are alive and warm (generation.worker).
+app.steps["worker"].add(Readiness)
 
 
 def ensure_broker_folders() -> None:

@@ -38,3 +38,20 @@ def _draw(candidates: Sequence[tuple[int, float]], rng: random.Random) -> int:
         if point < 0:
             return ident
     return candidates[-1][0]
+
+
+def available_weights(
+    *,
+    weights: Sequence[float],
+    live: Sequence[bool],
+    expected_wait_s: Sequence[float],
+    budget_s: float,
+) -> list[float]:
+    """The weights with a zero for each model that cannot serve a battle soon: no live worker,
+    or an expected wait beyond ``budget_s`` (0 means no budget)."""
+    if not len(weights) == len(live) == len(expected_wait_s):
+        raise ValueError("weights, live and expected_wait_s differ in length")
+    return [
+        weight if ok and (budget_s <= 0 or wait <= budget_s) else 0.0
+        for weight, ok, wait in zip(weights, live, expected_wait_s, strict=True)
+    ]

@@ -8,7 +8,7 @@ import random
 import tomllib
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -17,8 +17,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from arena.categories import CATEGORIES, classify_prompt
-from arena.matchmaking import pick_pair
+from arena.matchmaking import available_weights, pick_pair
 from arena.models import Battle, Prompt, Vote
+from generation import capacity
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
 from leaderboard import services as leaderboard_services
@@ -108,7 +109,7 @@ def create_battle(
     curated = Prompt.objects.filter(text=text).first()
     models = list(ImageModel.objects.enabled().filter(retired=False))
     left_id, right_id = pick_pair(
-        ids=[m.pk for m in models], weights=[m.sampling_weight for m in models], rng=rng
+        ids=[m.pk for m in models], weights=match_weights(models), rng=rng
     )
     by_id = {m.pk: m for m in models}
     cached = curated is not None and not fresh_seed and settings.ARENA_CACHED_SEEDS
@@ -143,6 +144,22 @@ def create_battle(
     generation_services.enqueue(left)
     generation_services.enqueue(right)
     return battle
+
+
+def match_weights(models: list[ImageModel]) -> list[float]:
+    """Each model's sampling weight, or zero while no live worker serves its queue or a battle
+    job would wait there longer than ARENA_MAX_EXPECTED_WAIT_S."""
+    weights = [m.sampling_weight for m in models]
+    if not settings.ARENA_MATCH_LIVE_WORKERS:
+        return weights
+    workers = capacity.serving_workers()
+    waits = capacity.expected_waits(models=models, workers=workers)
+    return available_weights(
+        weights=weights,
+        live=[workers.get(m.queue, 0) > 0 for m in models],
+        expected_wait_s=[waits[m.pk] for m in models],
+        budget_s=settings.ARENA_MAX_EXPECTED_WAIT_S,
+    )
 
 
 def on_generation_finished(*, generation: Generation) -> None:
@@ -229,9 +246,10 @@ def void_battles(*, battles: QuerySet[Battle], by: str) -> int:
     )
 
 
-def void_if_overdue(battle: Battle) -> Battle:
+def void_if_overdue(battle: Battle, *, now: datetime | None = None) -> Battle:
     """Void a battle still generating past the deadline (dead worker, lost message)."""
-    deadline = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
+    now = now or timezone.now()
+    deadline = now - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
     if battle.status == Battle.Status.GENERATING and battle.created_at < deadline:
         with transaction.atomic():
             overdue = Battle.objects.filter(pk=battle.pk, status=Battle.Status.GENERATING).update(
@@ -239,9 +257,24 @@ def void_if_overdue(battle: Battle) -> Battle:
             )
             if overdue:
                 for generation_id in (battle.generation_left_id, battle.generation_right_id):
-                    generation_services.fail(generation_id=generation_id, error="battle deadline")
+                    generation_services.fail(
+                        generation_id=generation_id,
+                        error="battle deadline",
+                        kind=Generation.FailureKind.DEADLINE,
+                    )
         battle.refresh_from_db()
     return battle
+
+
+def void_overdue_battles(*, now: datetime) -> int:
+    """Void every battle still generating past the deadline, and fail its unfinished jobs;
+    the sweeper calls it. Returns how many."""
+    deadline = now - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
+    overdue = Battle.objects.filter(status=Battle.Status.GENERATING, created_at__lt=deadline)
+    voided = 0
+    for battle in overdue:
+        voided += void_if_overdue(battle, now=now).status == Battle.Status.VOID
+    return voided
 
 
 @dataclass(frozen=True)
@@ -259,8 +292,10 @@ class BattleState:
 
 
 def battle_state(battle: Battle) -> BattleState:
-    """The voter's view of the battle; progress is a whole percentage across both sides."""
-    battle = void_if_overdue(battle)
+    """The voter's view of the battle; progress is a whole percentage across both sides.
+
+    A read only: a battle past its deadline is voided by the sweeper (void_overdue_battles).
+    """
     left, right = battle.generation_left, battle.generation_right
     if battle.status == Battle.Status.VOID:
         return BattleState(status="void", progress=0, message=VOID_MESSAGE)

@@ -124,6 +124,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: a lost database, broker or cache connection answers 503, never 500.
+    "arena.outages.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -212,6 +214,10 @@ else:
     # task's hard time limit stays below it (checked by a test).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        # One Redis list per step; a worker pops the lowest step first, whatever the queue
+        # (generation.services.PRIORITY: battle 0, chat 3, pool 9).
+        "priority_steps": [0, 3, 6, 9],
+        "queue_order_strategy": "priority",
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
@@ -226,6 +232,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's prefork pool, with a lock that dies with a killed child (generation.worker).
+CELERY_WORKER_POOL = "generation.worker:TaskPool"
+# A replacement pool child must load its models before Celery gives up on it (default 4 s).
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(env_int("ARENA_WORKER_WARM_TIMEOUT_S", 600, minimum=5))
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Leaderboard refreshes have a queue of their own, served by one process: that process keeps the
 # bootstrap rounds of each board between refreshes and extends them (leaderboard.services).
@@ -245,7 +255,17 @@ ARENA_MAX_PROMPT_CHARS = env_int("ARENA_MAX_PROMPT_CHARS", 1000, minimum=1)
 ARENA_BATTLE_DEADLINE_S = env_int("ARENA_BATTLE_DEADLINE_S", 300, minimum=5)
 # Jobs: a sweeper re-queues jobs stuck in queued or running past their deadline, and fails them
 # after this many attempts; a model whose jobs fail this many times in a row is disabled.
-ARENA_SWEEP_S = env_int("ARENA_SWEEP_S", 30, minimum=1)
+ARENA_SWEEP_S = env_int("ARENA_SWEEP_S", 10, minimum=1)
+# A queued job whose message has been absent from the broker this long was lost (a broker
+# restart without persistence, a purge): the sweeper sends it again.
+ARENA_LOST_MESSAGE_S = env_int("ARENA_LOST_MESSAGE_S", 10, minimum=1)
+# Each worker records every this many seconds whether all its children are alive and warm;
+# a record three times older counts as a dead worker.
+ARENA_WORKER_HEARTBEAT_S = env_int("ARENA_WORKER_HEARTBEAT_S", 5, minimum=1)
+# Matchmaking draws only models whose queue has a live, warm worker (off: any enabled model),
+# and whose expected wait for a battle job is at most this many seconds (0: no limit).
+ARENA_MATCH_LIVE_WORKERS = env_bool("ARENA_MATCH_LIVE_WORKERS", True)
+ARENA_MAX_EXPECTED_WAIT_S = env_int("ARENA_MAX_EXPECTED_WAIT_S", 60)
 ARENA_MAX_ATTEMPTS = env_int("ARENA_MAX_ATTEMPTS", 3, minimum=1)
 ARENA_DISABLE_AFTER_FAILURES = env_int("ARENA_DISABLE_AFTER_FAILURES", 5, minimum=1)
 # Slack beyond a model's time limit before its job counts as stuck (the worker died).

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path, register_converter
 
-from arena import api, chat_views, views
+from arena import api, chat_views, health, views
 from leaderboard import api as leaderboard_api
 
 
@@ -48,6 +48,8 @@ arena_patterns = [
 ]
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", include((arena_patterns, "arena"))),
     path("api/v1/", json_api.urls),
     re_path(r"^api/", views.api_not_found),  # any other /api/ address: a JSON 404

@@ -15,7 +15,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
 from generation import services
-from generation.models import Generation, ImageModel
+from generation.models import Generation, ImageModel, WorkerHeartbeat
 from generation.records import csv_response
 
 ExportAction = Callable[[Any, HttpRequest, QuerySet[Any]], StreamingHttpResponse]
@@ -45,7 +45,6 @@ def export_csv_action(*, fields: Sequence[str], name: str) -> ExportAction:
         return csv_response(queryset=queryset, fields=fields, name=name)
 
     return export_selected_csv
-
 
 MODEL_CSV_FIELDS = (
     "key",
@@ -125,6 +124,8 @@ class GenerationAdmin(RecordAdmin):
         "pk",
         "model",
         "status",
+        "failure_kind",
+        "purpose",
         "steps",
         "size",
         "attempts",
@@ -133,7 +134,7 @@ class GenerationAdmin(RecordAdmin):
         "device",
         "created_at",
     )
-    list_filter = ("status", "model", "device", "created_at")
+    list_filter = ("status", "failure_kind", "purpose", "model", "device", "created_at")
     list_select_related = ("model",)
     search_fields = ("=id", "prompt", "image_sha256", "worker_host", "model__key")
     date_hierarchy = "created_at"
@@ -141,3 +142,11 @@ class GenerationAdmin(RecordAdmin):
     @admin.display(description="size")
     def size(self, generation: Generation) -> str:
         return f"{generation.width}×{generation.height}"
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(RecordAdmin):
+    """What each worker reported last: whether all its children are alive and warm."""
+
+    list_display = ("node", "ready", "warm_children", "children", "queues", "seen_at")
+    list_filter = ("ready",)

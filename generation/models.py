@@ -92,6 +92,16 @@ class Generation(models.Model):
         CHAT = "chat", "direct chat or compare"
         POOL = "pool", "pool refill or pregenerate"
 
+    class FailureKind(models.TextChoices):
+        """Why a job failed; only the model's own kinds count towards disabling it."""
+
+        MODEL_ERROR = "model_error", "the model raised an error"
+        TIMEOUT = "timeout", "the model ran past its time limit"
+        ENQUEUE = "enqueue", "the broker refused the message"
+        ATTEMPTS = "attempts", "out of attempts (workers died or messages were lost)"
+        DEADLINE = "deadline", "its battle passed the deadline"
+        RECORDING = "recording", "the result could not be stored"
+
     model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="generations")
     prompt = models.TextField()
     negative_prompt = models.TextField(blank=True)
@@ -124,6 +134,10 @@ class Generation(models.Model):
     )
     strength = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Internal detail; never shown to voters")
+    failure_kind = models.CharField(max_length=20, choices=FailureKind.choices, blank=True)
+    # The Celery task id of the delivery that claimed the job: a retry of that same delivery
+    # (a database blip) may take the job back without waiting for the sweeper.
+    claimed_by = models.CharField(max_length=64, blank=True)
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=50, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -145,6 +159,10 @@ class Generation(models.Model):
                 condition=Q(steps_done__lte=models.F("steps")),
                 name="generation_steps_done_within_steps",
             ),
+            models.CheckConstraint(
+                condition=Q(status="failed") | Q(failure_kind=""),
+                name="generation_kind_only_when_failed",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -153,3 +171,27 @@ class Generation(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
+
+
+# Model faults: a model whose last N finished jobs all ended in one of these is disabled.
+MODEL_FAULTS = (Generation.FailureKind.MODEL_ERROR, Generation.FailureKind.TIMEOUT)
+
+
+class WorkerHeartbeat(models.Model):
+    """What one Celery worker (a node) reported last: its queues, and whether every pool child
+    is alive and warm. Written every few seconds by the worker's parent process; readiness and
+    matchmaking read it."""
+
+    node = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    warm_models = models.JSONField(default=list)
+    children = models.PositiveSmallIntegerField(default=0)
+    warm_children = models.PositiveSmallIntegerField(default=0)
+    ready = models.BooleanField(default=False)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["node"]
+
+    def __str__(self) -> str:
+        return f"{self.node} ({'ready' if self.ready else 'not ready'})"

@@ -9,21 +9,20 @@ import socket
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
 from generation import images
-from generation.models import Generation, ImageModel
+from generation.models import MODEL_FAULTS, Generation, ImageModel
 from generation.registry import ModelEntry, RegistryError, load_registry
 
 if TYPE_CHECKING:
@@ -38,8 +37,6 @@ generation_finished = Signal()
 HTTP_RETRIES = 2
 # Steps of the warm-up run each worker process makes per model at start.
 WARM_UP_STEPS = 2
-# Failures that say nothing about the model itself, so they never disable it.
-NOT_THE_MODELS_FAULT = ("enqueue failed", "battle deadline", "out of attempts")
 # Progress is written at most this often: enough for a smooth bar, cheap for the database.
 PROGRESS_INTERVAL_S = 0.25
 
@@ -234,13 +231,23 @@ def _reuse(generation: Generation, source: Generation) -> None:
     generation.compute_ms = generation.queue_wait_ms = 0
 
 
-# Broker priority per purpose (Redis: 0 is served first): a live battle never waits behind
-# chat, nor chat behind a pool refill.
+# Broker priority per purpose. On Redis, 0 is served first, and kombu keeps one list per step
+# of CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"] and pops them in order: a live battle
+# never waits behind chat, nor chat behind a pool refill (README: "Priorities").
 PRIORITY = {
     Generation.Purpose.BATTLE: 0,
     Generation.Purpose.CHAT: 3,
     Generation.Purpose.POOL: 9,
 }
+
+# Errors that say the database is unreachable right now (a restart, a blip): the task retries
+# them with backoff instead of failing the job.
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+
+
+class WarmUpError(Exception):
+    """A worker cannot serve what it was told to: an unknown model key, or a model that failed
+    to load or to run once."""
 
 
 def enqueue(generation: Generation) -> None:
@@ -262,40 +269,65 @@ def enqueue(generation: Generation) -> None:
             )
         except Exception as exc:  # the broker is down or refused the message
             logger.exception("could not enqueue generation %s", generation.pk)
-            fail(generation_id=generation.pk, error=f"enqueue failed: {exc!r}")
+            fail(
+                generation_id=generation.pk,
+                error=f"enqueue failed: {exc!r}",
+                kind=Generation.FailureKind.ENQUEUE,
+            )
 
     transaction.on_commit(send)
 
 
-def claim(*, generation_id: int) -> Generation | None:
+def claim(*, generation_id: int, task_id: str = "") -> Generation | None:
     """Take the job for this worker, or None if another delivery already has it or it is over.
 
     A conditional UPDATE decides, so a task delivered twice runs once; a job whose claim is
-    older than its time limit plus a grace period may be taken over (its worker died).
+    older than its time limit plus a grace period may be taken over (its worker died). The
+    delivery that claimed a job (``task_id``) may take it back at once: that is its own retry
+    after a database blip, and it costs no attempt.
     """
     timeouts = Generation.objects.filter(pk=generation_id).values_list("model__timeout_s")
     timeout_s = timeouts.first()
     if timeout_s is None:
         return None
     now = timezone.now()
+    jobs = Generation.objects.filter(pk=generation_id)
+    if task_id:
+        retaken = jobs.filter(status=Generation.Status.RUNNING, claimed_by=task_id).update(
+            started_at=now, steps_done=0
+        )
+        if retaken == 1:
+            return Generation.objects.select_related("model").get(pk=generation_id)
     stale_before = now - timedelta(seconds=timeout_s[0] + settings.ARENA_CLAIM_GRACE_S)
-    claimable = Q(status=Generation.Status.QUEUED) | Q(
-        status=Generation.Status.RUNNING, started_at__lt=stale_before
+    claimable = jobs.filter(
+        Q(status=Generation.Status.QUEUED)
+        | Q(status=Generation.Status.RUNNING, started_at__lt=stale_before)
     )
-    jobs = Generation.objects.filter(claimable, pk=generation_id)
-    taken = jobs.filter(attempts__lt=settings.ARENA_MAX_ATTEMPTS).update(
-        status=Generation.Status.RUNNING, started_at=now, steps_done=0, attempts=F("attempts") + 1
+    taken = claimable.filter(attempts__lt=settings.ARENA_MAX_ATTEMPTS).update(
+        status=Generation.Status.RUNNING,
+        started_at=now,
+        steps_done=0,
+        attempts=F("attempts") + 1,
+        claimed_by=task_id,
     )
     if taken != 1:
-        if jobs.exists():  # claimable but out of attempts: the database guard ends it here
-            fail(generation_id=generation_id, error="out of attempts")
+        if claimable.exists():  # claimable but out of attempts: the database guard ends it here
+            fail(
+                generation_id=generation_id,
+                error="out of attempts",
+                kind=Generation.FailureKind.ATTEMPTS,
+            )
         return None
     return Generation.objects.select_related("model").get(pk=generation_id)
 
 
-def run(*, generation_id: int) -> None:
-    """Claim the job, make the image, store it under a random name, and mark the job done."""
-    generation = claim(generation_id=generation_id)
+def run(*, generation_id: int, task_id: str = "") -> None:
+    """Claim the job, make the image, store it under a random name, and mark the job done.
+
+    A lost database connection is raised to the caller (the task retries it), never recorded
+    as the model's failure.
+    """
+    generation = claim(generation_id=generation_id, task_id=task_id)
     if generation is None:
         logger.info("generation %s already taken or finished; nothing to do", generation_id)
         return
@@ -308,9 +340,13 @@ def run(*, generation_id: int) -> None:
         now = time.monotonic()
         if now - last_write >= PROGRESS_INTERVAL_S or done == generation.steps:
             last_write = now
-            Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-                steps_done=min(done, generation.steps)
-            )
+            try:
+                Generation.objects.filter(
+                    pk=generation.pk, status=Generation.Status.RUNNING
+                ).update(steps_done=min(done, generation.steps))
+            except DATABASE_UNREACHABLE:
+                # Progress is only for the bar; the image goes on, and recording it retries.
+                logger.warning("progress of generation %s not written", generation.pk)
 
     started = time.monotonic()
     try:
@@ -318,12 +354,14 @@ def run(*, generation_id: int) -> None:
         data = images.encode_png(
             image, width=generation.output_width, height=generation.output_height
         )
+    except DATABASE_UNREACHABLE:
+        raise
     except SoftTimeLimitExceeded:
-        fail(generation_id=generation.pk, error="timed out")
+        fail(generation_id=generation.pk, error="timed out", kind=Generation.FailureKind.TIMEOUT)
         return
     except Exception as exc:
         logger.exception("generation %s failed", generation.pk)
-        fail(generation_id=generation.pk, error=repr(exc))
+        fail(generation_id=generation.pk, error=repr(exc), kind=Generation.FailureKind.MODEL_ERROR)
         return
     compute_ms = int((time.monotonic() - started) * 1000)
     try:
@@ -335,10 +373,16 @@ def run(*, generation_id: int) -> None:
             device=device,
             scheduler=scheduler,
         )
+    except DATABASE_UNREACHABLE:
+        raise
     except Exception as exc:
         # A job must never stay "running" because its bookkeeping failed.
         logger.exception("could not record generation %s", generation.pk)
-        fail(generation_id=generation.pk, error=f"recording failed: {exc!r}")
+        fail(
+            generation_id=generation.pk,
+            error=f"recording failed: {exc!r}",
+            kind=Generation.FailureKind.RECORDING,
+        )
 
 
 def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str, str]:
@@ -422,34 +466,45 @@ def finish(
         generation_finished.send(sender=Generation, generation=generation)
 
 
-def fail(*, generation_id: int, error: str) -> None:
-    """Mark an unfinished job failed; the error stays internal."""
+def fail(
+    *,
+    generation_id: int,
+    error: str,
+    kind: Generation.FailureKind = Generation.FailureKind.MODEL_ERROR,
+) -> None:
+    """Mark an unfinished job failed, saying why (``kind``); the error text stays internal."""
     with transaction.atomic():
         updated = (
             Generation.objects.unfinished()
             .filter(pk=generation_id)
-            .update(status=Generation.Status.FAILED, error=error[:2000], finished_at=timezone.now())
+            .update(
+                status=Generation.Status.FAILED,
+                error=error[:2000],
+                failure_kind=kind,
+                finished_at=timezone.now(),
+            )
         )
         if updated == 1:
             generation = Generation.objects.get(pk=generation_id)
-            if not error.startswith(NOT_THE_MODELS_FAULT):
+            if kind in MODEL_FAULTS:
                 _disable_if_failing(generation.model_id)
             generation_finished.send(sender=Generation, generation=generation)
 
 
 def _disable_if_failing(model_id: int) -> None:
-    """Take a model out of new battles when its last N jobs all failed, saying why."""
+    """Take a model out of new battles when its last N jobs that it alone decided (done, or
+    failed by its own fault) all failed, saying why."""
     limit = settings.ARENA_DISABLE_AFTER_FAILURES
     recent = list(
-        Generation.objects.filter(
-            model_id=model_id, status__in=[Generation.Status.DONE, Generation.Status.FAILED]
+        Generation.objects.filter(model_id=model_id)
+        .filter(
+            Q(status=Generation.Status.DONE)
+            | Q(status=Generation.Status.FAILED, failure_kind__in=MODEL_FAULTS)
         )
         .order_by("-finished_at", "-pk")
         .values_list("status", "error")[:limit]
     )
     if len(recent) < limit or any(status == Generation.Status.DONE for status, _ in recent):
-        return
-    if any(error.startswith(NOT_THE_MODELS_FAULT) for _, error in recent):
         return
     reason = f"disabled automatically after {limit} failed jobs in a row; last: {recent[0][1]}"
     changed = ImageModel.objects.filter(pk=model_id, enabled=True).update(
@@ -466,17 +521,29 @@ def progress(generation: Generation) -> float:
     return min(generation.steps_done / max(generation.steps, 1), 1.0)
 
 
-def warm(*, keys: list[str] | None) -> None:
+def warm(*, keys: list[str] | None) -> list[str]:
     """Load and cache the pipelines of the enabled diffusers models (or only ``keys``), and run
     each once at its own size, so the first real job does not pay for lazy initialisation
-    (CUDA kernels, cuDNN autotuning, compilation)."""
+    (CUDA kernels, cuDNN autotuning, compilation). Returns the keys warmed.
+
+    Raises WarmUpError for a key no current model has, and for a model that fails to load or
+    run: a worker that cannot serve its models must not look ready.
+    """
     from django.db import connections
 
     from generation import pipelines
 
-    models = ImageModel.objects.enabled().filter(backend=ImageModel.Backend.DIFFUSERS)
+    current = ImageModel.objects.filter(retired=False)
+    if keys is not None:
+        unknown = sorted(
+            set(keys) - set(current.filter(key__in=keys).values_list("key", flat=True))
+        )
+        if unknown:
+            raise WarmUpError(f"ARENA_WARM_MODELS names unknown model keys: {', '.join(unknown)}")
+    models = current.enabled().filter(backend=ImageModel.Backend.DIFFUSERS)
     if keys is not None:
         models = models.filter(key__in=keys)
+    warmed: list[str] = []
     for model in models:
         try:
             pipe = pipelines.get_pipeline(spec_for(model))
@@ -490,52 +557,11 @@ def warm(*, keys: list[str] | None) -> None:
                 width=model.width,
                 height=model.height,
             )
-        except Exception:
-            logger.exception("could not warm %s", model)
+        except Exception as exc:
+            raise WarmUpError(
+                f"model {model.key}@{model.version} failed to warm up: {exc!r}"
+            ) from exc
+        warmed.append(model.key)
     # The connection opened here belongs to this child; close it so the first task opens its own.
     connections.close_all()
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    requeued: list[int]
-    failed: list[int]
-
-
-def sweep(*, now: datetime | None = None) -> SweepResult:
-    """Re-queue jobs stuck in queued or running past their deadline; fail those out of attempts.
-
-    A queued job past its deadline lost its message (broker restart, purge); a running one
-    lost its worker (kill -9, power). Each gets a fresh message until ARENA_MAX_ATTEMPTS.
-    """
-    now = now or timezone.now()
-    requeued: list[int] = []
-    failed: list[int] = []
-    grace = settings.ARENA_CLAIM_GRACE_S
-    for job in Generation.objects.unfinished().select_related("model").order_by("pk"):
-        deadline = timedelta(seconds=job.model.timeout_s + grace)
-        since = job.queued_at if job.status == Generation.Status.QUEUED else job.started_at
-        if since is None or now - since < deadline:
-            continue
-        if job.attempts >= settings.ARENA_MAX_ATTEMPTS:
-            fail(generation_id=job.pk, error=f"gave up after {job.attempts} attempts")
-            failed.append(job.pk)
-            continue
-        with transaction.atomic():
-            # Conditional on the state we saw, so a job that moved on meanwhile is left alone.
-            reset = Generation.objects.filter(
-                pk=job.pk, status=job.status, queued_at=job.queued_at, started_at=job.started_at
-            ).update(
-                status=Generation.Status.QUEUED,
-                queued_at=now,
-                steps_done=0,
-                # A lost message never reached a worker's claim; count its delivery here.
-                attempts=F("attempts") + (1 if job.status == Generation.Status.QUEUED else 0),
-            )
-            if reset:
-                job.refresh_from_db()
-                enqueue(job)
-                requeued.append(job.pk)
-    if requeued or failed:
-        logger.warning("sweeper re-queued %s, failed %s", requeued, failed)
-    return SweepResult(requeued=requeued, failed=failed)
+    return warmed

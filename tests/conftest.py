@@ -52,6 +52,8 @@ def tiny_models_dir() -> Path:
 def _isolated_media(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
     settings.MEDIA_ROOT = str(_session_media(tmp_path_factory))
     settings.MODELS_DIR = TEST_MODELS_DIR
+    # Most tests run no worker; the tests of worker-aware matchmaking turn this back on.
+    settings.ARENA_MATCH_LIVE_WORKERS = False
 
 
 _media: list[Path] = []
@@ -148,7 +150,9 @@ class Worker:
                 f"test-{uuid.uuid4().hex[:6]}@%h",
             ],
             cwd=ROOT,
-            env=child_env(ARENA_WARM_MODELS="all", ARENA_READY_FILE=str(ready_file), **self.env),
+            env=child_env(
+                **{"ARENA_WARM_MODELS": "all", "ARENA_READY_FILE": str(ready_file), **self.env}
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -135,10 +135,13 @@ def test_a_failed_side_voids_the_battle_with_a_message_naming_no_model(models: l
         assert model.display_name not in state.message and model.key not in state.message
 
 
-def test_a_battle_past_its_deadline_is_voided(models: list[Any], settings: Any) -> None:
+def test_a_battle_past_its_deadline_is_voided_by_the_sweeper(
+    models: list[Any], settings: Any
+) -> None:
     settings.ARENA_BATTLE_DEADLINE_S = 60
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
     Battle.objects.filter(pk=battle.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    assert services.void_overdue_battles(now=timezone.now()) == 1
     battle.refresh_from_db()
     assert services.battle_state(battle).status == "void"
     assert set(Generation.objects.values_list("status", flat=True)) == {Generation.Status.FAILED}

@@ -102,7 +102,11 @@ def test_failures_that_are_not_the_models_fault_never_disable_it(
     settings.ARENA_DISABLE_AFTER_FAILURES = 2
     for seed in range(3):
         job = services.create_generation(model=models[0], prompt="a fox", seed=seed)
-        services.fail(generation_id=job.pk, error="enqueue failed: ConnectionRefusedError()")
+        services.fail(
+            generation_id=job.pk,
+            error="enqueue failed: ConnectionRefusedError()",
+            kind=Generation.FailureKind.ENQUEUE,
+        )
     models[0].refresh_from_db()
     assert models[0].enabled
 

@@ -1,0 +1,96 @@
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve battles).
+
+``/readyz`` checks the database, the broker and the cache, and that every enabled model's
+queue has a worker whose pool children are all alive and warm (their heartbeats,
+``generation.worker``). It answers 503 naming the failing parts. Containers and ``deploy/dev.py``
+poll it before sending traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from generation import capacity
+from generation.models import ImageModel
+
+BROKER_TIMEOUT_S = 2
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: answers without touching any other service."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when every part answers, else 503 naming the parts that do not."""
+    checks: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        if name == "workers" and checks["database"] != "ok":
+            checks[name] = "not checked: the database does not answer"
+            continue
+        try:
+            checks[name] = check()
+        except Exception as exc:
+            checks[name] = f"does not answer: {type(exc).__name__}: {exc}"[:300]
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if not failing:
+        return JsonResponse({"status": "ready", "checks": checks})
+    message = "; ".join(f"{name}: {checks[name]}" for name in failing)
+    return JsonResponse(
+        {
+            "status": "not ready",
+            "checks": checks,
+            "failing": failing,
+            "error": {"code": "not_ready", "message": message},
+        },
+        status=503,
+    )
+
+
+def _database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def _broker() -> str:
+    from arena.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_S)
+    return "ok"
+
+
+def _cache() -> str:
+    cache.set("arena:readyz", "1", timeout=10)
+    if cache.get("arena:readyz") != "1":
+        return "wrote a value and read back another"
+    return "ok"
+
+
+def _workers() -> str:
+    queues = set(ImageModel.objects.enabled().filter(retired=False).values_list("queue", flat=True))
+    ready = capacity.serving_workers()
+    missing = sorted(q for q in queues if ready.get(q, 0) == 0)
+    if missing:
+        return f"no live, warm worker for queue(s): {', '.join(missing)}"
+    return "ok"
+
+
+# In order: the workers check reads the database.
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": _database,
+    "broker": _broker,
+    "cache": _cache,
+    "workers": _workers,
+}

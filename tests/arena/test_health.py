@@ -1,0 +1,104 @@
+"""/healthz says the process answers; /readyz says it can serve battles, or names what is
+missing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from generation.models import ImageModel, WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+def beat(*, queues: list[str], ready: bool = True, age_s: float = 0, node: str = "w1@h") -> None:
+    WorkerHeartbeat.objects.update_or_create(
+        node=node,
+        defaults={
+            "queues": queues,
+            "ready": ready,
+            "children": 1,
+            "warm_children": int(ready),
+            "seen_at": timezone.now() - timedelta(seconds=age_s),
+        },
+    )
+
+
+def test_healthz_answers_without_touching_the_database(
+    django_assert_num_queries: Any,
+) -> None:
+    with django_assert_num_queries(0):
+        response = Client().get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_every_enabled_models_queue_has_a_warm_worker(
+    models: list[Any], test_queue: str
+) -> None:
+    beat(queues=[test_queue, "other"])
+    response = Client().get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "cache": "ok",
+        "workers": "ok",
+    }
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        None,
+        {"ready": False},  # a child is dead or still loading
+        {"age_s": 3600},  # the worker stopped reporting
+        {"queues": ["someone-elses"]},
+    ],
+)
+def test_readyz_is_503_naming_the_queue_without_a_live_warm_worker(
+    models: list[Any], test_queue: str, heartbeat: dict[str, Any] | None
+) -> None:
+    if heartbeat is not None:
+        beat(**{"queues": [test_queue], **heartbeat})
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["workers"]
+    assert body["error"]["code"] == "not_ready"
+    assert f"no live, warm worker for queue(s): {test_queue}" in body["error"]["message"]
+
+
+def test_a_disabled_models_queue_needs_no_worker(models: list[Any], test_queue: str) -> None:
+    beat(queues=[test_queue])
+    ImageModel.objects.filter(pk=models[0].pk).update(queue="gpu-nobody", enabled=False)
+    assert Client().get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_naming_the_broker_when_it_does_not_answer(
+    models: list[Any], test_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arena.celery import app
+
+    beat(queues=[test_queue])
+    for key in ("broker_url", "broker_write_url"):
+        monkeypatch.setitem(app.conf, key, "redis://127.0.0.1:1/0")
+    body = Client().get("/readyz").json()
+    assert body["failing"] == ["broker"] and body["checks"]["broker"].startswith("does not answer")
+
+
+def test_readyz_is_503_naming_the_cache_when_it_does_not_answer(
+    models: list[Any], test_queue: str, settings: Any
+) -> None:
+    beat(queues=[test_queue])
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    response = Client().get("/readyz")
+    assert response.status_code == 503 and response.json()["failing"] == ["cache"]
