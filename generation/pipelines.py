@@ -37,7 +37,13 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 GIB = 1024**3
 # Component folders that hold no weights: never worth sharing, and schedulers keep state.
-_STATELESS_PREFIXES = ("tokenizer", "scheduler", "feature_extractor", "image_processor", "processor")
+_STATELESS_PREFIXES = (
+    "tokenizer",
+    "scheduler",
+    "feature_extractor",
+    "image_processor",
+    "processor",
+)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
@@ -112,12 +118,19 @@ def can_refine(class_name: str) -> bool:
 # --- Loading -------------------------------------------------------------------------------------
 
 
-def load_pipeline(spec: PipelineSpec, *, device: str | None = None, stay_on_cpu: bool = False) -> Any:
+def load_pipeline(
+    spec: PipelineSpec,
+    *,
+    device: str | None = None,
+    stay_on_cpu: bool = False,
+    shared: dict[str, Any] | None = None,
+) -> Any:
     """Load a text-to-image pipeline from a local directory or a pinned hub revision.
 
-    Components whose files are identical to an already loaded one's (same files, same dtype) are
-    reused rather than loaded again. ``stay_on_cpu`` prepares it for ``device`` (dtype, options)
-    but leaves the weights in CPU memory, for the memory budget to move.
+    With ``shared`` (the process cache's table of loaded components), a component whose files
+    are identical to an already loaded one's (same files, class and dtype) is reused rather than
+    loaded again, and new ones are added. ``stay_on_cpu`` prepares the pipeline for ``device``
+    (dtype, options) but leaves the weights in CPU memory, for the memory budget to move.
     """
     import diffusers
     import transformers
@@ -137,11 +150,9 @@ def load_pipeline(spec: PipelineSpec, *, device: str | None = None, stay_on_cpu:
     elif spec.pipeline_class:
         cls = getattr(diffusers, spec.pipeline_class)
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"} or os.path.isdir(spec.source)
-    fingerprints = _component_fingerprints(spec, dtype)
+    fingerprints = _component_fingerprints(spec, dtype) if shared is not None else {}
     with _shared_lock:
-        reused = {
-            name: _shared[fp] for name, fp in fingerprints.items() if fp in _shared
-        }
+        reused = {name: shared[fp] for name, fp in fingerprints.items() if shared and fp in shared}
     pipe = cls.from_pretrained(
         spec.source,
         dtype=dtype,
@@ -152,8 +163,8 @@ def load_pipeline(spec: PipelineSpec, *, device: str | None = None, stay_on_cpu:
     with _shared_lock:
         for name, fp in fingerprints.items():
             module = getattr(pipe, name, None)
-            if isinstance(module, torch.nn.Module):
-                _shared.setdefault(fp, module)
+            if shared is not None and isinstance(module, torch.nn.Module):
+                shared.setdefault(fp, module)
     if reused:
         logger.info("model %s reuses loaded %s", spec.key, ", ".join(sorted(reused)))
     if spec.scheduler:
@@ -386,7 +397,7 @@ def get_pipeline(spec: PipelineSpec) -> Any:
             logger.info("loading pipeline %s@%s from %s", spec.key, spec.version, spec.source)
             # Under a budget, load into CPU memory and let _make_resident decide what moves.
             pipe = load_pipeline(
-                spec, device=device, stay_on_cpu=_memory.budget_bytes is not None
+                spec, device=device, stay_on_cpu=_memory.budget_bytes is not None, shared=_shared
             )
             _cache[cache_key] = pipe
         _make_resident(cache_key, device)
@@ -520,6 +531,9 @@ FAMILY_RECIPES: dict[str, Recipe] = {
 }
 # PixArt's pipelines still take the older per-step callback (step, timestep, latents).
 _LEGACY_CALLBACK = {"PixArtSigmaPipeline"}
+# Image-to-image twins that take the size as arguments; SD's and SDXL's take it from the image.
+# Without it, these would work at their default size (1024 px) whatever the source's.
+_IMAGE_TO_IMAGE_TAKES_SIZE = {"StableDiffusion3Pipeline", "FluxPipeline", "QwenImagePipeline"}
 
 
 def family_of(pipe: Any) -> str:
@@ -618,10 +632,9 @@ def generate_batch(
 
             kwargs["callback_on_step_end"] = callback
     if init_image is not None:
-        # Image-to-image pipelines take their size from the image.
         kwargs["image"] = init_image.convert("RGB").resize((width, height))
         kwargs["strength"] = strength
-    else:
+    if init_image is None or family in _IMAGE_TO_IMAGE_TAKES_SIZE:
         kwargs["width"] = width
         kwargs["height"] = height
     with torch.inference_mode():

@@ -636,7 +636,11 @@ def build_qwen_image(directory: Path) -> Path:
                 "bos_token_id": vocab - len(QWEN_SPECIAL_TOKENS),  # <|endoftext|>
                 "eos_token_id": vocab - 1,  # <|im_end|>
                 # Multimodal rotary sections over the head's 4 frequency pairs (t, h, w).
-                "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                "rope_scaling": {
+                    "mrope_section": [1, 1, 2],
+                    "rope_type": "default",
+                    "type": "default",
+                },
                 "rope_theta": 1000000.0,
             },
             vision_config={

@@ -137,7 +137,10 @@ PINNED = 'revision = "0123456789abcdef0123456789abcdef01234567"\n'
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ('revision = "' + "0" * 40 + '"\n', "model hub: field 'revision' is the all-zero placeholder"),
+        (
+            'revision = "' + "0" * 40 + '"\n',
+            "model hub: field 'revision' is the all-zero placeholder",
+        ),
         ('revision = "main"\n', "model hub: field 'revision' must be a full 40-character commit"),
         ('revision = "0123abc"\n', "model hub: field 'revision' must be a full 40-character"),
     ],
