@@ -594,6 +594,41 @@ def generate_batch(
     strength: float | None = None,
 ) -> list[Image.Image]:
     """Several prompts in one run, each with its own seeded generator (see ``generate``)."""
+    runner, kwargs = call_arguments(
+        pipe,
+        prompts=prompts,
+        seeds=seeds,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        on_step=on_step,
+        init_image=init_image,
+        strength=strength,
+    )
+    with torch.inference_mode():
+        result = runner(**kwargs)
+    images: list[Image.Image] = list(result.images)
+    return images
+
+
+def call_arguments(
+    pipe: Any,
+    *,
+    prompts: list[str],
+    seeds: list[int],
+    negative_prompt: str,
+    steps: int,
+    guidance: float,
+    width: int,
+    height: int,
+    on_step: Callable[[int], None] | None = None,
+    init_image: Image.Image | None = None,
+    strength: float | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The pipeline to call (the image-to-image twin when refining) and every argument, by name,
+    as the model's family expects them."""
     if len(prompts) != len(seeds) or not prompts:
         raise ValueError("give one seed per prompt, at least one prompt")
     family = family_of(pipe)
@@ -637,7 +672,4 @@ def generate_batch(
     if init_image is None or family in _IMAGE_TO_IMAGE_TAKES_SIZE:
         kwargs["width"] = width
         kwargs["height"] = height
-    with torch.inference_mode():
-        result = pipe(**kwargs)
-    images: list[Image.Image] = list(result.images)
-    return images
+    return pipe, kwargs

@@ -650,11 +650,9 @@ def build_qwen_image(directory: Path) -> Path:
                 "num_heads": 2,
                 "out_hidden_size": 16,
             },
-            vocab_size=vocab,
             # No images go through the text encoder; these ids only need to exist.
             vision_start_token_id=vocab - 3,
             vision_end_token_id=vocab - 2,
-            vision_token_id=vocab - 1,
             image_token_id=vocab - 1,
             video_token_id=vocab - 1,
         )

@@ -159,6 +159,7 @@ class DenoiserCalls:
 
     def _hear(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         sample = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
+        assert sample is not None
         self.calls += 1
         self.rows += int(sample.shape[0])
         self.guidance.append(kwargs.get("guidance"))
