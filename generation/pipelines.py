@@ -345,6 +345,11 @@ def _resident_modules(exclude: tuple[str, str] | None = None) -> dict[int, torch
     return resident
 
 
+def model_weight_bytes(pipe: Any) -> int:
+    """Bytes of one pipeline's weights (parameters and buffers of its modules)."""
+    return _weight_bytes(_modules(pipe).values())
+
+
 def resident_bytes() -> int:
     """Bytes of weights on the device now, each shared component counted once."""
     with _cache_lock:
