@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from generation import pipelines, tiny
 from generation.tiny import TINY_MODELS
@@ -521,3 +522,34 @@ def test_a_custom_pipeline_must_be_a_diffusion_pipeline() -> None:
         pipelines.import_custom_pipeline("pathlib:Path")
     with pytest.raises(ValueError, match="must look like"):
         pipelines.import_custom_pipeline("pathlib.Path")
+
+
+def test_evicting_a_model_keeps_components_that_a_model_on_the_device_still_uses(
+    tiny_models_dir: Path, fresh_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-dev"))
+    schnell = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-schnell"))
+    flux_pair = pipelines.resident_bytes()  # the shared encoders counted once
+    sd3 = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-sd3"))
+    # Both FLUX twins fit, and schnell with SD3, but not all three.
+    budget = max(flux_pair, weights(schnell) + weights(sd3))
+    assert budget < pipelines.resident_bytes()
+    pipelines.clear_cache()
+    pipelines.set_memory_budget(budget)
+    dev = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-dev"))
+    schnell = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-schnell"))
+    moved_out: list[int] = []
+    original_to = torch.nn.Module.to
+
+    def spy(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        target = args[0] if args else kwargs.get("device")
+        if str(target) == "cpu":
+            moved_out.append(id(module))
+        return original_to(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", spy)
+    pipelines.get_pipeline(spec(tiny_models_dir, "tiny-sd3"))
+    assert [k for k, _ in pipelines.evictions()] == ["tiny-flux-dev"]
+    assert id(dev.transformer) in moved_out and id(dev.vae) in moved_out
+    assert id(dev.text_encoder) not in moved_out, "schnell, still on the device, uses it"
+    assert id(dev.text_encoder_2) not in moved_out

@@ -305,3 +305,36 @@ def test_http_secrets_stay_in_the_environment_never_in_the_database_or_the_admin
     page = admin_client.get(f"/admin/generation/imagemodel/{model.pk}/change/")
     assert page.status_code == 200
     assert b"PARTNER_AUTH" in page.content and b"s3cret" not in page.content
+
+
+@pytest.mark.django_db
+def test_an_in_house_custom_pipeline_runs_through_the_arenas_job_path(
+    tiny_models_dir: Path, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation import pipelines
+    from generation.models import Generation
+
+    (tmp_path / "ourlab_marked.py").write_text(
+        "from diffusers import StableDiffusionPipeline\n\n\n"
+        "class MarkedPipeline(StableDiffusionPipeline):\n"
+        "    calls = 0\n\n"
+        "    def __call__(self, *args, **kwargs):\n"
+        "        type(self).calls += 1\n"
+        "        return super().__call__(*args, **kwargs)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.MODELS_DIR = tiny_models_dir
+    body = (
+        '[[model]]\nkey = "ours-custom"\ndisplay_name = "Ours"\nsource = "tiny-inhouse"\n'
+        'custom_pipeline = "ourlab_marked:MarkedPipeline"\nsteps = 3\n'
+    )
+    (model,), _ = services.sync_models(path=write(tmp_path, body))
+    assert model.custom_pipeline == "ourlab_marked:MarkedPipeline"
+    assert not model.can_refine, "diffusers maps no image-to-image twin for an unknown class"
+    job = services.create_generation(model=model, prompt="a red fox", seed=3)
+    services.run(generation_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Generation.Status.DONE, job.error
+    pipe = pipelines.get_pipeline(services.spec_for(model))
+    assert type(pipe).__name__ == "MarkedPipeline" and type(pipe).calls == 1
