@@ -123,7 +123,7 @@ def load_pipeline(
     *,
     device: str | None = None,
     stay_on_cpu: bool = False,
-    shared: dict[str, Any] | None = None,
+    shared: dict[str, list[LoadedComponent]] | None = None,
 ) -> Any:
     """Load a text-to-image pipeline from a local directory or a pinned hub revision.
 
@@ -150,9 +150,9 @@ def load_pipeline(
     elif spec.pipeline_class:
         cls = getattr(diffusers, spec.pipeline_class)
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"} or os.path.isdir(spec.source)
-    fingerprints = _component_fingerprints(spec, dtype) if shared is not None else {}
+    keys = _component_keys(spec, dtype) if shared is not None else {}
     with _shared_lock:
-        reused = {name: shared[fp] for name, fp in fingerprints.items() if shared and fp in shared}
+        reused = _reusable(shared, keys) if shared else {}
     pipe = cls.from_pretrained(
         spec.source,
         dtype=dtype,
@@ -161,10 +161,10 @@ def load_pipeline(
         **reused,
     )
     with _shared_lock:
-        for name, fp in fingerprints.items():
+        for name, (key, files) in keys.items():
             module = getattr(pipe, name, None)
-            if shared is not None and isinstance(module, torch.nn.Module):
-                shared.setdefault(fp, module)
+            if shared is not None and name not in reused and isinstance(module, torch.nn.Module):
+                shared.setdefault(key, []).append(LoadedComponent(files=files, module=module))
     if reused:
         logger.info("model %s reuses loaded %s", spec.key, ", ".join(sorted(reused)))
     if spec.scheduler:
@@ -218,7 +218,19 @@ def compile_denoiser(pipe: Any) -> str:
 
 # --- Identical components, loaded once -----------------------------------------------------------
 
-_shared: dict[str, Any] = {}
+
+@dataclass
+class LoadedComponent:
+    """A loaded module and the files it came from; their content hash is computed only when
+    another component's cheap key (class, dtype, configs, file names and sizes) matches."""
+
+    files: list[Path]
+    module: Any
+    content: str | None = None
+
+
+# Cheap key -> components loaded under it, in this process.
+_shared: dict[str, list[LoadedComponent]] = {}
 _shared_lock = threading.Lock()
 _file_hashes: dict[tuple[str, int, int], str] = {}
 
@@ -254,13 +266,25 @@ def _file_hash(path: Path) -> str:
     return _file_hashes[key]
 
 
-def _component_fingerprints(spec: PipelineSpec, dtype: torch.dtype) -> dict[str, str]:
-    """For each weighted component folder: a hash of its files' contents, class and dtype."""
+def _content_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(_file_hash(path).encode())
+    return digest.hexdigest()
+
+
+def _component_keys(spec: PipelineSpec, dtype: torch.dtype) -> dict[str, tuple[str, list[Path]]]:
+    """For each weighted component folder: a cheap key and its files.
+
+    Components with different keys differ for sure; equal keys are confirmed by content hashes
+    before anything is shared, so a large local checkpoint is hashed only when it could match.
+    """
     directory = _checkpoint_dir(spec)
     if directory is None or not (directory / "model_index.json").is_file():
         return {}
     index = json.loads((directory / "model_index.json").read_text(encoding="utf-8"))
-    fingerprints: dict[str, str] = {}
+    keys: dict[str, tuple[str, list[Path]]] = {}
     for name, value in index.items():
         if name.startswith("_") or name.startswith(_STATELESS_PREFIXES):
             continue
@@ -274,10 +298,30 @@ def _component_fingerprints(spec: PipelineSpec, dtype: torch.dtype) -> dict[str,
         if name == "vae":
             digest.update(f"tiling={spec.vae_tiling}".encode())  # tiling is set on the module
         for path in files:
-            digest.update(path.name.encode())
-            digest.update(_file_hash(path).encode())
-        fingerprints[name] = digest.hexdigest()
-    return fingerprints
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+            if path.suffix == ".json":
+                digest.update(path.read_bytes())
+        keys[name] = (digest.hexdigest(), files)
+    return keys
+
+
+def _reusable(
+    shared: dict[str, list[LoadedComponent]], keys: dict[str, tuple[str, list[Path]]]
+) -> dict[str, Any]:
+    """The already loaded modules whose files are identical to these components'."""
+    reused: dict[str, Any] = {}
+    for name, (key, files) in keys.items():
+        candidates = shared.get(key, [])
+        if not candidates:
+            continue
+        content = _content_hash(files)
+        for candidate in candidates:
+            if candidate.content is None:
+                candidate.content = _content_hash(candidate.files)
+            if candidate.content == content:
+                reused[name] = candidate.module
+                break
+    return reused
 
 
 # --- The per-process cache, within a memory budget ----------------------------------------------

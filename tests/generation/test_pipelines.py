@@ -381,6 +381,31 @@ def test_identical_text_encoders_are_loaded_once(tiny_models_dir: Path, fresh_ca
     )
 
 
+def test_weights_are_hashed_only_when_a_component_could_match_a_loaded_one(
+    tiny_models_dir: Path, fresh_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hashing a large local checkpoint costs about a second per GB at every worker start: only
+    # components whose class, configs and file sizes equal a loaded one's are hashed.
+    hashed: list[str] = []
+    original = pipelines._file_hash
+
+    def counting(path: Path) -> str:
+        hashed.append(path.parent.name)
+        return original(path)
+
+    monkeypatch.setattr(pipelines, "_file_hash", counting)
+    dev = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-dev"))
+    pipelines.get_pipeline(spec(tiny_models_dir, "tiny-baseline-a"))
+    pipelines.get_pipeline(spec(tiny_models_dir, "tiny-pixart"))
+    assert hashed == [], "no component of these has the shape of another's"
+    # SD3's T5 and VAE have FLUX's shapes but other weights: hashed, and kept apart.
+    sd3 = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-sd3"))
+    assert {"text_encoder_3", "text_encoder_2", "vae"} <= set(hashed)
+    assert sd3.text_encoder_3 is not dev.text_encoder_2 and sd3.vae is not dev.vae
+    schnell = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-flux-schnell"))
+    assert schnell.text_encoder_2 is dev.text_encoder_2
+
+
 def test_a_component_is_not_shared_across_dtypes_or_tiling(
     tiny_models_dir: Path, fresh_cache: None
 ) -> None:
