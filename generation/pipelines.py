@@ -357,9 +357,12 @@ def memory_budget_from_env() -> int | None:
 
 
 def set_memory_budget(budget_bytes: int | None) -> None:
-    """Set the device memory the cached models' weights may take (None: no limit)."""
+    """Set the device memory the cached models' weights may take (None: no limit); models over
+    a lowered budget move out to CPU memory at once, least recently used first."""
     with _cache_lock:
         _memory.budget_bytes = budget_bytes
+        while budget_bytes is not None and _memory.on_device and resident_bytes() > budget_bytes:
+            _evict_least_recent(keep={}, making_room_for="a lower budget")
 
 
 _memory.budget_bytes = memory_budget_from_env()
@@ -420,17 +423,23 @@ def _make_resident(key: tuple[str, str], device: str) -> None:
             missing = [m for i, m in wanted.items() if i not in resident]
             if _weight_bytes(resident.values()) + _weight_bytes(missing) <= budget:
                 break
-            victim, _ = _memory.on_device.popitem(last=False)
-            still_used = _resident_modules()
-            for module_id, module in _modules(_cache[victim]).items():
-                if module_id not in still_used and module_id not in wanted:
-                    module.to("cpu")
-            _memory.evictions.append(victim)
-            logger.info("moved %s@%s to CPU memory to make room for %s", *victim, key[0])
+            _evict_least_recent(keep=wanted, making_room_for=key[0])
     for module in wanted.values():
         module.to(device)
     _memory.on_device[key] = None
     _memory.swaps.setdefault(key, []).append(time.perf_counter() - started)
+
+
+def _evict_least_recent(*, keep: dict[int, torch.nn.Module], making_room_for: str) -> None:
+    """Move the least recently used model's weights to CPU memory, except components that a
+    model still on the device (or ``keep``) uses."""
+    victim, _ = _memory.on_device.popitem(last=False)
+    still_used = _resident_modules()
+    for module_id, module in _modules(_cache[victim]).items():
+        if module_id not in still_used and module_id not in keep:
+            module.to("cpu")
+    _memory.evictions.append(victim)
+    logger.info("moved %s@%s to CPU memory to make room for %s", *victim, making_room_for)
 
 
 def get_pipeline(spec: PipelineSpec) -> Any:

@@ -449,6 +449,17 @@ def test_models_beyond_the_budget_wait_in_cpu_memory_least_recently_used_first(
     assert len(pipelines.swap_seconds()[("tiny-baseline-a", "1")]) == 2
 
 
+def test_lowering_the_budget_moves_the_least_recently_used_models_out_at_once(
+    tiny_models_dir: Path, fresh_cache: None
+) -> None:
+    for name in ["tiny-inhouse", "tiny-baseline-a", "tiny-baseline-b"]:
+        pipelines.get_pipeline(spec(tiny_models_dir, name))
+    newest = pipelines.get_pipeline(spec(tiny_models_dir, "tiny-baseline-b"))
+    pipelines.set_memory_budget(weights(newest))
+    assert [k for k, _ in pipelines.on_device_keys()] == ["tiny-baseline-b"]
+    assert [k for k, _ in pipelines.evictions()] == ["tiny-inhouse", "tiny-baseline-a"]
+
+
 def test_a_shared_component_counts_once_against_the_budget(
     tiny_models_dir: Path, fresh_cache: None
 ) -> None:
