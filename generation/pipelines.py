@@ -376,12 +376,23 @@ def _modules(pipe: Any) -> dict[int, torch.nn.Module]:
     }
 
 
+_module_bytes: dict[int, int] = {}
+
+
 def _weight_bytes(modules: Iterable[torch.nn.Module]) -> int:
-    return sum(
-        tensor.numel() * tensor.element_size()
-        for module in modules
-        for tensor in (*module.parameters(), *module.buffers())
-    )
+    """Bytes of these modules' parameters and buffers; each module is measured once (a move
+    between devices keeps its size)."""
+    total = 0
+    for module in modules:
+        size = _module_bytes.get(id(module))
+        if size is None:
+            size = sum(
+                tensor.numel() * tensor.element_size()
+                for tensor in (*module.parameters(), *module.buffers())
+            )
+            _module_bytes[id(module)] = size
+        total += size
+    return total
 
 
 def _resident_modules(exclude: tuple[str, str] | None = None) -> dict[int, torch.nn.Module]:
@@ -490,6 +501,7 @@ def clear_cache() -> None:
         _cache.clear()
         _img2img_cache.clear()
         _shared.clear()
+        _module_bytes.clear()
         _memory.on_device.clear()
         _memory.swaps.clear()
         _memory.evictions.clear()
