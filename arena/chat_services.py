@@ -19,7 +19,6 @@ from arena.models import Battle, ChatImage, ChatTurn, Conversation
 from arena.services import clean_prompt
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
-from generation.registry import IMAGE_TO_IMAGE
 
 MAX_IMAGES_PER_TURN = 4
 MAX_SEED = 2**31 - 1
@@ -42,8 +41,9 @@ def chat_models() -> list[ImageModel]:
 
 
 def can_refine(model: ImageModel) -> bool:
-    """Whether the model's family has an image-to-image pipeline to refine with."""
-    return model.backend == ImageModel.Backend.DIFFUSERS and model.pipeline_class in IMAGE_TO_IMAGE
+    """Whether the model's family has an image-to-image pipeline to refine with (sync_models
+    records it)."""
+    return model.can_refine
 
 
 def typical_latency_ms(model: ImageModel) -> int | None:

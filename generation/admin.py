@@ -46,6 +46,7 @@ def export_csv_action(*, fields: Sequence[str], name: str) -> ExportAction:
 
     return export_selected_csv
 
+
 MODEL_CSV_FIELDS = (
     "key",
     "version",
@@ -88,7 +89,17 @@ class ImageModelAdmin(admin.ModelAdmin):
     )
     list_filter = ("enabled", "retired", "is_in_house", "backend", "organisation", "queue")
     search_fields = ("key", "display_name", "organisation")
-    readonly_fields = ("key", "version", "created_at", "updated_at")
+    # Which code runs and which environment variables a request may carry come from the registry
+    # file only: an admin edit must not point a header at another secret.
+    readonly_fields = (
+        "key",
+        "version",
+        "custom_pipeline",
+        "http_header_env",
+        "can_refine",
+        "created_at",
+        "updated_at",
+    )
     actions = (
         "enable_models",
         "disable_models",

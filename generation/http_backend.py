@@ -23,6 +23,7 @@ import base64
 import io
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -59,6 +60,28 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         # Returning None makes urllib raise HTTPError with the 3xx status instead.
         return None
+
+
+def headers_from_env(
+    names: Mapping[str, str], *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The request headers a registry entry names, read from the environment variables it names.
+
+    A variable that is unset or empty raises (naming the variable, never a value): a request
+    without its credentials would only come back 401.
+    """
+    environ = os.environ if environ is None else environ
+    headers: dict[str, str] = {}
+    for header, variable in names.items():
+        value = environ.get(variable, "")
+        if not value:
+            raise HttpBackendError(
+                f"environment variable {variable} (for the {header} header) is not set"
+            )
+        if any(c in value for c in "\r\n\0"):
+            raise HttpBackendError(f"environment variable {variable} holds a line break or NUL")
+        headers[header] = value
+    return headers
 
 
 def generate_http(

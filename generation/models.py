@@ -28,6 +28,9 @@ class ImageModel(models.Model):
     is_in_house = models.BooleanField(default=False)
     backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.DIFFUSERS)
     pipeline_class = models.CharField(max_length=100, blank=True)
+    custom_pipeline = models.CharField(
+        max_length=200, blank=True, help_text='In-house class, "package.module:ClassName"'
+    )
     source = models.CharField(max_length=500, help_text="Local directory, hub id or URL")
     revision = models.CharField(max_length=100, blank=True)
     dtype = models.CharField(max_length=20, default="float32")
@@ -36,6 +39,12 @@ class ImageModel(models.Model):
     width = models.PositiveIntegerField(default=64)
     height = models.PositiveIntegerField(default=64)
     scheduler = models.CharField(max_length=100, blank=True)
+    vae_tiling = models.BooleanField(default=False)
+    # Recorded by sync_models: diffusers has an image-to-image twin of the pipeline class.
+    can_refine = models.BooleanField(default=False)
+    # Header name -> environment variable name. The values (secrets) live only in the workers'
+    # environment, never in the database.
+    http_header_env = models.JSONField(default=dict, blank=True)
     # Direct chat's bounds, from the registry entry.
     max_steps = models.PositiveSmallIntegerField(default=50)
     min_guidance = models.FloatField(default=0.0)

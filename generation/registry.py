@@ -6,6 +6,7 @@ than in a worker an hour later.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -38,6 +39,16 @@ PIPELINE_FIELDS = {
     "min_guidance": float,
     "max_guidance": float,
     "sizes": list,
+    # VAE tiling: off unless set; it saves memory only at very large sizes and changes some
+    # families' images (Sana, Qwen-Image).
+    "vae_tiling": bool,
+    # An in-house DiffusionPipeline subclass, "package.module:ClassName" (opt-in, see README).
+    "custom_pipeline": str,
+    # HTTP models: request header name -> name of the environment variable holding its value.
+    "headers_from_env": dict,
+    # Development only: enable a hub source that is not pinned to a commit, or a local directory
+    # that does not exist (yet), instead of refusing it at sync_models.
+    "dev_skip_source_check": bool,
 }
 REQUIRED = ("key", "display_name", "source")
 _SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
@@ -45,15 +56,11 @@ BACKENDS = ("diffusers", "http")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-# The image-to-image pipeline made from each text-to-image pipeline's loaded components, for
-# direct chat's "refine". A family missing here has none in diffusers, so refine is not offered.
-IMAGE_TO_IMAGE = {
-    "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
-    "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
-    "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
-    "FluxPipeline": "FluxImg2ImgPipeline",
-    "QwenImagePipeline": "QwenImageImg2ImgPipeline",
-}
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_PLACEHOLDER_COMMIT = "0" * 40
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CUSTOM_PIPELINE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class RegistryError(ValueError):
@@ -86,6 +93,10 @@ class ModelEntry:
     min_guidance: float = 0.0
     max_guidance: float = 0.0  # 0: twice the default guidance, at least 10
     sizes: tuple[str, ...] = ()  # "WxH" strings; empty: only width x height
+    vae_tiling: bool = False
+    custom_pipeline: str = ""
+    headers_from_env: tuple[tuple[str, str], ...] = ()  # (header, environment variable)
+    dev_skip_source_check: bool = False
 
 
 def _check(path: Path, where: str, name: str, value: Any) -> Any:
@@ -132,6 +143,26 @@ def load_registry(path: Path, *, models_dir: Path, max_timeout_s: int = 3600) ->
                 f"{path}: {where}: field 'sizes' must list sizes like \"1024x768\", got {sizes!r}"
             )
         values["sizes"] = tuple(sizes)
+        headers = values.get("headers_from_env", {})
+        for header, variable in headers.items():
+            if not _HEADER_NAME.fullmatch(header) or not (
+                isinstance(variable, str) and _ENV_NAME.fullmatch(variable)
+            ):
+                raise RegistryError(
+                    f"{path}: {where}: field 'headers_from_env' maps header names to environment "
+                    f'variable names, like {{ Authorization = "PARTNER_AUTH" }}; got {header!r}'
+                )
+        if headers and values.get("backend", "diffusers") != "http":
+            raise RegistryError(f"{path}: {where}: field 'headers_from_env' is for http models")
+        values["headers_from_env"] = tuple(sorted(headers.items()))
+        custom = values.get("custom_pipeline", "")
+        if custom and not _CUSTOM_PIPELINE.fullmatch(custom):
+            raise RegistryError(
+                f"{path}: {where}: field 'custom_pipeline' must look like "
+                f"'package.module:ClassName', got {custom!r}"
+            )
+        if custom and values.get("backend", "diffusers") != "diffusers":
+            raise RegistryError(f"{path}: {where}: field 'custom_pipeline' is for diffusers models")
         for name in ("steps", "width", "height", "timeout_s"):
             if name in values and values[name] < 1:
                 raise RegistryError(f"{path}: {where}: field '{name}' must be positive")
@@ -165,3 +196,52 @@ def load_registry(path: Path, *, models_dir: Path, max_timeout_s: int = 3600) ->
         seen.add(ident)
         entries.append(ModelEntry(**values))
     return entries
+
+
+def is_hub_source(entry: ModelEntry) -> bool:
+    """A diffusers model whose source is a Hugging Face Hub id rather than a directory."""
+    return entry.backend == "diffusers" and not Path(entry.source).is_absolute()
+
+
+def check_deployable(path: Path, entries: list[ModelEntry]) -> None:
+    """Refuse what would make workers fail while battles already draw the model: a hub source not
+    pinned to a real commit, or a local directory that is not a saved pipeline.
+
+    ``dev_skip_source_check = true`` on an entry lets it through (development only).
+    """
+    for entry in entries:
+        if entry.dev_skip_source_check or entry.backend != "diffusers":
+            continue
+        where = f"{path}: model {entry.key}"
+        if is_hub_source(entry):
+            if entry.revision == _PLACEHOLDER_COMMIT:
+                raise RegistryError(
+                    f"{where}: field 'revision' is the all-zero placeholder; pin the commit you "
+                    "tested (or set dev_skip_source_check = true for development)"
+                )
+            if not _COMMIT.fullmatch(entry.revision):
+                raise RegistryError(
+                    f"{where}: field 'revision' must be a full 40-character commit, got "
+                    f"{entry.revision!r}: a branch or tag can change under you"
+                )
+            continue
+        directory = Path(entry.source)
+        if not directory.is_dir():
+            raise RegistryError(f"{where}: field 'source': directory {directory} does not exist")
+        if not (directory / "model_index.json").is_file():
+            raise RegistryError(
+                f"{where}: field 'source': {directory} has no model_index.json "
+                "(not a pipeline saved with save_pretrained)"
+            )
+
+
+def pipeline_class_name(entry: ModelEntry) -> str:
+    """The diffusers class the entry loads: the named one, else its model_index.json's."""
+    if entry.pipeline_class or entry.backend != "diffusers":
+        return entry.pipeline_class
+    index = Path(entry.source) / "model_index.json"
+    try:
+        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, ValueError):
+        return ""
+    return name if isinstance(name, str) else ""

@@ -23,7 +23,13 @@ from django.utils import timezone
 
 from generation import images
 from generation.models import MODEL_FAULTS, Generation, ImageModel
-from generation.registry import ModelEntry, RegistryError, load_registry
+from generation.registry import (
+    ModelEntry,
+    RegistryError,
+    check_deployable,
+    load_registry,
+    pipeline_class_name,
+)
 
 if TYPE_CHECKING:
     from generation.pipelines import PipelineSpec
@@ -45,19 +51,22 @@ def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[Ima
     """Bring the registry file into the database; returns (created or updated, retired).
 
     A new version of a key becomes a new row; older versions of it are retired, never
-    deleted, because their votes stay in the history.
+    deleted, because their votes stay in the history. Nothing is written unless every entry can
+    be served: classes exist, hub sources are pinned, local directories hold a pipeline.
     """
     options: dict[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     visibility = int(options.get("visibility_timeout", 3600))
     registry = path or settings.MODEL_REGISTRY
     entries = load_registry(registry, models_dir=settings.MODELS_DIR, max_timeout_s=visibility)
-    _check_classes(registry, entries)
+    check_deployable(registry, entries)
+    refinable = _check_classes(registry, entries)
     current: list[ImageModel] = []
     retired: list[ImageModel] = []
     with transaction.atomic():
         for entry in entries:
+            fields = _model_fields(entry, can_refine=refinable[entry.key, entry.version])
             model, _ = ImageModel.objects.update_or_create(
-                key=entry.key, version=entry.version, defaults=_model_fields(entry)
+                key=entry.key, version=entry.version, defaults=fields
             )
             current.append(model)
             older = ImageModel.objects.filter(key=entry.key, retired=False).exclude(pk=model.pk)
@@ -76,22 +85,36 @@ def set_enabled(*, models: QuerySet[ImageModel], enabled: bool, by: str) -> int:
     )
 
 
-def _check_classes(registry: Path, entries: list[ModelEntry]) -> None:
-    """Catch a misspelt pipeline or scheduler class here rather than in a worker later."""
-    import diffusers
+def _check_classes(registry: Path, entries: list[ModelEntry]) -> dict[tuple[str, str], bool]:
+    """Catch a misspelt pipeline, scheduler or custom class here rather than in a worker later;
+    returns whether each entry can refine images (diffusers has an image-to-image twin)."""
+    from generation import pipelines
 
+    refinable: dict[tuple[str, str], bool] = {}
     for entry in entries:
         for field, name in (
             ("pipeline_class", entry.pipeline_class),
             ("scheduler", entry.scheduler),
         ):
-            if name and not hasattr(diffusers, name):
+            if name and not pipelines.has_pipeline_class(name):
                 raise RegistryError(
                     f"{registry}: model {entry.key}: field '{field}': diffusers has no {name}"
                 )
+        class_name = pipeline_class_name(entry)
+        if entry.custom_pipeline:
+            try:
+                class_name = pipelines.import_custom_pipeline(entry.custom_pipeline).__name__
+            except ValueError as exc:
+                raise RegistryError(
+                    f"{registry}: model {entry.key}: field 'custom_pipeline': {exc}"
+                ) from None
+        refinable[entry.key, entry.version] = entry.backend == "diffusers" and pipelines.can_refine(
+            class_name
+        )
+    return refinable
 
 
-def _model_fields(entry: ModelEntry) -> dict[str, object]:
+def _model_fields(entry: ModelEntry, *, can_refine: bool) -> dict[str, object]:
     return {
         "display_name": entry.display_name,
         "organisation": entry.organisation,
@@ -99,6 +122,7 @@ def _model_fields(entry: ModelEntry) -> dict[str, object]:
         "is_in_house": entry.in_house,
         "backend": entry.backend,
         "pipeline_class": entry.pipeline_class,
+        "custom_pipeline": entry.custom_pipeline,
         "source": entry.source,
         "revision": entry.revision,
         "dtype": entry.dtype,
@@ -107,6 +131,10 @@ def _model_fields(entry: ModelEntry) -> dict[str, object]:
         "width": entry.width,
         "height": entry.height,
         "scheduler": entry.scheduler,
+        "vae_tiling": entry.vae_tiling,
+        "can_refine": can_refine,
+        # Names of environment variables only: the secrets stay in the workers' environment.
+        "http_header_env": dict(entry.headers_from_env),
         "queue": entry.queue,
         "timeout_s": entry.timeout_s,
         "sampling_weight": entry.sampling_weight,
@@ -398,11 +426,17 @@ def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tu
         "height": generation.height,
     }
     if model.backend == ImageModel.Backend.HTTP:
-        from generation.http_backend import generate_http
+        from generation.http_backend import generate_http, headers_from_env
 
         # Three tries must fit in the model's time limit; HTTP reports no step progress.
         per_try = max(model.timeout_s / (HTTP_RETRIES + 1), 1.0)
-        image = generate_http(url=model.source, timeout_s=per_try, retries=HTTP_RETRIES, **params)
+        image = generate_http(
+            url=model.source,
+            timeout_s=per_try,
+            retries=HTTP_RETRIES,
+            headers=headers_from_env(model.http_header_env),
+            **params,
+        )
         return image, "http", ""
     from generation import pipelines
 
@@ -428,6 +462,8 @@ def spec_for(model: ImageModel) -> PipelineSpec:
         revision=model.revision,
         dtype=model.dtype,
         scheduler=model.scheduler,
+        vae_tiling=model.vae_tiling,
+        custom_pipeline=model.custom_pipeline,
     )
 
 

@@ -1,20 +1,29 @@
-"""Benchmark: latency, throughput and memory of each registry model on this machine's device.
+"""Benchmark: latency, throughput, memory and swap cost of each registry model on this device.
 
 A script, not a test (pytest does not collect it). Run it from the repository root on a GPU host,
 with the weights already in the Hugging Face cache or under ARENA_MODELS_DIR:
 
     HF_HUB_OFFLINE=1 .venv/bin/python tests/bench/bench_gpu.py \
-        --registry /srv/arena/models.toml [--models key,key] [--runs 5] [--batch 1,4] [--json OUT]
+        --registry /srv/arena/models.toml [--models key,key] [--runs 5] [--batch 1,4] \
+        [--swaps 3] [--json OUT]
 
-For each diffusers entry it loads the pipeline through ``generation.pipelines.load_pipeline``
-(the workers' path: same dtype, scheduler and, on CUDA, the same GPU options, including
-``ARENA_TORCH_COMPILE``), makes one warm-up run per batch size, then times ``--runs`` runs at the
-registry's steps, guidance and size with fixed seeds. Batch size 1 goes through
-``generation.pipelines.generate``, as a job does; larger batches call the pipeline directly with
-a list of prompts and one seeded generator per image, because ``generate`` makes one image.
+Every model goes through the arena's own path, as a worker's job does:
+``generation.pipelines.get_pipeline`` (the per-process cache: same dtype, scheduler, tiling,
+shared components and, on CUDA, the same GPU options including ``ARENA_TORCH_COMPILE``), then
+``generation.pipelines.generate_batch`` with the family's recipe, at every batch size (batch 1 is
+exactly ``generate``). One warm-up run per batch size, then ``--runs`` timed runs at the
+registry's steps, guidance and size with fixed seeds.
 
-It prints median and p90 seconds per image, images per second, and peak GPU memory
-(``torch.cuda.max_memory_allocated``, on CUDA only). It also runs on a CPU, slowly, in float32:
+Per model and batch size it prints median and p90 seconds per image, images per second, and on
+CUDA the peak memory *reserved* by the caching allocator (what the card must really hold, which
+``max_memory_allocated`` understates) beside the peak allocated, plus the model's weights.
+
+Then the swap cost: with a memory budget that holds only the largest model
+(``ARENA_GPU_MEMORY_GB`` semantics), it asks for the models round-robin ``--swaps`` times, so each
+request moves one model in from CPU memory and the others out; it prints the median seconds of a
+swap-in per model. On a CPU the moves are no-ops and this measures the bookkeeping alone.
+
+It also runs on a CPU, slowly, in float32:
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python tests/bench/bench_gpu.py \
         --registry deploy/models.tiny.toml --runs 2 --batch 1,2
@@ -23,7 +32,6 @@ It prints median and p90 seconds per image, images per second, and peak GPU memo
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -32,7 +40,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
@@ -57,6 +64,7 @@ PROMPTS = (
 BASE_SEED = 1234
 P90 = 0.9
 GIB = 1024**3
+MIB = 1024**2
 
 
 @dataclass
@@ -73,7 +81,9 @@ class Result:
     median_s_per_image: float | None = None
     p90_s_per_image: float | None = None
     images_per_s: float | None = None
-    peak_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    peak_allocated_gib: float | None = None
+    weights_mib: float | None = None
     error: str = ""
     seconds_per_run: list[float] = field(default_factory=list)
 
@@ -108,43 +118,44 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_once(pipe: Any, entry: ModelEntry, *, batch: int, seed: int) -> None:
-    if batch == 1:
-        pipelines.generate(
-            pipe,
-            prompt=PROMPTS[seed % len(PROMPTS)],
-            negative_prompt="",
-            seed=seed,
-            steps=entry.steps,
-            guidance=entry.guidance,
-            width=entry.width,
-            height=entry.height,
-        )
-        return
-    prompts = [PROMPTS[(seed + i) % len(PROMPTS)] for i in range(batch)]
-    generators = [torch.Generator(device="cpu").manual_seed(seed + i) for i in range(batch)]
-    with torch.inference_mode():
-        pipe(
-            prompt=prompts,
-            num_inference_steps=entry.steps,
-            guidance_scale=entry.guidance,
-            width=entry.width,
-            height=entry.height,
-            generator=generators,
-            output_type="pil",
-        )
+def spec_of(entry: ModelEntry) -> pipelines.PipelineSpec:
+    return pipelines.PipelineSpec(
+        key=entry.key,
+        version=entry.version,
+        source=entry.source,
+        pipeline_class=entry.pipeline_class,
+        revision=entry.revision,
+        dtype=entry.dtype,
+        scheduler=entry.scheduler,
+        vae_tiling=entry.vae_tiling,
+        custom_pipeline=entry.custom_pipeline,
+    )
 
 
-def measure(
-    pipe: Any, entry: ModelEntry, *, batch: int, runs: int, device: str, result: Result
-) -> None:
+def run_once(entry: ModelEntry, *, batch: int, seed: int) -> None:
+    """One job's worth of work through the arena's path: cache lookup, recipe, progress."""
+    heard: list[int] = []
+    pipelines.generate_batch(
+        pipelines.get_pipeline(spec_of(entry)),
+        prompts=[PROMPTS[(seed + i) % len(PROMPTS)] for i in range(batch)],
+        seeds=[seed + i for i in range(batch)],
+        negative_prompt="",
+        steps=entry.steps,
+        guidance=entry.guidance,
+        width=entry.width,
+        height=entry.height,
+        on_step=heard.append,
+    )
+
+
+def measure(entry: ModelEntry, *, batch: int, runs: int, device: str, result: Result) -> None:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    run_once(pipe, entry, batch=batch, seed=BASE_SEED)  # warm-up: kernels, autotuning, compile
+    run_once(entry, batch=batch, seed=BASE_SEED)  # warm-up: kernels, autotuning, compile
     for index in range(runs):
         synchronize(device)
         started = time.perf_counter()
-        run_once(pipe, entry, batch=batch, seed=BASE_SEED + 1000 * (index + 1))
+        run_once(entry, batch=batch, seed=BASE_SEED + 1000 * (index + 1))
         synchronize(device)
         result.seconds_per_run.append(time.perf_counter() - started)
     per_image = [seconds / batch for seconds in result.seconds_per_run]
@@ -153,31 +164,26 @@ def measure(
     result.p90_s_per_image = percentile(per_image, P90)
     result.images_per_s = batch / statistics.median(result.seconds_per_run)
     if device == "cuda":
-        result.peak_gib = torch.cuda.max_memory_allocated() / GIB
+        result.peak_reserved_gib = torch.cuda.max_memory_reserved() / GIB
+        result.peak_allocated_gib = torch.cuda.max_memory_allocated() / GIB
 
 
 def bench_model(entry: ModelEntry, *, batches: list[int], runs: int, device: str) -> list[Result]:
-    spec = pipelines.PipelineSpec(
-        key=entry.key,
-        version=entry.version,
-        source=entry.source,
-        pipeline_class=entry.pipeline_class,
-        revision=entry.revision,
-        dtype=entry.dtype,
-        scheduler=entry.scheduler,
-    )
     started = time.perf_counter()
     try:
-        pipe = pipelines.load_pipeline(spec, device=device)
+        pipe = pipelines.get_pipeline(spec_of(entry))
     except Exception as exc:  # a missing checkpoint must not stop the other models
         return [new_result(entry, batch=b, error=f"load: {exc!r}") for b in batches]
+    synchronize(device)
     load_s = time.perf_counter() - started
     dtype = str(getattr(pipe, "dtype", "")).removeprefix("torch.")
+    weights_mib = pipelines.model_weight_bytes(pipe) / MIB
     results = []
     for batch in batches:
         result = new_result(entry, batch=batch, dtype=dtype, load_s=load_s)
+        result.weights_mib = weights_mib
         try:
-            measure(pipe, entry, batch=batch, runs=runs, device=device, result=result)
+            measure(entry, batch=batch, runs=runs, device=device, result=result)
         except torch.cuda.OutOfMemoryError:
             result.error = "out of memory"
         except Exception as exc:
@@ -185,11 +191,26 @@ def bench_model(entry: ModelEntry, *, batches: list[int], runs: int, device: str
         results.append(result)
         if device == "cuda":
             torch.cuda.empty_cache()
-    del pipe
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
     return results
+
+
+def bench_swaps(entries: list[ModelEntry], *, rounds: int, device: str) -> dict[str, float]:
+    """Median seconds to bring each model back onto the device when only one fits."""
+    loaded = [e for e in entries if (e.key, e.version) in pipelines.cached_pipeline_keys()]
+    if len(loaded) < 2 or rounds < 1:
+        return {}
+    largest = max(pipelines.model_weight_bytes(pipelines.get_pipeline(spec_of(e))) for e in loaded)
+    pipelines.set_memory_budget(largest)
+    times: dict[str, list[float]] = {e.key: [] for e in loaded}
+    for _ in range(rounds):
+        for entry in loaded:
+            synchronize(device)
+            started = time.perf_counter()
+            pipelines.get_pipeline(spec_of(entry))
+            synchronize(device)
+            times[entry.key].append(time.perf_counter() - started)
+    pipelines.set_memory_budget(pipelines.memory_budget_from_env())
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def environment(device: str) -> dict[str, str]:
@@ -217,7 +238,8 @@ def print_table(env: dict[str, str], results: list[Result]) -> None:
     )
     header = (
         f"{'model':<18} {'dtype':<9} {'steps':>5} {'size':>9} {'batch':>5} {'load s':>7} "
-        f"{'med s/img':>10} {'p90 s/img':>10} {'img/s':>8} {'peak GiB':>9}"
+        f"{'med s/img':>10} {'p90 s/img':>10} {'img/s':>8} {'wt MiB':>8} {'reserved':>9} "
+        f"{'alloc':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -229,8 +251,10 @@ def print_table(env: dict[str, str], results: list[Result]) -> None:
         print(
             f"{r.key:<18} {r.dtype:<9} {r.steps:>5} {size:>9} {r.batch:>5} {r.load_s:>7.1f} "
             f"{fmt(r.median_s_per_image, '.3f'):>10} {fmt(r.p90_s_per_image, '.3f'):>10} "
-            f"{fmt(r.images_per_s, '.2f'):>8} {fmt(r.peak_gib, '.2f'):>9}"
+            f"{fmt(r.images_per_s, '.2f'):>8} {fmt(r.weights_mib, '.1f'):>8} "
+            f"{fmt(r.peak_reserved_gib, '.2f'):>9} {fmt(r.peak_allocated_gib, '.2f'):>7}"
         )
+    print("(wt: the model's weights; reserved and allocated: CUDA peaks in GiB, '-' on a CPU)")
 
 
 def main() -> int:
@@ -239,6 +263,7 @@ def main() -> int:
     parser.add_argument("--models", default="", help="comma-separated keys (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per batch size")
     parser.add_argument("--batch", default="1,4", help="comma-separated batch sizes")
+    parser.add_argument("--swaps", type=int, default=3, help="round-robin swap rounds (0: none)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     batches = [int(b) for b in args.batch.split(",") if b.strip()]
@@ -259,12 +284,18 @@ def main() -> int:
         print(f"benchmarking {entry.key} ...", file=sys.stderr, flush=True)
         results.extend(bench_model(entry, batches=batches, runs=args.runs, device=device))
     print_table(env, results)
+    swaps = bench_swaps(chosen, rounds=args.swaps, device=device)
+    if swaps:
+        print("swap-in from CPU memory when only the largest model fits (median ms):")
+        for key, seconds in swaps.items():
+            print(f"  {key:<18} {seconds * 1000:.2f}")
     if args.json:
         payload = {
             "environment": env,
             "registry": str(args.registry),
             "runs": args.runs,
             "results": [asdict(r) for r in results],
+            "swap_s": swaps,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 1 if any(r.error for r in results) else 0

@@ -97,3 +97,55 @@ def test_every_model_has_its_own_gpu_queue_or_the_remote_queue(entries: list[Mod
         assert entry.queue != "default", entry.key
         expected_prefix = "gpu-" if entry.backend == "diffusers" else "remote"
         assert entry.queue.startswith(expected_prefix), entry.key
+
+
+def test_every_diffusers_family_in_the_example_has_a_tiny_twin_and_a_recipe(
+    entries: list[ModelEntry],
+) -> None:
+    from generation import pipelines, tiny
+
+    for entry in diffusers_entries(entries):
+        assert entry.pipeline_class in tiny.TINY_PIPELINE_CLASSES.values(), entry.key
+        assert entry.pipeline_class in pipelines.FAMILY_RECIPES, entry.key
+        assert not entry.vae_tiling, f"{entry.key}: tiling is off unless a model needs it"
+
+
+def test_the_http_example_names_its_secret_by_environment_variable(
+    entries: list[ModelEntry],
+) -> None:
+    (partner,) = [e for e in entries if e.backend == "http"]
+    assert dict(partner.headers_from_env) == {"Authorization": "PARTNER_MODEL_AUTH"}
+
+
+@pytest.mark.django_db
+def test_sync_refuses_the_example_until_its_placeholders_are_replaced(
+    tmp_path: Path, settings: object
+) -> None:
+    from generation import services
+    from generation.models import ImageModel
+    from generation.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="model ours-v3: field 'source': directory"):
+        services.sync_models(path=EXAMPLE)
+    # With the in-house directory present, the first placeholder revision is what stops it.
+    ours = tmp_path / "ours-v3"
+    ours.mkdir()
+    (ours / "model_index.json").write_text('{"_class_name": "FluxPipeline"}', encoding="utf-8")
+    edited = tmp_path / "models.toml"
+    edited.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("/srv/arena/models/ours-v3", str(ours)),
+        encoding="utf-8",
+    )
+    with pytest.raises(RegistryError, match="model sdxl-base: field 'revision' is the all-zero"):
+        services.sync_models(path=edited)
+    assert not ImageModel.objects.exists()
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(
+        edited.read_text(encoding="utf-8").replace("0" * 40, "0123456789abcdef" * 2 + "01234567"),
+        encoding="utf-8",
+    )
+    current, _ = services.sync_models(path=pinned)
+    refine = {m.key: m.can_refine for m in current}
+    assert refine["flux1-dev"] and refine["qwen-image"] and refine["sd35-large"]
+    assert not refine["pixart-sigma"] and not refine["sana-1600m"]
+    assert not refine["partner-model"]

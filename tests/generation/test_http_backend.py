@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation.http_backend import HttpBackendError, generate_http
+from generation.http_backend import HttpBackendError, generate_http, headers_from_env
 
 WIDTH, HEIGHT = 64, 48
 COLOR = (10, 120, 230)
@@ -321,3 +321,54 @@ def test_a_refused_connection_is_reported_after_retries() -> None:
 def test_urls_other_than_http_and_https_are_refused(url: str) -> None:
     with pytest.raises(HttpBackendError, match="only http:// and https:// URLs are allowed"):
         generate(url)
+
+
+def test_headers_are_read_from_the_environment_variables_the_registry_names() -> None:
+    environ = {"PARTNER_AUTH": "Bearer tok-123", "OTHER": "x"}
+    assert headers_from_env({"Authorization": "PARTNER_AUTH"}, environ=environ) == {
+        "Authorization": "Bearer tok-123"
+    }
+
+
+@pytest.mark.parametrize("environ", [{}, {"PARTNER_AUTH": ""}])
+def test_an_unset_header_variable_fails_naming_the_variable(environ: dict[str, str]) -> None:
+    with pytest.raises(HttpBackendError, match="PARTNER_AUTH .*Authorization.* not set"):
+        headers_from_env({"Authorization": "PARTNER_AUTH"}, environ=environ)
+
+
+def test_a_header_variable_with_a_line_break_is_refused_without_echoing_it() -> None:
+    with pytest.raises(HttpBackendError) as error:
+        headers_from_env({"X-Key": "KEY"}, environ={"KEY": "abc\r\nX-Evil: 1"})
+    assert "abc" not in str(error.value) and "KEY" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_an_http_models_job_sends_the_header_from_the_environment(
+    server: ModelServer, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation import services
+    from generation.models import Generation
+
+    monkeypatch.setenv("PARTNER_AUTH", "Bearer from-env-42")
+    settings.MODELS_DIR = tmp_path
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        '[[model]]\nkey = "partner"\ndisplay_name = "P"\nbackend = "http"\n'
+        f'source = "{server.url}"\nwidth = {WIDTH}\nheight = {HEIGHT}\n'
+        'headers_from_env = { Authorization = "PARTNER_AUTH" }\n',
+        encoding="utf-8",
+    )
+    (model,), _ = services.sync_models(path=registry)
+    job = services.create_generation(model=model, prompt="a red fox", seed=1)
+    services.run(generation_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Generation.Status.DONE, job.error
+    assert server.request_headers[0]["Authorization"] == "Bearer from-env-42"
+
+    monkeypatch.delenv("PARTNER_AUTH")
+    job = services.create_generation(model=model, prompt="a blue fox", seed=2)
+    services.run(generation_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Generation.Status.FAILED
+    assert "PARTNER_AUTH" in job.error and "from-env-42" not in job.error
+    assert len(server.request_headers) == 1, "no request goes out without its credentials"
