@@ -44,9 +44,7 @@ def test_any_change_to_what_decides_the_pixels_misses_the_cache(
     models: list[Any], change: dict[str, Any]
 ) -> None:
     finish_side(
-        generation_services.create_generation(
-            model=models[0], prompt="a fox", seed=1, purpose=CHAT
-        )
+        generation_services.create_generation(model=models[0], prompt="a fox", seed=1, purpose=CHAT)
     )
     request = {"model": models[0], "prompt": "a fox", "seed": 1, "purpose": CHAT, **change}
     assert generation_services.create_generation(**request).status == Generation.Status.QUEUED

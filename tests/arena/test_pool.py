@@ -228,7 +228,7 @@ def test_both_images_of_a_battle_get_one_size_one_length_and_one_layout(
 
     def spy(*, battle: Battle) -> None:
         for pk in (battle.generation_left_id, battle.generation_right_id):
-            worker_files.append(Generation.objects.get(pk=pk).image.name)
+            worker_files.append(str(Generation.objects.get(pk=pk).image.name))
         finalise(battle=battle)
 
     monkeypatch.setattr(services, "finalise_battle_images", spy)
