@@ -236,6 +236,14 @@ def on_generation_finished(*, generation: Generation) -> None:
         .first()
     )
     if battle is None:
+        pool_image_made = generation.status == Generation.Status.DONE
+        if pool_image_made and generation.purpose == Generation.Purpose.POOL:
+            # A pool image is made: top the pool up again, so it fills as fast as the
+            # queue has room and never faster (each refill keeps to its cap).
+            from arena.tasks import refill_pool
+
+            # Robust: a broker hiccup here must not fail the job that was just recorded.
+            transaction.on_commit(refill_pool.delay, robust=True)
         return
     sides = Generation.objects.filter(
         pk__in=[battle.generation_left_id, battle.generation_right_id]

@@ -344,3 +344,32 @@ def test_concurrent_battles_never_share_a_pool_image_on_postgresql(
     sides = [g for b in made for g in (b.generation_left_id, b.generation_right_id)]
     assert len(set(sides)) == len(sides) == 2 * battles_at_once
     assert PoolImage.objects.filter(taken_at=None).count() == 0
+
+
+def test_each_finished_pool_image_tops_the_pool_up_again(
+    models: list[Any], prompt: Prompt, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from arena import tasks
+
+    calls: list[int] = []
+    monkeypatch.setattr(tasks.refill_pool, "delay", lambda: calls.append(1))
+    (job, *_) = Generation.objects.filter(pk__in=pool.refill(per_pair=1, prompt_limit=1).queued)
+    with django_capture_on_commit_callbacks(execute=True):
+        finish_with(job, noise_png(1))
+    assert calls == [1]
+    battle = services.create_battle(prompt_text="a typed prompt", owner="me")
+    with django_capture_on_commit_callbacks(execute=True):
+        finish_with(battle.generation_left, noise_png(2))
+    assert calls == [1], "a battle image does not"
+
+
+def test_the_refill_task_keeps_to_one_pool_job_per_queue_by_default(
+    models: list[Any], prompt: Prompt, settings: Any
+) -> None:
+    from arena import tasks
+
+    assert settings.ARENA_POOL_REFILL_PENDING == 1
+    tasks.refill_pool()  # the task's body, called in this process, as a worker would
+    tasks.refill_pool()
+    pending = Generation.objects.unfinished().filter(purpose=Generation.Purpose.POOL)
+    assert pending.count() == 1, "all tiny models share one queue"
