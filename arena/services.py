@@ -131,7 +131,7 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
     """
     rng = rng or random.SystemRandom()
     text = clean_prompt(prompt_text)
-    curated = Prompt.objects.curated().filter(text=text).first()
+    curated = Prompt.objects.filter(text=text).first()
     models = list(ImageModel.objects.enabled().filter(retired=False))
     left_id, right_id = pick_pair(
         ids=[m.pk for m in models], weights=[m.sampling_weight for m in models], rng=rng
@@ -141,7 +141,12 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
     size = battle_size(left=left_model, right=right_model)
     sides = None
     # Only when every drawable model is stocked: an instant battle must not hint at its pair.
-    if curated is not None and pool.stocked(prompt=curated, models=models):
+    if (
+        curated is not None
+        and curated.curated
+        and curated.active
+        and pool.stocked(prompt=curated, models=models)
+    ):
         sides = pool.take_pair(
             prompt=curated,
             left=left_model,

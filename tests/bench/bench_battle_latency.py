@@ -120,7 +120,6 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="a scratch PostgreSQL database")
     args = parser.parse_args()
 
-    os.environ["ARENA_RATE_LIMIT_SESSION"] = os.environ["ARENA_RATE_LIMIT_ADDRESS"] = ""
     broker = args.redis_url if args.broker == "redis" else "filesystem://"
     env = scratch_arena(broker_url=broker, warm="all", database_url=args.database_url)
     from django.conf import settings
@@ -131,6 +130,8 @@ def main() -> int:
     from arena.models import PoolImage, Prompt
     from generation.models import Generation, ImageModel
 
+    # One client submits every battle: the per-session request budget would stop it.
+    settings.ARENA_RATE_LIMIT_SESSION = settings.ARENA_RATE_LIMIT_ADDRESS = ""
     if PoolImage.objects.exists():
         raise SystemExit("use an empty scratch database: this one already has a pool")
     services.load_prompts()
