@@ -155,10 +155,8 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
             right_size=size.right,
         )
     if sides is not None:
+        # Stored at their own sizes; finalising brings both to size.output.
         left, right = sides
-        Generation.objects.filter(pk__in=[left.pk, right.pk]).update(
-            output_width=size.output[0], output_height=size.output[1]
-        )
     else:
         seed = pool.secret_seed()
         left, right = (
@@ -204,10 +202,8 @@ def finalise_battle_images(*, battle: Battle) -> None:
     """
     from PIL import Image
 
-    sides = [
-        Generation.objects.get(pk=battle.generation_left_id),
-        Generation.objects.get(pk=battle.generation_right_id),
-    ]
+    found = Generation.objects.in_bulk([battle.generation_left_id, battle.generation_right_id])
+    sides = [found[battle.generation_left_id], found[battle.generation_right_id]]
     pictures = []
     for side in sides:
         with side.image.open("rb") as handle:
