@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test import Client
 from PIL import Image
 
-from arena import chat, pool, services
+from arena import chat, pool, schemas, services
 from arena.models import Battle, PoolImage, Prompt
 from generation import images
 from generation import services as generation_services
@@ -69,6 +69,7 @@ def test_battle_seeds_are_secret_draws_above_every_seed_chat_accepts() -> None:
     seeds = [pool.secret_seed() for _ in range(2000)]
     assert len(set(seeds)) == len(seeds)
     assert all(chat.MAX_SEED < pool.BATTLE_SEED_MIN <= s <= pool.BATTLE_SEED_MAX for s in seeds)
+    assert schemas.MAX_SEED < pool.BATTLE_SEED_MIN, "the forms' bound stays below battle seeds"
     # Draws spread over the whole range, not a small corner of it.
     assert max(seeds) > 2**62 and min(seeds) < 2**62
 
