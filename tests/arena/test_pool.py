@@ -374,3 +374,17 @@ def test_the_refill_task_keeps_to_one_pool_job_per_queue_by_default(
     tasks.refill_pool()
     pending = Generation.objects.unfinished().filter(purpose=Generation.Purpose.POOL)
     assert pending.count() == 1, "all tiny models share one queue"
+
+
+def test_the_pregenerate_command_fills_the_pool_and_refuses_a_negative_count(
+    models: list[Any], prompt: Prompt
+) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("pregenerate", "--count", "1", "--limit", "1", stdout=out)
+    assert f"{len(models)} pool images queued, 0 already unused" in out.getvalue()
+    with pytest.raises(CommandError, match="must not be negative"):
+        call_command("pregenerate", "--count", "-1")

@@ -64,8 +64,8 @@ def wait_idle(timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def play_live(count: int, tag: str) -> list[Any]:
-    """``count`` live battles one after another; returns their jobs."""
+def play_live(count: int, tag: str, gap: float = 0.0) -> list[Any]:
+    """``count`` live battles one after another, ``gap`` seconds apart; returns their jobs."""
     from arena import services
     from arena.models import Battle
 
@@ -79,6 +79,7 @@ def play_live(count: int, tag: str) -> list[Any]:
         if battle.status != Battle.Status.READY:
             raise SystemExit(f"live battle {battle.pk} ended {battle.status}")
         jobs += [battle.generation_left, battle.generation_right]
+        time.sleep(gap)
     for job in jobs:
         job.refresh_from_db()
     return jobs
@@ -115,6 +116,12 @@ def main() -> int:
     parser.add_argument("--per-pair", type=int, default=3, help="pool images per prompt, model")
     parser.add_argument("--live", type=int, default=15, help="live battles per scenario")
     parser.add_argument("--flood", type=int, default=300, help="pool jobs in the flood")
+    parser.add_argument(
+        "--gap", type=float, default=0.5, help="seconds between live battles beside the refill"
+    )
+    parser.add_argument(
+        "--scenarios", default="pool,alone,flood,capped", help="which of the four to run"
+    )
     parser.add_argument("--broker", choices=["filesystem", "redis"], default="redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--database-url", default=None, help="a scratch PostgreSQL database")
@@ -143,94 +150,101 @@ def main() -> int:
             f"worker ready: broker {args.broker}, database {connection.vendor}, "
             f"{ImageModel.objects.enabled().count()} tiny CPU models, two processes"
         )
-        # 1. Pool-served battles through the JSON API.
-        stocked = pool.refill(per_pair=args.per_pair, prompt_limit=args.prompts)
-        started = time.monotonic()
-        wait_idle()
-        print(f"stocked {len(stocked.queued)} pool images in {time.monotonic() - started:.1f} s")
+        chosen = set(args.scenarios.split(","))
         prompts = list(Prompt.objects.curated().order_by("pk")[: args.prompts])
-        client = Client(HTTP_HOST="127.0.0.1")
-        client.get("/api/v1/session")
-        served: list[float] = []
-        live_fallbacks = 0
-        attempt = 0
-        while len(served) < args.battles and attempt < 20 * args.battles:
-            text = prompts[attempt % len(prompts)].text
-            attempt += 1
-            begin = time.perf_counter()
-            response = client.post(
-                "/api/v1/battles", {"prompt": text}, content_type="application/json"
+        if "pool" in chosen:
+            # 1. Pool-served battles through the JSON API.
+            stocked = pool.refill(per_pair=args.per_pair, prompt_limit=args.prompts)
+            started = time.monotonic()
+            wait_idle()
+            print(
+                f"stocked {len(stocked.queued)} pool images in {time.monotonic() - started:.1f} s"
             )
-            elapsed = (time.perf_counter() - begin) * 1000
-            body = response.json()
-            assert response.status_code == 201, body
-            if body["status"] == "ready" and set(body["images"]) == {"left", "right"}:
-                served.append(elapsed)
-            else:
-                live_fallbacks += 1
-        wait_idle()
-        print("\n1. pool-served battles, submit to 'ready' with both image URLs (JSON API)")
-        row("pool-served", served)
-        print(f"{'':>44}  ({live_fallbacks} submits fell back to live: pool not stocked)")
-
-        # 2. Live battles alone.
-        alone = play_live(args.live, "alone")
-        print("\n2-4. live battle jobs' queue wait (created to started), two processes")
-        row("live, no refill", waits(alone))
-
-        # 3. Live battles beside a flood of queued pool jobs.
-        per_round = len(prompts) * ImageModel.objects.enabled().count()
-        extra = -(-args.flood // per_round)
-        flood_ids = pool.refill(per_pair=args.per_pair + extra, prompt_limit=args.prompts).queued
-        time.sleep(1.0)  # the worker is busy with pool jobs
-        flooded = play_live(args.live, "flood")
-        left = Generation.objects.filter(pk__in=flood_ids).unfinished().count()
-        row("live, beside a flood of pool jobs", waits(flooded))
-        overtakes, waited = refill_delays(flooded)
-        print(
-            f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
-            f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued)"
-        )
-        Generation.objects.filter(pk__in=flood_ids).unfinished().update(
-            status=Generation.Status.FAILED, error="bench: flood over"
-        )
-        wait_idle()
-
-        # 4. Live battles beside the refill as beat runs it: capped per queue.
-        stop = threading.Event()
-        topped: list[int] = []
-
-        def refiller() -> None:
-            from django.db import connection as thread_connection
-
-            while not stop.is_set():
-                topped.extend(
-                    pool.refill(
-                        per_pair=args.per_pair + 100,
-                        prompt_limit=args.prompts,
-                        max_pending=settings.ARENA_POOL_REFILL_PENDING,
-                    ).queued
+            client = Client(HTTP_HOST="127.0.0.1")
+            client.get("/api/v1/session")
+            served: list[float] = []
+            live_fallbacks = 0
+            attempt = 0
+            while len(served) < args.battles and attempt < 20 * args.battles:
+                text = prompts[attempt % len(prompts)].text
+                attempt += 1
+                begin = time.perf_counter()
+                response = client.post(
+                    "/api/v1/battles", {"prompt": text}, content_type="application/json"
                 )
-                time.sleep(0.05)
-            thread_connection.close()
+                elapsed = (time.perf_counter() - begin) * 1000
+                body = response.json()
+                assert response.status_code == 201, body
+                if body["status"] == "ready" and set(body["images"]) == {"left", "right"}:
+                    served.append(elapsed)
+                else:
+                    live_fallbacks += 1
+            wait_idle()
+            print("\n1. pool-served battles, submit to 'ready' with both image URLs (JSON API)")
+            row("pool-served", served)
+            print(f"{'':>44}  ({live_fallbacks} submits fell back to live: pool not stocked)")
+        if "alone" in chosen:
+            # 2. Live battles alone.
+            alone = play_live(args.live, "alone", args.gap)
+            print(f"\nlive battle jobs' queue wait (created to started), {args.gap} s apart")
+            row("live, no refill", waits(alone))
+        if "flood" in chosen:
+            # 3. Live battles beside a flood of queued pool jobs.
+            per_round = len(prompts) * ImageModel.objects.enabled().count()
+            extra = -(-args.flood // per_round)
+            flood_ids = pool.refill(
+                per_pair=args.per_pair + extra, prompt_limit=args.prompts
+            ).queued
+            time.sleep(1.0)  # the worker is busy with pool jobs
+            flooded = play_live(args.live, "flood")
+            left = Generation.objects.filter(pk__in=flood_ids).unfinished().count()
+            row("live, beside a flood of pool jobs", waits(flooded))
+            overtakes, waited = refill_delays(flooded)
+            print(
+                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued)"
+            )
+            Generation.objects.filter(pk__in=flood_ids).unfinished().update(
+                status=Generation.Status.FAILED, error="bench: flood over"
+            )
+            wait_idle()
+        if "capped" in chosen:
+            # 4. Live battles beside the refill as beat runs it: capped per queue.
+            stop = threading.Event()
+            topped: list[int] = []
 
-        thread = threading.Thread(target=refiller)
-        thread.start()
-        time.sleep(1.0)
-        try:
-            capped = play_live(args.live, "capped")
-        finally:
-            stop.set()
-            thread.join()
-        row(
-            f"live, beside the capped refill ({settings.ARENA_POOL_REFILL_PENDING}/queue)",
-            waits(capped),
-        )
-        overtakes, waited = refill_delays(capped)
-        print(
-            f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
-            f"a running pool job: {waited}/{len(capped)} ({len(topped)} pool jobs made meanwhile)"
-        )
+            def refiller() -> None:
+                from django.db import connection as thread_connection
+
+                while not stop.is_set():
+                    topped.extend(
+                        pool.refill(
+                            per_pair=args.per_pair + 100,
+                            prompt_limit=args.prompts,
+                            max_pending=settings.ARENA_POOL_REFILL_PENDING,
+                        ).queued
+                    )
+                    time.sleep(0.05)
+                thread_connection.close()
+
+            thread = threading.Thread(target=refiller)
+            thread.start()
+            time.sleep(1.0)
+            try:
+                capped = play_live(args.live, "capped", args.gap)
+            finally:
+                stop.set()
+                thread.join()
+            row(
+                f"live, beside the capped refill ({settings.ARENA_POOL_REFILL_PENDING}/queue)",
+                waits(capped),
+            )
+            overtakes, waited = refill_delays(capped)
+            print(
+                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"a running pool job: {waited}/{len(capped)} "
+                f"({len(topped)} pool jobs queued meanwhile)"
+            )
     finally:
         stop_worker(worker)
         from arena.celery import app
