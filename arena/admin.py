@@ -19,8 +19,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
-from arena import services
-from arena.models import Battle, Prompt, Vote
+from arena import pool, services
+from arena.models import Battle, PoolImage, Prompt, Vote
 from generation.admin import RecordAdmin, export_csv_action
 from generation.models import ImageModel
 from leaderboard import dataset
@@ -240,3 +240,25 @@ class VoteAdmin(RecordAdmin):
         )
         response["Content-Disposition"] = f'attachment; filename="votes-{stamp}.{fmt}"'
         return response
+
+
+@admin.register(PoolImage)
+class PoolImageAdmin(RecordAdmin):
+    """The single-use battle image pool; its levels head the list."""
+
+    change_list_template = "admin/arena/poolimage/change_list.html"
+    list_display = ("pk", "model", "prompt", "status", "created_at", "taken_at")
+    list_filter = (("taken_at", admin.EmptyFieldListFilter), "model", "created_at")
+    list_select_related = ("model", "prompt", "generation")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="job", ordering="generation__status")
+    def status(self, image: PoolImage) -> str:
+        return image.generation.status
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(
+            request, extra_context={**(extra_context or {}), "pool_levels": pool.levels()}
+        )

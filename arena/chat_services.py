@@ -16,12 +16,15 @@ from django.db import transaction
 
 from arena.categories import classify_prompt
 from arena.models import Battle, ChatImage, ChatTurn, Conversation
+from arena.pool import BATTLE_SEED_MIN
 from arena.services import clean_prompt
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
 
 MAX_IMAGES_PER_TURN = 4
-MAX_SEED = 2**31 - 1
+# Named requests use seeds 0 to MAX_SEED; battles draw theirs secretly from above it, so no chat
+# turn or comparison can ask for a battle's seed (and chat never shares a cached battle image).
+MAX_SEED = BATTLE_SEED_MIN - 1
 # Medians over this many recent jobs make a model's "typical latency".
 LATENCY_WINDOW = 50
 
@@ -300,6 +303,8 @@ def create_named_battle(
     except ValueError as exc:
         raise ChatError("prompt", str(exc)) from None
     seed = random.SystemRandom().randrange(MAX_SEED) if seed is None else seed
+    if not 0 <= seed <= MAX_SEED:
+        raise ChatError("seed", f"The seed must be between 0 and {MAX_SEED}.")
     size = (min(left.width, right.width), min(left.height, right.height))
     jobs = [
         generation_services.create_generation(

@@ -193,3 +193,51 @@ class ChatImage(models.Model):
 
     def __str__(self) -> str:
         return f"Turn {self.turn_id} image {self.index}"
+
+
+class PoolImageQuerySet(models.QuerySet["PoolImage"]):
+    def unused(self) -> PoolImageQuerySet:
+        """Images no battle has taken yet (made, or still being made)."""
+        return self.filter(taken_at=None).exclude(generation__status=Generation.Status.FAILED)
+
+    def servable(self) -> PoolImageQuerySet:
+        """Unused, finished images whose model may still be drawn and whose prompt is live."""
+        return self.filter(
+            taken_at=None,
+            generation__status=Generation.Status.DONE,
+            model__enabled=True,
+            model__retired=False,
+            prompt__active=True,
+            prompt__curated=True,
+        )
+
+
+class PoolImage(models.Model):
+    """A pregenerated battle image for a curated prompt, made with a secret seed.
+
+    A battle takes it once (``taken_at``) and its job becomes that battle's side; the battle's
+    one-to-one sides make a second use impossible in the database too.
+    """
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pool_images")
+    model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
+    generation = models.OneToOneField(
+        Generation, on_delete=models.PROTECT, related_name="pool_image"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PoolImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(
+                fields=["prompt", "model"],
+                condition=Q(taken_at=None),
+                name="pool_image_unused",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Pool image {self.pk} ({'taken' if self.taken_at else 'unused'})"

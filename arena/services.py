@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import random
@@ -12,14 +13,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from arena import pool
 from arena.categories import CATEGORIES, classify_prompt
 from arena.matchmaking import available_weights, pick_pair
 from arena.models import Battle, Prompt, Vote
-from generation import capacity
+from generation import capacity, images
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
 from leaderboard import services as leaderboard_services
@@ -95,14 +98,36 @@ def draw_prompt(*, rng: random.Random | None = None) -> Prompt | None:
     return Prompt.objects.get(pk=(rng or random.SystemRandom()).choice(ids))
 
 
-@transaction.atomic
-def create_battle(
-    *, prompt_text: str, owner: str, rng: random.Random | None = None, fresh_seed: bool = False
-) -> Battle:
-    """Draw two different enabled models, randomise sides, and queue both images on commit.
+@dataclass(frozen=True)
+class BattleSize:
+    """The size each side is generated at, and the one size both files are stored at."""
 
-    A curated prompt uses one of the pregenerated seeds (unless ``fresh_seed``), so images
-    already in the cache serve the battle at once.
+    left: tuple[int, int]
+    right: tuple[int, int]
+    output: tuple[int, int]
+
+
+def battle_size(*, left: ImageModel, right: ImageModel) -> BattleSize:
+    """The largest size both models make natively, so neither side is resampled; failing
+    that, each at its own size, stored at the smaller width and height."""
+    shared = set(left.allowed_sizes()) & set(right.allowed_sizes())
+    if shared:
+        size = max(shared, key=lambda s: (s[0] * s[1], s))
+        return BattleSize(left=size, right=size, output=size)
+    return BattleSize(
+        left=(left.width, left.height),
+        right=(right.width, right.height),
+        output=(min(left.width, right.width), min(left.height, right.height)),
+    )
+
+
+@transaction.atomic
+def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = None) -> Battle:
+    """Draw two different enabled models, randomise sides, and take both images from the pool
+    (a curated prompt, when it can serve the pair) or queue them live on commit.
+
+    Live sides share one secret seed; pool sides each have their own. Either way no image of
+    this battle has been, or will be, shown anywhere else.
     """
     rng = rng or random.SystemRandom()
     text = clean_prompt(prompt_text)
@@ -112,32 +137,55 @@ def create_battle(
         ids=[m.pk for m in models], weights=match_weights(models), rng=rng
     )
     by_id = {m.pk: m for m in models}
-    cached = curated is not None and not fresh_seed and settings.ARENA_CACHED_SEEDS
-    seed = rng.choice(settings.ARENA_CACHED_SEEDS) if cached else rng.randrange(2**31)
-    # One output size for both sides, so the files do not tell native resolutions apart.
-    size = (
-        min(by_id[left_id].width, by_id[right_id].width),
-        min(by_id[left_id].height, by_id[right_id].height),
-    )
-    left, right = (
-        generation_services.create_generation(
-            model=by_id[model_id], prompt=text, seed=seed, output_size=size
+    left_model, right_model = by_id[left_id], by_id[right_id]
+    size = battle_size(left=left_model, right=right_model)
+    sides = None
+    # Only when every drawable model is stocked: an instant battle must not hint at its pair.
+    if (
+        curated is not None
+        and curated.curated
+        and curated.active
+        and pool.stocked(prompt=curated, models=models)
+    ):
+        sides = pool.take_pair(
+            prompt=curated,
+            left=left_model,
+            right=right_model,
+            left_size=size.left,
+            right_size=size.right,
         )
-        for model_id in (left_id, right_id)
-    )
+    if sides is not None:
+        # Stored at their own sizes; finalising brings both to size.output.
+        left, right = sides
+    else:
+        seed = pool.secret_seed()
+        left, right = (
+            generation_services.create_generation(
+                model=model,
+                prompt=text,
+                seed=seed,
+                size=model_size,
+                output_size=size.output,
+                use_cache=False,
+                purpose=Generation.Purpose.BATTLE,
+            )
+            for model, model_size in ((left_model, size.left), (right_model, size.right))
+        )
     battle = Battle.objects.create(
         prompt_text=text,
         prompt=curated,
         category=curated.category if curated else classify_prompt(text),
-        model_left=by_id[left_id],
-        model_right=by_id[right_id],
+        model_left=left_model,
+        model_right=right_model,
         generation_left=left,
         generation_right=right,
-        seed=seed,
+        # Provenance: the left side's seed; each side's own is on its job.
+        seed=left.seed,
         owner=owner,
     )
-    if left.status == right.status == Generation.Status.DONE:
-        # Both images came from the cache: the battle is ready before anything is queued.
+    if sides is not None:
+        # Both images came from the pool: the battle is ready before anything is queued.
+        finalise_battle_images(battle=battle)
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
         battle.save(update_fields=["status", "ready_at"])
@@ -162,6 +210,37 @@ def match_weights(models: list[ImageModel]) -> list[float]:
     )
 
 
+def finalise_battle_images(*, battle: Battle) -> None:
+    """Store both finished images of a battle afresh: one format, one size, one file length,
+    no metadata, new random names. Every battle kind goes through this before it is shown.
+
+    The old files are deleted once the transaction commits; nothing else points at them.
+    """
+    from PIL import Image
+
+    found = Generation.objects.in_bulk([battle.generation_left_id, battle.generation_right_id])
+    sides = [found[battle.generation_left_id], found[battle.generation_right_id]]
+    pictures = []
+    for side in sides:
+        with side.image.open("rb") as handle:
+            picture = Image.open(handle)
+            picture.load()
+        pictures.append(picture)
+    width = min(side.output_width for side in sides)
+    height = min(side.output_height for side in sides)
+    files = images.finalise_pair(pictures, width=width, height=height)
+    for side, data in zip(sides, files, strict=True):
+        storage, old = side.image.storage, str(side.image.name)
+        stored = storage.save(f"images/{images.random_image_name()}", ContentFile(data))
+        Generation.objects.filter(pk=side.pk).update(
+            image=stored,
+            image_sha256=images.sha256(data),
+            output_width=width,
+            output_height=height,
+        )
+        transaction.on_commit(functools.partial(storage.delete, old))
+
+
 def on_generation_finished(*, generation: Generation) -> None:
     """Mark the battle ready when both sides are done, or void when either side failed."""
     # Lock the battle row only: the two sides finish in two workers, each holding its own job
@@ -174,6 +253,14 @@ def on_generation_finished(*, generation: Generation) -> None:
         .first()
     )
     if battle is None:
+        pool_image_made = generation.status == Generation.Status.DONE
+        if pool_image_made and generation.purpose == Generation.Purpose.POOL:
+            # A pool image is made: top the pool up again, so it fills as fast as the
+            # queue has room and never faster (each refill keeps to its cap).
+            from arena.tasks import refill_pool
+
+            # Robust: a broker hiccup here must not fail the job that was just recorded.
+            transaction.on_commit(refill_pool.delay, robust=True)
         return
     sides = Generation.objects.filter(
         pk__in=[battle.generation_left_id, battle.generation_right_id]
@@ -182,6 +269,7 @@ def on_generation_finished(*, generation: Generation) -> None:
     if failed and not _replace_with_reserve(battle, failed[0]):
         _void(battle, reason="a side failed")
     elif not failed and all(g.status == Generation.Status.DONE for g in sides):
+        finalise_battle_images(battle=battle)
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
         battle.save(update_fields=["status", "ready_at"])
@@ -401,42 +489,9 @@ class Pregenerated:
 
 
 def pregenerate(
-    *, seeds: list[int], model_keys: list[str] | None = None, limit: int | None = None
+    *, per_pair: int, model_keys: list[str] | None = None, limit: int | None = None
 ) -> Pregenerated:
-    """Queue an image for every curated prompt, enabled model and seed not yet in the cache."""
-    models = ImageModel.objects.enabled().filter(retired=False)
-    if model_keys:
-        models = models.filter(key__in=model_keys)
-    prompts = Prompt.objects.curated().order_by("pk")[:limit]
-    queued: list[int] = []
-    present = 0
-    for prompt in prompts:
-        for model in models:
-            for seed in seeds:
-                key = generation_services.cache_key(
-                    model=model,
-                    prompt=prompt.text,
-                    negative_prompt="",
-                    seed=seed,
-                    steps=model.default_steps,
-                    guidance=model.default_guidance,
-                    width=model.width,
-                    height=model.height,
-                )
-                exists = Generation.objects.filter(cache_key=key, cached_from=None).exclude(
-                    status=Generation.Status.FAILED
-                )
-                if exists.exists():
-                    present += 1
-                    continue
-                with transaction.atomic():
-                    job = generation_services.create_generation(
-                        model=model,
-                        prompt=prompt.text,
-                        seed=seed,
-                        use_cache=False,
-                        purpose=Generation.Purpose.POOL,
-                    )
-                    generation_services.enqueue(job)
-                queued.append(job.pk)
-    return Pregenerated(queued=queued, present=present)
+    """Queue pool images (secret seeds, lowest priority) until every curated prompt has
+    ``per_pair`` unused ones for each enabled model."""
+    result = pool.refill(per_pair=per_pair, model_keys=model_keys, prompt_limit=limit)
+    return Pregenerated(queued=result.queued, present=result.present)

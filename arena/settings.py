@@ -272,8 +272,13 @@ ARENA_DISABLE_AFTER_FAILURES = env_int("ARENA_DISABLE_AFTER_FAILURES", 5, minimu
 ARENA_CLAIM_GRACE_S = env_int("ARENA_CLAIM_GRACE_S", 30, minimum=0)
 # A model key that stands in for a side whose model failed; empty voids such battles.
 ARENA_RESERVE_MODEL = env_str("ARENA_RESERVE_MODEL", "")
-# Curated prompts in battles use these seeds, so pregenerated images can serve them at once.
-ARENA_CACHED_SEEDS = [int(s) for s in env_str("ARENA_CACHED_SEEDS", "0,1,2,3").split(",")]
+# The pool of single-use battle images (arena.pool): unused images kept per curated prompt and
+# enabled model, how often beat tops it up (each finished pool image also tops it up), and how
+# many pool jobs may be queued or running per model queue. With 1 and two or more processes on a
+# queue, a live battle job always finds a process that is not making a pool image.
+ARENA_POOL_SIZE = env_int("ARENA_POOL_SIZE", 2, minimum=0)
+ARENA_POOL_REFILL_S = env_int("ARENA_POOL_REFILL_S", 30, minimum=1)
+ARENA_POOL_REFILL_PENDING = env_int("ARENA_POOL_REFILL_PENDING", 1, minimum=1)
 # Image requests (battles and chat turns) allowed per window, as "count/seconds"; empty turns a
 # limit off. Per browser session, and per client address (behind a proxy, REMOTE_ADDR must be
 # the client's: see deploy/README.md).
@@ -330,6 +335,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.sweep",
         "schedule": float(ARENA_SWEEP_S),
         "options": {"expires": float(ARENA_SWEEP_S)},
+    },
+    "refill-pool": {
+        "task": "arena.tasks.refill_pool",
+        "schedule": float(ARENA_POOL_REFILL_S),
+        "options": {"expires": float(ARENA_POOL_REFILL_S)},
     },
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh",

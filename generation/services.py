@@ -194,7 +194,12 @@ def create_generation(
     purpose: str = Generation.Purpose.BATTLE,
 ) -> Generation:
     """A job for ``model``: already done when the same image exists, else queued (then call
-    ``enqueue`` inside the same transaction; it does nothing for a finished job)."""
+    ``enqueue`` inside the same transaction; it does nothing for a finished job).
+
+    Only direct chat and compare reuse images, and only each other's: a battle or pool image
+    is never served from the cache, and never serves anything else from it, because a battle's
+    pixels must belong to that battle alone.
+    """
     steps = steps or model.default_steps
     guidance = model.default_guidance if guidance is None else guidance
     width, height = size or (model.width, model.height)
@@ -220,16 +225,25 @@ def create_generation(
         source_image=source_image,
         strength=strength,
         model_version=model.version,
-        cache_key=key,
+        # Battle and pool jobs get no content address: nothing may ever find them by it.
+        cache_key=key if purpose == Generation.Purpose.CHAT else "",
         purpose=purpose,
     )
-    source = (
-        Generation.objects.filter(cache_key=key, status=Generation.Status.DONE, cached_from=None)
-        .order_by("pk")
-        .first()
-        if use_cache
-        else None
-    )
+    source = None
+    if use_cache and purpose == Generation.Purpose.CHAT:
+        source = (
+            Generation.objects.filter(
+                cache_key=key,
+                purpose=Generation.Purpose.CHAT,
+                status=Generation.Status.DONE,
+                cached_from=None,
+                # Stored at the size it was made, so the copy is not a resampled resample.
+                output_width=width,
+                output_height=height,
+            )
+            .order_by("pk")
+            .first()
+        )
     if source is not None and source.image:
         _reuse(generation, source)
     generation.save()
@@ -237,10 +251,12 @@ def create_generation(
 
 
 def _reuse(generation: Generation, source: Generation) -> None:
-    """Fill a new job from a finished one: a fresh copy of the image under a new random name,
-    re-encoded at this job's output size, so two battles never share a file."""
+    """Fill a new chat job from a finished chat one: a fresh copy of the image under a new
+    random name, re-encoded at this job's output size, so two turns never share a file."""
     from PIL import Image
 
+    if {generation.purpose, source.purpose} != {Generation.Purpose.CHAT}:
+        raise ValueError("only chat and compare images are ever reused")
     with source.image.open("rb") as handle:
         image = Image.open(handle)
         image.load()

@@ -276,6 +276,7 @@ def vote_stats(*, days: int) -> dict[str, Any]:
         "counted_votes": total,
         "excluded_votes": Vote.objects.filter(excluded=True).count(),
         "battles_voided": Battle.objects.filter(status=Battle.Status.VOID).count(),
+        "pool": _pool_totals(),
         "outcomes": {
             "overall": _outcomes(
                 total,
@@ -284,4 +285,20 @@ def vote_stats(*, days: int) -> dict[str, Any]:
             ),
             "categories": by_category,
         },
+    }
+
+
+def _pool_totals() -> dict[str, int]:
+    """The battle image pool's totals; per-model levels stay in the admin, since which model
+    runs dry would hint at which models an instant battle cannot hold."""
+    from arena import pool
+
+    levels = pool.levels()
+    return {
+        "per_pair": levels.per_pair,
+        "prompts": levels.prompts,
+        "models": len(levels.models),
+        "ready": levels.ready,
+        "pending": levels.pending,
+        "empty_pairs": levels.empty_pairs,
     }

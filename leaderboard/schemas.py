@@ -128,6 +128,17 @@ class OutcomeBreakdown(Answer):
     categories: dict[str, Outcomes]
 
 
+class PoolTotals(Answer):
+    """The single-use battle image pool now (totals; per model in the admin)."""
+
+    per_pair: int = Field(description="Target of unused images per curated prompt and model")
+    prompts: int = Field(description="Curated prompts")
+    models: int = Field(description="Enabled models")
+    ready: int = Field(description="Unused images ready to serve")
+    pending: int = Field(description="Unused images still being made")
+    empty_pairs: int = Field(description="Curated prompt and model pairs with no image ready")
+
+
 class Stats(Answer):
     """Live votes only (imported logs are not included). Counted votes are anonymous and not
     excluded, as on the boards."""
@@ -140,4 +151,5 @@ class Stats(Answer):
     counted_votes: int
     excluded_votes: int
     battles_voided: int
+    pool: PoolTotals
     outcomes: OutcomeBreakdown

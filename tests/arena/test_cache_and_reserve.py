@@ -17,14 +17,21 @@ from .test_services import finish_side
 pytestmark = pytest.mark.django_db
 
 
-def test_a_repeated_request_reuses_the_image_under_a_new_name(
+CHAT = Generation.Purpose.CHAT
+
+
+def test_a_repeated_chat_request_reuses_the_image_under_a_new_name(
     models: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:
-    first = generation_services.create_generation(model=models[0], prompt="a fox", seed=1)
+    first = generation_services.create_generation(
+        model=models[0], prompt="a fox", seed=1, purpose=CHAT
+    )
     finish_side(first)
     first.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        again = generation_services.create_generation(model=models[0], prompt=" a  fox ", seed=1)
+        again = generation_services.create_generation(
+            model=models[0], prompt=" a  fox ", seed=1, purpose=CHAT
+        )
         generation_services.enqueue(again)
     assert sent == [], "nothing to queue"
     assert again.status == Generation.Status.DONE and again.cached_from == first
@@ -36,31 +43,51 @@ def test_a_repeated_request_reuses_the_image_under_a_new_name(
 def test_any_change_to_what_decides_the_pixels_misses_the_cache(
     models: list[Any], change: dict[str, Any]
 ) -> None:
-    finish_side(generation_services.create_generation(model=models[0], prompt="a fox", seed=1))
-    request = {"model": models[0], "prompt": "a fox", "seed": 1, **change}
+    finish_side(
+        generation_services.create_generation(model=models[0], prompt="a fox", seed=1, purpose=CHAT)
+    )
+    request = {"model": models[0], "prompt": "a fox", "seed": 1, "purpose": CHAT, **change}
     assert generation_services.create_generation(**request).status == Generation.Status.QUEUED
 
 
-def test_a_battle_on_a_curated_prompt_is_ready_at_once_from_pregenerated_images(
+@pytest.mark.parametrize("first_purpose", list(Generation.Purpose))
+@pytest.mark.parametrize("then_purpose", list(Generation.Purpose))
+def test_only_chat_images_are_ever_reused_and_only_by_chat(
+    models: list[Any], first_purpose: str, then_purpose: str
+) -> None:
+    first = generation_services.create_generation(
+        model=models[0], prompt="a fox", seed=1, purpose=first_purpose
+    )
+    finish_side(first)
+    again = generation_services.create_generation(
+        model=models[0], prompt="a fox", seed=1, purpose=then_purpose
+    )
+    reused = first_purpose == then_purpose == CHAT
+    assert (again.status == Generation.Status.DONE) is reused
+    assert (again.cached_from_id == first.pk) is reused
+
+
+def test_a_battle_on_a_curated_prompt_is_ready_at_once_from_the_pool(
     models: list[Any], settings: Any
 ) -> None:
-    settings.ARENA_CACHED_SEEDS = [5]
     services.load_prompts()
     prompt = Prompt.objects.curated().order_by("pk").first()
     assert prompt is not None
-    result = services.pregenerate(seeds=[5], limit=1)
+    result = services.pregenerate(per_pair=1, limit=1)
     assert len(result.queued) == len(models) and result.present == 0
     for job in Generation.objects.filter(pk__in=result.queued):
+        assert job.purpose == Generation.Purpose.POOL
         finish_side(job)
-    assert services.pregenerate(seeds=[5], limit=1) == services.Pregenerated(
+    assert services.pregenerate(per_pair=1, limit=1) == services.Pregenerated(
         queued=[], present=len(models)
     )
     battle = services.create_battle(prompt_text=prompt.text, owner="me")
-    assert battle.status == Battle.Status.READY and battle.seed == 5
-    fresh = services.create_battle(
-        prompt_text=prompt.text, owner="me", fresh_seed=True, rng=random.Random(3)
-    )
-    assert fresh.status == Battle.Status.GENERATING and fresh.seed != 5
+    assert battle.status == Battle.Status.READY
+    assert {battle.generation_left_id, battle.generation_right_id} <= set(result.queued)
+    # The pool is no longer stocked for every model, so the next battle is generated live.
+    live = services.create_battle(prompt_text=prompt.text, owner="me", rng=random.Random(3))
+    assert live.status == Battle.Status.GENERATING
+    assert not {live.generation_left_id, live.generation_right_id} & set(result.queued)
 
 
 @pytest.fixture

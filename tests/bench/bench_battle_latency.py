@@ -1,24 +1,42 @@
-"""Battle latency: from submit to both images ready, against the slower side's raw pipeline time.
+"""Battle latency: pool-served battles from submit to ready, and live battles beside a pool refill.
 
-    python tests/bench/bench_battle_latency.py [--battles 40] [--broker filesystem|redis]
+    python tests/bench/bench_battle_latency.py [--battles 40] [--broker redis|filesystem]
+        [--redis-url redis://127.0.0.1:6379/13] [--database-url postgres://.../scratch]
 
-Starts a real Celery worker (prefork, two processes) on a scratch database, plays battles on
-the tiny CPU models through ``arena.services.create_battle`` and reads the timestamps the
-database keeps: ``Battle.created_at`` (submit) and ``Battle.ready_at`` (both images stored),
-and each side's ``compute_ms`` (pipeline plus encoding, measured in the worker). The overhead
-of the arena is ``ready - created - max(compute_left, compute_right)``: queueing, broker
-delivery, claims, progress writes, storing, and finishing the battle. Prints percentiles.
+Starts a real Celery worker (prefork, two processes) on a scratch database (SQLite, or the
+scratch PostgreSQL database named by ``--database-url``, which it migrates and fills), and:
+
+1. pool: stocks the pool for the first ``--prompts`` curated prompts, then submits battles on
+   them through the JSON API (``POST /api/v1/battles``, Django's test client, so no network) and
+   times each request, from submit to the answer that says ``ready`` with both image URLs;
+2. live, alone: plays ``--live`` battles on typed prompts and reads each side's queue wait
+   (``started_at - created_at``) from the database;
+3. live beside a flood: the same while hundreds of pool jobs (the lowest priority) are queued;
+4. live beside the refill as beat runs it (at most ARENA_POOL_REFILL_PENDING pool jobs per
+   queue, here topped up every 50 ms by a thread).
+
+For 3 and 4 it counts pool jobs that started while a live job was waiting (the broker served
+a refill first: must be 0) and live jobs that started right after a pool job ended, having
+waited for the process it held (a refill delayed them). Priorities need the Redis broker.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
+from datetime import timedelta
+from typing import Any
 
 from scratch import scratch_arena, start_worker, stop_worker
+
+# A live job that started within this long after a pool job ended, having waited longer than
+# it, took the process that pool job held.
+HANDOVER = timedelta(milliseconds=30)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -26,55 +44,215 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def row(label: str, values: list[float]) -> None:
+    if not values:
+        print(f"{label:>44}: none")
+        return
+    print(
+        f"{label:>44}: n={len(values):3d} median {statistics.median(values):7.1f}  "
+        f"p90 {percentile(values, 0.9):7.1f}  max {max(values):7.1f} ms"
+    )
+
+
+def wait_idle(timeout: float = 600) -> None:
+    from generation.models import Generation
+
+    deadline = time.monotonic() + timeout
+    while Generation.objects.unfinished().exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not finish its jobs")
+        time.sleep(0.05)
+
+
+def play_live(count: int, tag: str, gap: float = 0.0) -> list[Any]:
+    """``count`` live battles one after another, ``gap`` seconds apart; returns their jobs."""
+    from arena import services
+    from arena.models import Battle
+
+    jobs = []
+    for index in range(count):
+        battle = services.create_battle(prompt_text=f"a typed lighthouse {tag} {index}", owner="b")
+        deadline = time.monotonic() + 120
+        while battle.status == Battle.Status.GENERATING and time.monotonic() < deadline:
+            time.sleep(0.005)
+            battle.refresh_from_db()
+        if battle.status != Battle.Status.READY:
+            raise SystemExit(f"live battle {battle.pk} ended {battle.status}")
+        jobs += [battle.generation_left, battle.generation_right]
+        time.sleep(gap)
+    for job in jobs:
+        job.refresh_from_db()
+    return jobs
+
+
+def refill_delays(live: list[Any]) -> tuple[int, int]:
+    """(pool jobs that started while a live job waited, live jobs that waited for a pool job)."""
+    from generation.models import Generation
+
+    overtakes = waited = 0
+    pool_jobs = Generation.objects.filter(purpose=Generation.Purpose.POOL, started_at__isnull=False)
+    for job in live:
+        overtakes += pool_jobs.filter(
+            started_at__gt=job.created_at, started_at__lt=job.started_at
+        ).count()
+        freed = pool_jobs.filter(
+            finished_at__gt=job.created_at,
+            finished_at__lte=job.started_at,
+            finished_at__gte=job.started_at - HANDOVER,
+        )
+        if freed.exists() and job.started_at - job.created_at > HANDOVER:
+            waited += 1
+    return overtakes, waited
+
+
+def waits(jobs: list[Any]) -> list[float]:
+    return [(j.started_at - j.created_at).total_seconds() * 1000 for j in jobs]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--battles", type=int, default=40)
-    parser.add_argument("--broker", choices=["filesystem", "redis"], default="filesystem")
+    parser.add_argument("--battles", type=int, default=40, help="pool-served battles to time")
+    parser.add_argument("--prompts", type=int, default=20, help="curated prompts to stock")
+    parser.add_argument("--per-pair", type=int, default=3, help="pool images per prompt, model")
+    parser.add_argument("--live", type=int, default=15, help="live battles per scenario")
+    parser.add_argument("--flood", type=int, default=300, help="pool jobs in the flood")
+    parser.add_argument(
+        "--gap", type=float, default=0.5, help="seconds between live battles beside the refill"
+    )
+    parser.add_argument(
+        "--scenarios", default="pool,alone,flood,capped", help="which of the four to run"
+    )
+    parser.add_argument("--broker", choices=["filesystem", "redis"], default="redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--database-url", default=None, help="a scratch PostgreSQL database")
     args = parser.parse_args()
 
     broker = args.redis_url if args.broker == "redis" else "filesystem://"
-    env = scratch_arena(broker_url=broker, warm="all")
-    from arena import services
-    from arena.models import Battle
-    from generation.models import ImageModel
+    env = scratch_arena(broker_url=broker, warm="all", database_url=args.database_url)
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
 
+    from arena import pool, services
+    from arena.models import PoolImage, Prompt
+    from generation.models import Generation, ImageModel
+
+    # One client submits every battle: the per-session request budget would stop it.
+    settings.ARENA_RATE_LIMIT_SESSION = settings.ARENA_RATE_LIMIT_ADDRESS = ""
+    if PoolImage.objects.exists():
+        raise SystemExit("use an empty scratch database: this one already has a pool")
+    services.load_prompts()
     queue = f"bench-{os.getpid()}"
     ImageModel.objects.update(queue=queue)
     worker = start_worker(env=env, queue=queue, concurrency=2)
     try:
-        print(f"worker ready (broker: {args.broker}); {args.battles} battles on tiny CPU models")
-        overheads, totals, slower = [], [], []
-        for index in range(args.battles + 3):
-            battle = services.create_battle(prompt_text=f"a lighthouse, study {index}", owner="b")
-            while True:
-                battle.refresh_from_db()
-                if battle.status != Battle.Status.GENERATING:
-                    break
-                time.sleep(0.002)
-            if battle.status != Battle.Status.READY or battle.ready_at is None:
-                raise SystemExit(f"battle {battle.pk} ended {battle.status}")
-            if index < 3:
-                continue  # warm-up: first runs of each model in each process
-            total = (battle.ready_at - battle.created_at).total_seconds() * 1000
-            compute = max(
-                battle.generation_left.compute_ms or 0, battle.generation_right.compute_ms or 0
-            )
-            totals.append(total)
-            slower.append(compute)
-            overheads.append(total - compute)
-        print(f"{'ms':>28} {'median':>8} {'p90':>8} {'max':>8}")
-        for label, values in [
-            ("submit to both ready", totals),
-            ("slower side's pipeline", slower),
-            ("overhead", overheads),
-        ]:
+        print(
+            f"worker ready: broker {args.broker}, database {connection.vendor}, "
+            f"{ImageModel.objects.enabled().count()} tiny CPU models, two processes"
+        )
+        chosen = set(args.scenarios.split(","))
+        prompts = list(Prompt.objects.curated().order_by("pk")[: args.prompts])
+        if "pool" in chosen:
+            # 1. Pool-served battles through the JSON API.
+            stocked = pool.refill(per_pair=args.per_pair, prompt_limit=args.prompts)
+            started = time.monotonic()
+            wait_idle()
             print(
-                f"{label:>28} {statistics.median(values):8.1f} "
-                f"{percentile(values, 0.9):8.1f} {max(values):8.1f}"
+                f"stocked {len(stocked.queued)} pool images in {time.monotonic() - started:.1f} s"
+            )
+            client = Client(HTTP_HOST="127.0.0.1")
+            client.get("/api/v1/session")
+            served: list[float] = []
+            live_fallbacks = 0
+            attempt = 0
+            while len(served) < args.battles and attempt < 20 * args.battles:
+                text = prompts[attempt % len(prompts)].text
+                attempt += 1
+                begin = time.perf_counter()
+                response = client.post(
+                    "/api/v1/battles", {"prompt": text}, content_type="application/json"
+                )
+                elapsed = (time.perf_counter() - begin) * 1000
+                body = response.json()
+                assert response.status_code == 201, body
+                if body["status"] == "ready" and set(body["images"]) == {"left", "right"}:
+                    served.append(elapsed)
+                else:
+                    live_fallbacks += 1
+            wait_idle()
+            print("\n1. pool-served battles, submit to 'ready' with both image URLs (JSON API)")
+            row("pool-served", served)
+            print(f"{'':>44}  ({live_fallbacks} submits fell back to live: pool not stocked)")
+        if "alone" in chosen:
+            # 2. Live battles alone.
+            alone = play_live(args.live, "alone", args.gap)
+            print(f"\nlive battle jobs' queue wait (created to started), {args.gap} s apart")
+            row("live, no refill", waits(alone))
+        if "flood" in chosen:
+            # 3. Live battles beside a flood of queued pool jobs.
+            per_round = len(prompts) * ImageModel.objects.enabled().count()
+            extra = -(-args.flood // per_round)
+            flood_ids = pool.refill(
+                per_pair=args.per_pair + extra, prompt_limit=args.prompts
+            ).queued
+            time.sleep(1.0)  # the worker is busy with pool jobs
+            flooded = play_live(args.live, "flood")
+            left = Generation.objects.filter(pk__in=flood_ids).unfinished().count()
+            row("live, beside a flood of pool jobs", waits(flooded))
+            overtakes, waited = refill_delays(flooded)
+            print(
+                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued)"
+            )
+            Generation.objects.filter(pk__in=flood_ids).unfinished().update(
+                status=Generation.Status.FAILED, error="bench: flood over"
+            )
+            wait_idle()
+        if "capped" in chosen:
+            # 4. Live battles beside the refill as beat runs it: capped per queue.
+            stop = threading.Event()
+            topped: list[int] = []
+
+            def refiller() -> None:
+                from django.db import connection as thread_connection
+
+                while not stop.is_set():
+                    topped.extend(
+                        pool.refill(
+                            per_pair=args.per_pair + 100,
+                            prompt_limit=args.prompts,
+                            max_pending=settings.ARENA_POOL_REFILL_PENDING,
+                        ).queued
+                    )
+                    time.sleep(0.05)
+                thread_connection.close()
+
+            thread = threading.Thread(target=refiller)
+            thread.start()
+            time.sleep(1.0)
+            try:
+                capped = play_live(args.live, "capped", args.gap)
+            finally:
+                stop.set()
+                thread.join()
+            row(
+                f"live, beside the capped refill ({settings.ARENA_POOL_REFILL_PENDING}/queue)",
+                waits(capped),
+            )
+            overtakes, waited = refill_delays(capped)
+            print(
+                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"a running pool job: {waited}/{len(capped)} "
+                f"({len(topped)} pool jobs queued meanwhile)"
             )
     finally:
         stop_worker(worker)
+        from arena.celery import app
+
+        with app.connection_for_write() as conn:
+            for name in (queue, "default"):  # and the refill tasks the pool jobs chained
+                with contextlib.suppress(Exception):  # an absent queue has nothing to purge
+                    conn.default_channel.queue_purge(name)
     return 0
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def scratch_arena(*, broker_url: str, warm: str) -> dict[str, str]:
-    """Point Django at a fresh SQLite file and media folder, migrate, and register the tiny
-    models; returns the environment a worker for this arena needs."""
+def scratch_arena(*, broker_url: str, warm: str, database_url: str | None = None) -> dict[str, str]:
+    """Point Django at a fresh SQLite file (or ``database_url``, a scratch database) and media
+    folder, migrate, and register the tiny models; returns the environment a worker needs."""
     scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
+        "DATABASE_URL": database_url or f"sqlite:///{scratch / 'bench.sqlite3'}",
         "ARENA_VAR_DIR": str(scratch),
         "ARENA_MODELS_DIR": str(ROOT / "var" / "models"),
         "MEDIA_ROOT": str(scratch / "media"),

@@ -3,17 +3,25 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from arena import services
 from generation.models import Generation
 
 
 class Command(BaseCommand):
-    help = "Fill the image cache for the curated prompts, so their battles are ready at once."
+    help = (
+        "Fill the pool of single-use battle images for the curated prompts (secret seeds, "
+        "lowest priority), so their battles are ready at once."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--seeds", help="comma-separated seeds (default ARENA_CACHED_SEEDS)")
+        parser.add_argument(
+            "--count",
+            type=int,
+            default=None,
+            help="unused images per curated prompt and model (default ARENA_POOL_SIZE)",
+        )
         parser.add_argument("--models", help="comma-separated model keys (default: all enabled)")
         parser.add_argument("--limit", type=int, help="only the first N curated prompts")
         parser.add_argument("--wait", action="store_true", help="wait and show progress")
@@ -22,18 +30,22 @@ class Command(BaseCommand):
     def handle(
         self,
         *args: Any,
-        seeds: str | None,
+        count: int | None,
         models: str | None,
         limit: int | None,
         wait: bool,
         timeout: float,
         **options: Any,
     ) -> None:
-        chosen = [int(s) for s in seeds.split(",")] if seeds else settings.ARENA_CACHED_SEEDS
+        per_pair = settings.ARENA_POOL_SIZE if count is None else count
+        if per_pair < 0 or (limit is not None and limit < 0):
+            raise CommandError("--count and --limit must not be negative")
         result = services.pregenerate(
-            seeds=chosen, model_keys=models.split(",") if models else None, limit=limit
+            per_pair=per_pair, model_keys=models.split(",") if models else None, limit=limit
         )
-        self.stdout.write(f"{len(result.queued)} images queued, {result.present} already cached")
+        self.stdout.write(
+            f"{len(result.queued)} pool images queued, {result.present} already unused in the pool"
+        )
         if not wait or not result.queued:
             return
         deadline = time.monotonic() + timeout

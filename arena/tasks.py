@@ -1,0 +1,26 @@
+"""Celery tasks of the arena: thin shells that call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+
+from arena import pool
+
+# One refill at a time: two at once would each see room in a queue and overfill it.
+REFILL_LOCK = "arena-pool-refill"
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def refill_pool() -> None:
+    """Top up the single-use image pool; its jobs go out at the lowest priority, and only as
+    many as ARENA_POOL_REFILL_PENDING per model queue, none while a live battle job waits."""
+    if not cache.add(REFILL_LOCK, 1, timeout=120):
+        return
+    try:
+        pool.refill(
+            per_pair=settings.ARENA_POOL_SIZE, max_pending=settings.ARENA_POOL_REFILL_PENDING
+        )
+    finally:
+        cache.delete(REFILL_LOCK)
