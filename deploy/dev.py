@@ -246,6 +246,7 @@ def quiet_libraries(env: dict[str, str]) -> None:
     env.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    env.setdefault("DJANGO_RUNSERVER_HIDE_WARNING", "true")
     env.setdefault(
         "PYTHONWARNINGS",
         "ignore::DeprecationWarning,ignore::FutureWarning,ignore::UserWarning",
@@ -259,6 +260,7 @@ def run_commands(*, env: dict[str, str], queues: str, host: str, port: str) -> d
             celery,
             "-A",
             "arena",
+            "--quiet",  # no banner: the box below is the last thing a start prints
             "worker",
             "--pool",
             "prefork",
@@ -276,6 +278,7 @@ def run_commands(*, env: dict[str, str], queues: str, host: str, port: str) -> d
             celery,
             "-A",
             "arena",
+            "--quiet",
             "beat",
             "--loglevel",
             "WARNING",
@@ -295,8 +298,10 @@ def run_commands(*, env: dict[str, str], queues: str, host: str, port: str) -> d
 
 
 def _start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Each child leads its own process group, so stopping it stops its pool too.
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    # Each child leads its own process group, so stopping it stops its pool too. The web
+    # server's standard output holds only its banner; requests and errors go to standard error.
+    stdout = subprocess.DEVNULL if name == "web" else None
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=stdout)
 
 
 def _answers(url: str) -> bool:
