@@ -340,9 +340,9 @@ class Supervisor:
         self.quick_restarts: dict[str, int] = dict.fromkeys(commands, 0)
         self.restarts = 0
 
-    def start_all(self) -> None:
-        for name, command in self.commands.items():
-            self.processes[name] = _start(name, command, self.env)
+    def start(self, *names: str) -> None:
+        for name in names:
+            self.processes[name] = _start(name, self.commands[name], self.env)
             self.started[name] = time.monotonic()
 
     def check(self) -> None:
@@ -390,18 +390,22 @@ def run() -> int:
     concurrency = int(env.get("ARENA_WORKER_CONCURRENCY", "2"))
     url = f"http://{host}:{port}/"
     supervisor = Supervisor(run_commands(env=env, queues=queues, host=host, port=port), env)
-    supervisor.start_all()
+    # The worker first: its processes load every model, the longest step of a start. Beat waits
+    # until they are warm (its first jobs, the sweeper and a board refresh, can wait), so the
+    # two cores of a laptop go to what the first battle needs.
+    supervisor.start("worker", "web")
     try:
-        # The address comes last, once a battle can be served: the web server answers and
-        # every worker process has loaded every model.
+        # The address comes last, once a battle can be served: every worker process has loaded
+        # every model and the web server answers.
         deadline = time.monotonic() + READY_TIMEOUT_S
-        say("starting the web server, the worker and beat; waiting for the worker to warm up")
+        say("starting the worker and the web server; waiting for the worker to warm up")
         while warm_processes(ready_file) < concurrency or not _answers(url):
             supervisor.check()
             if time.monotonic() > deadline:
                 say(f"still not warm after {READY_TIMEOUT_S:.0f} s; the first battles may wait")
                 break
             time.sleep(0.1)
+        supervisor.start("beat")
         print(box([f"Image Arena is ready at {url}", "Ctrl-C stops everything"]), flush=True)
         while True:
             supervisor.check()
