@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 from numpy.typing import NDArray
@@ -34,9 +33,8 @@ from numpy.typing import NDArray
 from arena.categories import CATEGORIES, OTHER
 from generation.models import ImageModel
 from generation.records import FORMULA_STARTS
-from leaderboard import ratings
-from leaderboard.models import ImportedBattle, OnlineElo, PairCount
-from leaderboard.services import ELO_INIT
+from leaderboard import services, tally
+from leaderboard.models import ImportedBattle, OnlineElo
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,10 @@ MAX_REPORTED_ERRORS = 50
 INSERT_BATCH = 5000  # rows per bulk_create batch, and per COPY write on PostgreSQL
 REQUIRED_COLUMNS = ("model_a", "model_b", "winner")
 
-# Winner codes, in the order of ImportedBattle.Winner; "both bad" scores as a tie for Elo, as a
-# live vote does.
-WINNERS: tuple[str, ...] = tuple(ImportedBattle.Winner.values)
-MODEL_A, MODEL_B, TIE, BOTH_BAD = range(4)
-ELO_SCORE = (1.0, 0.0, 0.5, 0.5)
+# FastChat's winner spellings, indexed by tally.Outcome.
+WINNERS: tuple[str, ...] = tuple(tally.WINNER[outcome] for outcome in tally.Outcome)
 
-_WINNER_CODE = {name: code for code, name in enumerate(WINNERS)}
+_WINNER_CODE = {name: int(outcome) for name, outcome in tally.FROM_WINNER.items()}
 _CATEGORY_CODE = {name: code for code, name in enumerate(CATEGORIES)}
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -122,18 +117,21 @@ def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
         anonymous = np.frombuffer(bytes(battles.anonymous), dtype=np.bool_)
         winner = np.frombuffer(bytes(battles.winner), dtype=np.uint8).astype(np.int64)
         category = np.frombuffer(bytes(battles.category), dtype=np.uint8).astype(np.int64)
-        _add_pair_counts(
-            category=category[anonymous],
-            model_a=a[anonymous],
-            model_b=b[anonymous],
-            winner=winner[anonymous],
+        # Counted like live votes, by the one tally; online Elo continues from where it stands,
+        # over the file's votes in time order (untimed ones last, in file order).
+        sequence = np.argsort(np.asarray(battles.order_key)[anonymous], kind="stable")
+        _ = services.locked_elo_cursor()  # one writer of online Elo at a time
+        current = dict(OnlineElo.objects.values_list("model_id", "rating"))
+        counted = tally.tally(
+            left=a[anonymous][sequence],
+            right=b[anonymous][sequence],
+            outcome=winner[anonymous][sequence],
+            group=category[anonymous][sequence],
+            elo_from=current,
+            k=settings.LEADERBOARD_ELO_K,
         )
-        _add_online_elo(
-            model_a=a[anonymous],
-            model_b=b[anonymous],
-            winner=winner[anonymous],
-            order=np.asarray(battles.order_key, dtype=np.float64)[anonymous],
-        )
+        services.add_pair_counts(pairs=counted.pairs, labels=[(name, True) for name in CATEGORIES])
+        services.write_online_elo(counted=counted, existing=current.keys())
     result = ImportResult(
         rows=len(battles.lines),
         anonymous_rows=int(anonymous.sum()),
@@ -530,95 +528,3 @@ def _copy_battles(*, battles: _Battles, model_a: Ints, model_b: Ints, source: st
                     f"\t{battles.judge[i].translate(_COPY_ESCAPES)}\t{now}\n"
                 )
             copy.write("".join(chunk).encode())
-
-
-def _add_pair_counts(*, category: Ints, model_a: Ints, model_b: Ints, winner: Ints) -> None:
-    """Add votes to the pair counts: aggregate per (category, pair) in numpy, then one UPDATE
-    per existing row and one bulk INSERT for the rest."""
-    if not category.size:
-        return
-    low, high = np.minimum(model_a, model_b), np.maximum(model_a, model_b)
-    # A pair row is stored lower id first, so a vote with the sides the other way round
-    # counts a's win as b's.
-    outcome = np.where((model_a > model_b) & (winner <= MODEL_B), 1 - winner, winner)
-    models, dense = np.unique(np.concatenate([low, high]), return_inverse=True)
-    size = models.size
-    key = (category * size + dense[: low.size]) * size + dense[low.size :]
-    keys, row = np.unique(key, return_inverse=True)
-    tally = np.bincount(row * 4 + outcome, minlength=keys.size * 4).reshape(keys.size, 4)
-    touched_categories = np.unique(category).tolist()
-    existing = {
-        (cat, a, b): pk
-        for pk, cat, a, b in PairCount.objects.filter(
-            anonymous=True,
-            category__in=[CATEGORIES[c] for c in touched_categories],
-            model_a_id__in=models.tolist(),
-        ).values_list("pk", "category", "model_a_id", "model_b_id")
-    }
-    missing = []
-    for pair_key, (wins_a, wins_b, ties, both_bad) in zip(
-        keys.tolist(), tally.tolist(), strict=True
-    ):
-        cat = CATEGORIES[pair_key // (size * size)]
-        a = int(models[pair_key // size % size])
-        b = int(models[pair_key % size])
-        pk = existing.get((cat, a, b))
-        if pk is None:
-            missing.append(
-                PairCount(
-                    category=cat,
-                    model_a_id=a,
-                    model_b_id=b,
-                    wins_a=wins_a,
-                    wins_b=wins_b,
-                    ties=ties,
-                    both_bad=both_bad,
-                )
-            )
-        else:
-            PairCount.objects.filter(pk=pk).update(
-                wins_a=F("wins_a") + wins_a,
-                wins_b=F("wins_b") + wins_b,
-                ties=F("ties") + ties,
-                both_bad=F("both_bad") + both_bad,
-            )
-    PairCount.objects.bulk_create(missing, batch_size=INSERT_BATCH)
-
-
-def _add_online_elo(
-    *, model_a: Ints, model_b: Ints, winner: Ints, order: NDArray[np.float64]
-) -> None:
-    """Continue online Elo over the votes in time order (untimed ones last, in file order),
-    in memory, then write back one row per model."""
-    if not model_a.size:
-        return
-    ids = sorted(set(np.unique(np.concatenate([model_a, model_b])).tolist()))
-    OnlineElo.objects.bulk_create(
-        [OnlineElo(model_id=pk, rating=ELO_INIT) for pk in ids], ignore_conflicts=True
-    )
-    # Lock the rows in id order, as a live vote does, so votes wait for the import to commit.
-    rating = dict(
-        OnlineElo.objects.select_for_update()
-        .filter(model_id__in=ids)
-        .order_by("model_id")
-        .values_list("model_id", "rating")
-    )
-    k = settings.LEADERBOARD_ELO_K
-    sequence = np.argsort(order, kind="stable")
-    for a, b, won in zip(
-        model_a[sequence].tolist(),
-        model_b[sequence].tolist(),
-        winner[sequence].tolist(),
-        strict=True,
-    ):
-        change = ratings.elo_change(
-            rating_a=rating[a], rating_b=rating[b], outcome=ELO_SCORE[won], k=k
-        )
-        rating[a] += change
-        rating[b] -= change
-    voted, times = np.unique(np.concatenate([model_a, model_b]), return_counts=True)
-    votes = dict(zip(voted.tolist(), times.tolist(), strict=True))
-    for pk in ids:
-        OnlineElo.objects.filter(model_id=pk).update(
-            rating=rating[pk], votes=F("votes") + votes[pk]
-        )
