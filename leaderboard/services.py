@@ -10,7 +10,6 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,6 @@ logger = logging.getLogger(__name__)
 
 ELO_INIT = tally.ELO_INIT
 OVERALL = ""
-# Online Elo folds in a vote only once it is this old, so a vote whose transaction commits after
-# a later one's (ids are taken at insert, not at commit) is never passed over.
-ELO_SETTLE_S = 5.0
 _FEW_ROWS = 8  # new pair rows inserted one by one, each racing a concurrent vote safely
 
 
@@ -55,27 +51,38 @@ def count_vote(
 def add_pair_counts(*, pairs: tally.PairTally, labels: list[tuple[str, bool]]) -> None:
     """Add tallied counts to the pair-count rows (``labels[group]`` is the category and whether
     the votes were anonymous): one UPDATE per existing row, INSERTs for the rest."""
-    missing = []
-    for group, a, b, row in pairs.rows():
+    rows = pairs.rows()
+    if len(rows) > _FEW_ROWS:
+        # Many pairs (an import): read which rows exist in one query, insert the rest in bulk.
+        groups = {labels[group] for group, _, _, _ in rows}
+        existing = set(
+            PairCount.objects.filter(
+                category__in={category for category, _ in groups},
+                anonymous__in={anonymous for _, anonymous in groups},
+                model_a_id__in={a for _, a, _, _ in rows},
+            ).values_list("category", "anonymous", "model_a_id", "model_b_id")
+        )
+    missing: list[tuple[Any, ...]] = []
+    for group, a, b, row in rows:
         category, anonymous = labels[group]
-        added = {name: F(name) + n for name, n in zip(tally.FIELDS, row, strict=True) if n}
-        updated = PairCount.objects.filter(
-            category=category, anonymous=anonymous, model_a_id=a, model_b_id=b
-        ).update(**added)
-        if not updated:
-            missing.append(
-                PairCount(
-                    category=category,
-                    anonymous=anonymous,
-                    model_a_id=a,
-                    model_b_id=b,
-                    **dict(zip(tally.FIELDS, row, strict=True)),
-                )
-            )
-    if len(missing) > _FEW_ROWS:
-        PairCount.objects.bulk_create(missing, batch_size=5000)
+        if len(rows) <= _FEW_ROWS or (category, anonymous, a, b) in existing:
+            added = {name: F(name) + n for name, n in zip(tally.FIELDS, row, strict=True) if n}
+            if PairCount.objects.filter(
+                category=category, anonymous=anonymous, model_a_id=a, model_b_id=b
+            ).update(**added):
+                continue
+        missing.append((category, anonymous, a, b, *row))
+    if len(rows) > _FEW_ROWS:
+        _insert_pair_counts(missing)
         return
-    for new in missing:
+    for category, anonymous, a, b, *added_counts in missing:
+        new = PairCount(
+            category=category,
+            anonymous=anonymous,
+            model_a_id=a,
+            model_b_id=b,
+            **dict(zip(tally.FIELDS, added_counts, strict=True)),
+        )
         # A concurrent vote on the same new pair may insert it first: then add to its row.
         try:
             with transaction.atomic():
@@ -89,49 +96,67 @@ def add_pair_counts(*, pairs: tally.PairTally, labels: list[tuple[str, bool]]) -
             ).update(**{name: F(name) + getattr(new, name) for name in tally.FIELDS})
 
 
+def _insert_pair_counts(rows: list[tuple[Any, ...]]) -> None:
+    """One executemany for many new pair rows: tens of thousands of them after an import, where
+    building and saving model instances one by one costs seconds."""
+    names = ["category", "anonymous", "model_a", "model_b", *tally.FIELDS]
+    quote = connection.ops.quote_name
+    column = {field.name: str(field.column) for field in PairCount._meta.concrete_fields}
+    columns = ", ".join(quote(column[name]) for name in names)
+    statement = (
+        f"INSERT INTO {quote(PairCount._meta.db_table)} ({columns}) "  # noqa: S608 (model names)
+        f"VALUES ({', '.join(['%s'] * len(names))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
+
+
 def fold_online_elo() -> int:
     """Take the votes cast since the last fold into online Elo, in vote order (ids), and move
-    the cursor past them; returns how many anonymous votes were taken in. Votes younger than
-    ELO_SETTLE_S wait for the next fold."""
+    the cursor past them; returns how many anonymous votes were taken in."""
     from arena.models import Vote
 
+    last = _last_committed_vote_id()
     with transaction.atomic():
         cursor = locked_elo_cursor()
-        cutoff = timezone.now() - timedelta(seconds=ELO_SETTLE_S)
-        rows = list(
-            Vote.objects.filter(pk__gt=cursor.last_vote_id)
-            .order_by("pk")
-            .values_list(
-                "pk",
-                "created_at",
-                "excluded",
-                "battle__anonymous",
-                "battle__model_left_id",
-                "battle__model_right_id",
-                "choice",
+        taken = list(
+            Vote.objects.filter(
+                pk__gt=cursor.last_vote_id, pk__lte=last, excluded=False, battle__anonymous=True
             )
+            .order_by("pk")
+            .values_list("battle__model_left_id", "battle__model_right_id", "choice")
         )
-        settled = []
-        for row in rows:
-            if row[1] > cutoff:
-                break  # keep the cursor short of any vote that may still have company below it
-            settled.append(row)
-        if not settled:
-            return 0
-        taken = [row for row in settled if not row[2] and row[3]]
         if taken:
             current = dict(OnlineElo.objects.values_list("model_id", "rating"))
             counted = tally.tally(
-                left=[row[4] for row in taken],
-                right=[row[5] for row in taken],
-                outcome=[tally.FROM_CHOICE[row[6]] for row in taken],
+                left=[row[0] for row in taken],
+                right=[row[1] for row in taken],
+                outcome=[tally.FROM_CHOICE[row[2]] for row in taken],
                 elo_from=current,
                 k=settings.LEADERBOARD_ELO_K,
             )
             write_online_elo(counted=counted, existing=current.keys())
-        cursor.last_vote_id = settled[-1][0]
-        cursor.save(update_fields=["last_vote_id"])
+        if last > cursor.last_vote_id:
+            cursor.last_vote_id = last
+            cursor.save(update_fields=["last_vote_id"])
         return len(taken)
+
+
+def _last_committed_vote_id() -> int:
+    """The largest vote id below which no vote can still appear. Ids are drawn at insert, not
+    at commit, so on PostgreSQL a vote with a smaller id may commit after a larger one: a SHARE
+    lock, held only for this one read, waits for the votes being inserted and is granted before
+    any later one draws its (larger) id. SQLite writes one transaction at a time."""
+    from arena.models import Vote
+
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(Vote._meta.db_table)} IN SHARE MODE"
+                )
+        last = Vote.objects.order_by("-pk").values_list("pk", flat=True).first()
+    return last or 0
 
 
 def locked_elo_cursor() -> OnlineEloCursor:

@@ -412,7 +412,7 @@ def test_the_import_command_prints_each_bad_row_and_fails(tmp_path: Path) -> Non
     ]
 
 
-def _stored() -> tuple[list[tuple[Any, ...]], dict[Any, Any], dict[int, float]]:
+def _stored() -> tuple[list[Any], dict[Any, Any], dict[str, float]]:
     rows = sorted(
         ImportedBattle.objects.values_list(
             "line",
@@ -450,9 +450,14 @@ def test_the_column_wise_check_stores_and_counts_what_the_row_by_row_one_does(
             del row["tstamp"]  # untimed rows count last for Elo, in file order
         rows.append(row)
     log = write_jsonl(tmp_path / "log.jsonl", rows)
-    read_fast = []
+    read_fast: list[int] = []
     real_fast = imports._fast_battles
-    monkeypatch.setattr(imports, "_fast_battles", lambda *a: read_fast.append(1) or real_fast(*a))
+
+    def spy(*args: Any) -> Any:
+        read_fast.append(1)
+        return real_fast(*args)
+
+    monkeypatch.setattr(imports, "_fast_battles", spy)
     fast = import_battles(path=log, source="log")
     assert read_fast and fast.rows == 400
     stored_fast = _stored()
@@ -501,8 +506,8 @@ def test_a_bad_row_among_good_ones_is_named_by_its_line_and_nothing_is_written(
 def test_progress_is_reported_while_reading_and_writing(
     alpha_and_beta: Any, tmp_path: Path
 ) -> None:
-    log = write_jsonl(tmp_path / "log.jsonl", list(LOG) * 40)
+    log = write_jsonl(tmp_path / "log.jsonl", [*LOG] * 40)
     heard: list[tuple[str, int, int]] = []
-    import_battles(path=log, progress=lambda *report: heard.append(report))
+    import_battles(path=log, progress=lambda *report: heard.append(tuple(report)))
     assert ("read", log.stat().st_size, log.stat().st_size) in heard
     assert heard[-1] == ("write", 200, 200)

@@ -203,9 +203,8 @@ def test_the_board_can_be_anchored_on_a_chosen_model(settings: Any) -> None:
 
 
 def test_rebuilding_the_counts_from_the_votes_gives_identical_ratings(
-    models: list[Any], finish_battle: Any, monkeypatch: pytest.MonkeyPatch
+    models: list[Any], finish_battle: Any
 ) -> None:
-    monkeypatch.setattr(services, "ELO_SETTLE_S", 0.0)  # online Elo takes in every vote now
     rng = random.Random(5)
     for _ in range(12):
         battle = arena_services.create_battle(prompt_text="a fox", owner="me", rng=rng)

@@ -86,9 +86,8 @@ def _same(left: dict[int, float], right: dict[int, float]) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_same_votes_give_identical_counts_live_rebuilt_exported_and_imported(
-    models: list[Any], finish_battle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    models: list[Any], finish_battle: Any, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(services, "ELO_SETTLE_S", 0.0)
     rng = random.Random(11)
     for index in range(30):
         battle = arena_services.create_battle(
@@ -121,9 +120,8 @@ def test_the_same_votes_give_identical_counts_live_rebuilt_exported_and_imported
 
 @pytest.mark.django_db(transaction=True)
 def test_a_vote_leaves_online_elo_to_the_next_refresh_then_counts_once(
-    models: list[Any], finish_battle: Any, monkeypatch: pytest.MonkeyPatch
+    models: list[Any], finish_battle: Any
 ) -> None:
-    monkeypatch.setattr(services, "ELO_SETTLE_S", 0.0)
     battle = arena_services.create_battle(prompt_text="a fox", owner="me")
     finish_battle(battle)
     arena_services.cast_vote(battle=battle, choice="left", voter="v")
@@ -133,14 +131,3 @@ def test_a_vote_leaves_online_elo_to_the_next_refresh_then_counts_once(
     assert sorted(OnlineElo.objects.values_list("votes", flat=True)) == [1, 1]
     winner = OnlineElo.objects.get(model_id=battle.model_left_id)
     assert winner.rating == pytest.approx(1002.0)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_online_elo_waits_for_votes_younger_than_the_settling_time(
-    models: list[Any], finish_battle: Any
-) -> None:
-    battle = arena_services.create_battle(prompt_text="a fox", owner="me")
-    finish_battle(battle)
-    arena_services.cast_vote(battle=battle, choice="tie", voter="v")
-    assert services.fold_online_elo() == 0
-    assert OnlineEloCursor.objects.get().last_vote_id == 0
