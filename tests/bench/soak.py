@@ -1,6 +1,6 @@
 """Soak: the arena on its embedded defaults, played for a long while, must not fall over.
 
-    python3.11 tests/bench/soak.py [--minutes 30] [--flood-every 5] [--flood-seconds 10]
+    .venv/bin/python tests/bench/soak.py [--minutes 30] [--flood-every 5] [--flood-seconds 10]
 
 Starts ``deploy/dev.py run`` with the embedded defaults (SQLite and the file-system broker in a
 fresh folder; DATABASE_URL, CELERY_BROKER_URL and REDIS_URL are dropped, rate limits off), waits
