@@ -12,7 +12,7 @@ import pytest
 
 from arena import services as arena_services
 from arena.models import Vote
-from leaderboard import imports, ratings, services, tally, votes
+from leaderboard import dataset, imports, ratings, services, tally
 from leaderboard.models import ImportedBattle, OnlineElo, OnlineEloCursor, PairCount
 
 ELO_TOLERANCE = 1e-9
@@ -31,7 +31,7 @@ def test_a_vote_with_the_sides_swapped_counts_for_the_same_stored_side() -> None
 
 def test_every_outside_spelling_of_an_outcome_maps_back_to_it() -> None:
     for choice, outcome in tally.FROM_CHOICE.items():
-        assert tally.FROM_WINNER[votes.WINNER[choice]] == outcome
+        assert tally.FROM_WINNER[dataset.WINNER[choice]] == outcome
     assert set(tally.FROM_CHOICE) == set(Vote.Choice.values)
     assert set(tally.FROM_WINNER) == set(ImportedBattle.Winner.values)
     assert tuple(ImportedBattle.Winner.values) == imports.WINNERS
@@ -105,7 +105,7 @@ def test_the_same_votes_give_identical_counts_live_rebuilt_exported_and_imported
     assert _same(_state()[1], live[1])
 
     exported = io.StringIO()
-    assert votes.write_votes(fmt="jsonl", out=exported) == 30
+    assert dataset.write_votes(fmt="jsonl", out=exported) == 30
     log = tmp_path / "votes.jsonl"
     log.write_text(exported.getvalue())
     # Counts and ratings forgotten, the live votes already read: the file alone rebuilds them.
