@@ -42,6 +42,7 @@ STAMP = VENV / ".arena-installed"
 MAX_QUICK_RESTARTS = 5
 RESTART_WINDOW_S = 15.0
 READY_TIMEOUT_S = 180.0
+EX_CONFIG = 78  # the worker's exit code when a pool child cannot load its models
 
 
 def say(message: str) -> None:
@@ -304,14 +305,22 @@ def _start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pop
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=stdout)
 
 
-def _answers(url: str) -> bool:
+def _status(url: str) -> int:
+    """The HTTP status a GET of ``url`` answers, or 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
-            return bool(response.status < 500)
+            return int(response.status)
     except urllib.error.HTTPError as error:
-        return error.code < 500
+        return int(error.code)
     except (OSError, ValueError):
-        return False
+        return 0
+
+
+def serves_battles(url: str) -> bool:
+    """``/readyz`` says the database, broker, cache and every model's worker are ready; where
+    the code has no such probe (404), the page answering will do."""
+    ready = _status(f"{url}readyz")
+    return ready == 200 or (ready == 404 and 0 < _status(url) < 500)
 
 
 def warm_processes(ready_file: Path) -> int:
@@ -351,6 +360,10 @@ class Supervisor:
             if process.poll() is None:
                 continue
             lived = time.monotonic() - self.started[name]
+            if process.returncode == EX_CONFIG:
+                # The worker says a model cannot load: starting it again cannot help.
+                say(f"{name} stopped: a model could not warm up (see its log above); stopping")
+                raise SystemExit(1)
             self.quick_restarts[name] = (
                 self.quick_restarts[name] + 1 if lived < RESTART_WINDOW_S else 0
             )
@@ -399,7 +412,7 @@ def run() -> int:
         # every model and the web server answers.
         deadline = time.monotonic() + READY_TIMEOUT_S
         say("starting the worker and the web server; waiting for the worker to warm up")
-        while warm_processes(ready_file) < concurrency or not _answers(url):
+        while warm_processes(ready_file) < concurrency or not serves_battles(url):
             supervisor.check()
             if time.monotonic() > deadline:
                 say(f"still not warm after {READY_TIMEOUT_S:.0f} s; the first battles may wait")

@@ -90,3 +90,13 @@ def test_the_prepare_stamp_changes_when_a_migration_or_the_registry_does(
     registry.write_text("# two\n")
     assert dev.prepare_digest(env)[0] != first
     assert stamp == tmp_path / "var" / "prepared.json"
+
+
+def test_a_worker_whose_models_cannot_load_stops_the_arena_instead_of_looping(dev: Any) -> None:
+    supervisor = dev.Supervisor({"worker": [sys.executable, "-c", "raise SystemExit(78)"]}, env={})
+    supervisor.start("worker")
+    supervisor.processes["worker"].wait(timeout=30)
+    with pytest.raises(SystemExit):
+        supervisor.check()
+    assert supervisor.restarts == 0
+    supervisor.stop()
