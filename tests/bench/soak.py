@@ -165,7 +165,7 @@ def play_chat(stop: threading.Event, tally: Tally) -> None:
     database and broker as the arena)."""
     from django.db import close_old_connections
 
-    from arena import chat
+    from arena import chat_services as chat
     from arena.models import ChatImage
     from generation.models import Generation, ImageModel
 
