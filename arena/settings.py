@@ -195,18 +195,23 @@ if env_bool("ARENA_BEHIND_TLS_PROXY", False):
 X_FRAME_OPTIONS = "DENY"
 
 # --- Celery -------------------------------------------------------------------------------
-# The default broker is kombu's file-system transport: no server to install, and a real
-# worker process still consumes from it. Production points this at Redis.
+# The default broker is a file-system transport: no server to install, and a real worker
+# process still consumes from it. kombu's own one reads message files that are still being
+# written, so filesystem:// runs on arena.broker's, whose every write and claim is an atomic
+# rename (see its docstring). Production points this at Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "arena.broker:Transport"
+    # A host name, so kombu does not warn at every connection that none was given.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
+        # A reader renames a message here to take it: same file system as the queue folder.
+        "claim_folder": str(_broker_dir / "claimed"),
         # Exchange bindings; kombu's default is a "control" folder in the working directory.
         "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
         "polling_interval": 0.05,
     }
 else:

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, TextIO, cast
 
 from arena.models import Battle, Vote
 from generation.records import csv_cell
+from leaderboard import tally
 
 FORMATS = ("jsonl", "csv", "parquet")
 CONTENT_TYPES = {
@@ -28,8 +29,8 @@ CONTENT_TYPES = {
 CHUNK_SIZE = 5_000  # rows fetched per database round trip
 BATCH_ROWS = 50_000  # rows per Parquet record batch (one row group each)
 TEXT_BATCH_ROWS = 5_000  # rows per write of a text format
-# The vote's choice as FastChat's winner, the left side being model_a.
-WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
+# The vote's choice as FastChat's winner, the left side being model_a (the one mapping, in tally).
+WINNER = {choice: tally.WINNER[outcome] for choice, outcome in tally.FROM_CHOICE.items()}
 SIDE_FIELDS = ("steps", "guidance", "width", "height")
 COLUMNS = (
     "model_a",

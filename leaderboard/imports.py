@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 from numpy.typing import NDArray
@@ -34,23 +39,19 @@ from numpy.typing import NDArray
 from arena.categories import CATEGORIES, OTHER
 from generation.models import ImageModel
 from generation.records import FORMULA_STARTS
-from leaderboard import ratings
-from leaderboard.models import ImportedBattle, OnlineElo, PairCount
-from leaderboard.services import ELO_INIT
+from leaderboard import services, tally
+from leaderboard.models import ImportedBattle, OnlineElo
 
 logger = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 50
-INSERT_BATCH = 5000  # rows per bulk_create batch, and per COPY write on PostgreSQL
+WRITE_BATCH = 50_000  # rows per COPY write or executemany, and per progress report
 REQUIRED_COLUMNS = ("model_a", "model_b", "winner")
 
-# Winner codes, in the order of ImportedBattle.Winner; "both bad" scores as a tie for Elo, as a
-# live vote does.
-WINNERS: tuple[str, ...] = tuple(ImportedBattle.Winner.values)
-MODEL_A, MODEL_B, TIE, BOTH_BAD = range(4)
-ELO_SCORE = (1.0, 0.0, 0.5, 0.5)
+# FastChat's winner spellings, indexed by tally.Outcome.
+WINNERS: tuple[str, ...] = tuple(tally.WINNER[outcome] for outcome in tally.Outcome)
 
-_WINNER_CODE = {name: code for code, name in enumerate(WINNERS)}
+_WINNER_CODE = {name: int(outcome) for name, outcome in tally.FROM_WINNER.items()}
 _CATEGORY_CODE = {name: code for code, name in enumerate(CATEGORIES)}
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -61,12 +62,21 @@ _SOURCE_LIMIT = ImportedBattle._meta.get_field("source").max_length or 300
 # datetime's own range, in unix seconds (years 1 to 9999).
 _EARLIEST_S = -62_135_596_800.0
 _LATEST_S = 253_402_300_799.0
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_NULL = "\\N"
 # Marks a name that stands for a model's primary key; a real name has no control characters.
 _PK_PREFIX = "\x00pk:"
 
 Ints = NDArray[np.int64]
+# progress(stage, done, total): "read" counts bytes, "write" counts rows.
+Progress = Callable[[str, int, int], None]
+# Columns of our own vote export that pick exact model versions or skip rows: read row by row.
+_ROW_BY_ROW_COLUMNS = frozenset(
+    {"excluded", "model_a_key", "model_a_version", "model_b_key", "model_b_version"}
+)
+READ_CHUNK = 1 << 23
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
 
 
 class ImportFailed(Exception):
@@ -87,25 +97,36 @@ class ImportResult:
     excluded_rows: int = 0  # rows marked excluded in the file: skipped, neither stored nor counted
 
 
-def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
+def import_battles(
+    *, path: Path, source: str | None = None, progress: Progress | None = None
+) -> ImportResult:
     """Check every row of a JSONL or CSV battle log, then store it and count its anonymous
-    votes in one transaction; raise ImportFailed, writing nothing, if any row is bad."""
+    votes in one transaction; raise ImportFailed, writing nothing, if any row is bad.
+    ``progress(stage, done, total)`` hears how far reading ("read", bytes) and writing
+    ("write", rows) have come."""
     started = time.perf_counter()
+    report = progress or _silent
     source = path.name if source is None else source
     if len(source) > _SOURCE_LIMIT:
         raise ValueError(f"source must be at most {_SOURCE_LIMIT} characters")
-    battles = _Battles(versions=_model_versions())
     excluded_rows = 0
-    for line, record in _records(path):
-        if isinstance(record, str):
-            battles.errors.add(line, record)
-        elif (excluded := _excluded(record.get("excluded"))) is None:
-            battles.errors.add(line, f"excluded {record.get('excluded')!r} is not true or false")
-        elif excluded:
-            excluded_rows += 1
-        else:
-            battles.add(line, record)
-    if not battles.lines and not battles.errors.total:
+    battles = _fast_battles(path, report)
+    if battles is None:
+        # Anything the column-wise check does not vouch for is read row by row, which names
+        # every bad row by its line.
+        battles = _Battles(versions=_model_versions())
+        for line, record in _records(path):
+            if isinstance(record, str):
+                battles.errors.add(line, record)
+            elif (excluded := _excluded(record.get("excluded"))) is None:
+                battles.errors.add(
+                    line, f"excluded {record.get('excluded')!r} is not true or false"
+                )
+            elif excluded:
+                excluded_rows += 1
+            else:
+                battles.add(line, record)
+    if not len(battles.lines) and not battles.errors.total:
         battles.errors.add(1, "the file holds no battles")
     model_ids = _resolve_models(battles)
     if battles.errors.total:
@@ -118,22 +139,25 @@ def import_battles(*, path: Path, source: str | None = None) -> ImportResult:
         pk_of_name = np.array([model_ids[name] for name in battles.names], dtype=np.int64)
         a = pk_of_name[np.asarray(battles.model_a, dtype=np.int64)]
         b = pk_of_name[np.asarray(battles.model_b, dtype=np.int64)]
-        _insert_battles(battles=battles, model_a=a, model_b=b, source=source)
+        _insert_battles(battles=battles, model_a=a, model_b=b, source=source, report=report)
         anonymous = np.frombuffer(bytes(battles.anonymous), dtype=np.bool_)
         winner = np.frombuffer(bytes(battles.winner), dtype=np.uint8).astype(np.int64)
         category = np.frombuffer(bytes(battles.category), dtype=np.uint8).astype(np.int64)
-        _add_pair_counts(
-            category=category[anonymous],
-            model_a=a[anonymous],
-            model_b=b[anonymous],
-            winner=winner[anonymous],
+        # Counted like live votes, by the one tally; online Elo continues from where it stands,
+        # over the file's votes in time order (untimed ones last, in file order).
+        sequence = np.argsort(np.asarray(battles.order_key)[anonymous], kind="stable")
+        _ = services.locked_elo_cursor()  # one writer of online Elo at a time
+        current = dict(OnlineElo.objects.values_list("model_id", "rating"))
+        counted = tally.tally(
+            left=a[anonymous][sequence],
+            right=b[anonymous][sequence],
+            outcome=winner[anonymous][sequence],
+            group=category[anonymous][sequence],
+            elo_from=current,
+            k=settings.LEADERBOARD_ELO_K,
         )
-        _add_online_elo(
-            model_a=a[anonymous],
-            model_b=b[anonymous],
-            winner=winner[anonymous],
-            order=np.asarray(battles.order_key, dtype=np.float64)[anonymous],
-        )
+        services.add_pair_counts(pairs=counted.pairs, labels=[(name, True) for name in CATEGORIES])
+        services.write_online_elo(counted=counted, existing=current.keys())
     result = ImportResult(
         rows=len(battles.lines),
         anonymous_rows=int(anonymous.sum()),
@@ -231,6 +255,13 @@ class _Battles:
         self.tstamp.append(stamp)
         self.order_key.append(seconds)
         self.judge.append(judge)
+
+    def tstamp_array(self) -> Any:
+        """The rows' times as an Arrow array (microseconds, UTC; null where absent)."""
+        return pa.array(self.tstamp, type=pa.timestamp("us", tz="UTC"))
+
+    def judge_array(self) -> Any:
+        return pa.array(self.judge, type=pa.string())
 
     def _exact(self, record: Mapping[str, Any], column: str) -> str | None:
         """The model named by ``<column>_key`` and ``<column>_version`` as a name token, when
@@ -347,15 +378,17 @@ def _anonymous(value: object, problems: list[str]) -> bool:
 def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
     """(line, record) for each row of the file, or (line, message) for a row that cannot be
     read; CSV rows are numbered as in an editor, the header being line 1."""
+    yield from _json_lines(path) if _is_json(path) else _csv_rows(path)
+
+
+def _is_json(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson", ".json"}:
-        is_json = True
-    elif suffix == ".csv":
-        is_json = False
-    else:
-        with path.open("rb") as file:
-            is_json = file.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"["))
-    yield from _json_lines(path) if is_json else _csv_rows(path)
+        return True
+    if suffix == ".csv":
+        return False
+    with path.open("rb") as file:
+        return file.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"["))
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
@@ -405,6 +438,127 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
         except (csv.Error, UnicodeDecodeError) as error:
             # The reader cannot resynchronise after either, so stop at the first one.
             yield reader.line_num + 1, f"unreadable CSV: {error}"
+
+
+class _ArrowBattles(_Battles):
+    """Rows checked column by column: the same fields as ``_Battles``, held as arrays."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tstamps: Any = None
+        self.judges: Any = None
+
+    def tstamp_array(self) -> Any:
+        return self.tstamps
+
+    def judge_array(self) -> Any:
+        return self.judges
+
+
+def _fast_battles(path: Path, report: Progress) -> _Battles | None:
+    """Read and check a JSON Lines log column by column with Arrow: many times faster than row
+    by row. None when the file is not plain JSON Lines in FastChat's layout or any value is not
+    one the row-by-row check accepts as it is; that check then reads it and names the bad rows."""
+    if not _is_json(path):
+        return None
+    size = path.stat().st_size
+    chunks: list[bytes] = []
+    with path.open("rb") as file:
+        while chunk := file.read(READ_CHUNK):
+            chunks.append(chunk)
+            report("read", min(len(chunks) * READ_CHUNK, size), size)
+    data = b"".join(chunks)
+    del chunks
+    if not data.strip() or data.startswith(b"\xef\xbb\xbf"):
+        return None
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=1 << 24)
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    # One row per line, so row i is line i + 1 (a blank line would shift them).
+    if table.num_rows != data.count(b"\n") + (0 if data.endswith(b"\n") else 1):
+        return None
+    del data
+    present = set(table.column_names)
+    if not set(REQUIRED_COLUMNS) <= present or present & _ROW_BY_ROW_COLUMNS:
+        return None
+    rows = table.num_rows
+    battles = _ArrowBattles()
+    model_a = _name_codes(table.column("model_a"), "model_a", battles)
+    model_b = _name_codes(table.column("model_b"), "model_b", battles)
+    winner = _codes(table.column("winner"), lambda v: _WINNER_CODE.get(v.strip(), -1))
+    if model_a is None or model_b is None or winner is None or np.any(model_a == model_b):
+        return None
+    category = np.full(rows, _CATEGORY_CODE[OTHER], dtype=np.int64)
+    if "category" in present and not pa.types.is_null(table.column("category").type):
+        codes = _codes(
+            table.column("category").fill_null(""),
+            lambda v: _CATEGORY_CODE.get(v.strip() or OTHER, -1),
+        )
+        if codes is None:
+            return None
+        category = codes
+    anonymous = np.ones(rows, dtype=np.bool_)
+    if "anony" in present and not pa.types.is_null(table.column("anony").type):
+        if not pa.types.is_boolean(table.column("anony").type):
+            return None
+        anonymous = table.column("anony").fill_null(True).to_numpy().astype(np.bool_)
+    seconds = np.full(rows, np.nan)
+    if "tstamp" in present and not pa.types.is_null(table.column("tstamp").type):
+        column = table.column("tstamp")
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            return None
+        missing = column.is_null().to_numpy()
+        seconds = column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        given = seconds[~missing]
+        if not np.all((given >= _EARLIEST_S) & (given <= _LATEST_S)):  # also catches NaN
+            return None
+    judges = pa.array([""] * rows, pa.string())
+    if "judge" in present and not pa.types.is_null(table.column("judge").type):
+        column = table.column("judge")
+        if not pa.types.is_string(column.type):
+            return None
+        judges = column.fill_null("").combine_chunks()
+        if rows and (
+            pc.max(pc.utf8_length(judges)).as_py() > _JUDGE_LIMIT
+            or pc.any(pc.match_substring(judges, "\x00")).as_py()
+        ):
+            return None
+    timed = ~np.isnan(seconds)
+    micros = np.where(timed, np.round(seconds * 1e6), 0).astype(np.int64)
+    battles.tstamps = pa.array(micros, mask=~timed).cast(pa.timestamp("us", tz="UTC"))
+    battles.judges = judges
+    battles.lines = np.arange(1, rows + 1, dtype=np.int64)  # type: ignore[assignment]
+    battles.model_a = model_a  # type: ignore[assignment]
+    battles.model_b = model_b  # type: ignore[assignment]
+    battles.winner = winner.astype(np.uint8)  # type: ignore[assignment]
+    battles.category = category.astype(np.uint8)  # type: ignore[assignment]
+    battles.anonymous = anonymous  # type: ignore[assignment]
+    battles.order_key = seconds  # type: ignore[assignment]
+    return battles
+
+
+def _codes(column: Any, code: Callable[[str], int]) -> Ints | None:
+    """Each row's code, computed once per distinct text; None if the column is not all text
+    or any text has no code (-1)."""
+    if not pa.types.is_string(column.type) or column.null_count:
+        return None
+    encoded = column.combine_chunks().dictionary_encode()
+    table = np.array([code(value) for value in encoded.dictionary.to_pylist()], dtype=np.int64)
+    if np.any(table < 0):
+        return None
+    return np.asarray(table[encoded.indices.to_numpy()], dtype=np.int64)
+
+
+def _name_codes(column: Any, name: str, battles: _Battles) -> Ints | None:
+    def index(value: str) -> int:
+        problems: list[str] = []
+        checked = _name(value, name, problems)
+        return -1 if checked is None else battles._index(checked)
+
+    return _codes(column, index)
 
 
 def _resolve_models(battles: _Battles) -> dict[str, int | None]:
@@ -474,151 +628,91 @@ def _create_models(*, names: list[str]) -> list[ImageModel]:
     return created
 
 
-def _insert_battles(*, battles: _Battles, model_a: Ints, model_b: Ints, source: str) -> None:
-    if connection.vendor == "postgresql":
-        _copy_battles(battles=battles, model_a=model_a, model_b=model_b, source=source)
-        return
-    a, b = model_a.tolist(), model_b.tolist()
-    for start in range(0, len(battles.lines), INSERT_BATCH):
-        ImportedBattle.objects.bulk_create(
-            [
-                ImportedBattle(
-                    source=source,
-                    line=battles.lines[i],
-                    model_a_id=a[i],
-                    model_b_id=b[i],
-                    winner=WINNERS[battles.winner[i]],
-                    tstamp=battles.tstamp[i],
-                    anonymous=bool(battles.anonymous[i]),
-                    category=CATEGORIES[battles.category[i]],
-                    judge=battles.judge[i],
-                )
-                for i in range(start, min(start + INSERT_BATCH, len(battles.lines)))
-            ],
-            batch_size=INSERT_BATCH,
-        )
-
-
-def _copy_battles(*, battles: _Battles, model_a: Ints, model_b: Ints, source: str) -> None:
-    """COPY FROM STDIN in PostgreSQL's text format: many times faster than INSERTs."""
-    from psycopg import sql
-
-    column = {f.name: str(f.column) for f in ImportedBattle._meta.concrete_fields}
-    names = ["source", "line", "model_a", "model_b", "winner", "tstamp", "anonymous"]
-    names += ["category", "judge", "imported_at"]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(ImportedBattle._meta.db_table),
-        sql.SQL(", ").join([sql.Identifier(column[name]) for name in names]),
-    )
-    fixed = f"{source.translate(_COPY_ESCAPES)}\t"
-    now = timezone.now().isoformat()
-    a, b = model_a.tolist(), model_b.tolist()
-    with (
-        connection.cursor() as cursor,
-        cursor.connection.cursor() as raw,
-        raw.copy(statement) as copy,
-    ):
-        for start in range(0, len(battles.lines), INSERT_BATCH):
-            chunk = []
-            for i in range(start, min(start + INSERT_BATCH, len(battles.lines))):
-                stamp = battles.tstamp[i]
-                chunk.append(
-                    f"{fixed}{battles.lines[i]}\t{a[i]}\t{b[i]}\t{WINNERS[battles.winner[i]]}"
-                    f"\t{stamp.isoformat() if stamp else _COPY_NULL}"
-                    f"\t{'t' if battles.anonymous[i] else 'f'}"
-                    f"\t{CATEGORIES[battles.category[i]]}"
-                    f"\t{battles.judge[i].translate(_COPY_ESCAPES)}\t{now}\n"
-                )
-            copy.write("".join(chunk).encode())
-
-
-def _add_pair_counts(*, category: Ints, model_a: Ints, model_b: Ints, winner: Ints) -> None:
-    """Add votes to the pair counts: aggregate per (category, pair) in numpy, then one UPDATE
-    per existing row and one bulk INSERT for the rest."""
-    if not category.size:
-        return
-    low, high = np.minimum(model_a, model_b), np.maximum(model_a, model_b)
-    # A pair row is stored lower id first, so a vote with the sides the other way round
-    # counts a's win as b's.
-    outcome = np.where((model_a > model_b) & (winner <= MODEL_B), 1 - winner, winner)
-    models, dense = np.unique(np.concatenate([low, high]), return_inverse=True)
-    size = models.size
-    key = (category * size + dense[: low.size]) * size + dense[low.size :]
-    keys, row = np.unique(key, return_inverse=True)
-    tally = np.bincount(row * 4 + outcome, minlength=keys.size * 4).reshape(keys.size, 4)
-    touched_categories = np.unique(category).tolist()
-    existing = {
-        (cat, a, b): pk
-        for pk, cat, a, b in PairCount.objects.filter(
-            anonymous=True,
-            category__in=[CATEGORIES[c] for c in touched_categories],
-            model_a_id__in=models.tolist(),
-        ).values_list("pk", "category", "model_a_id", "model_b_id")
-    }
-    missing = []
-    for pair_key, (wins_a, wins_b, ties, both_bad) in zip(
-        keys.tolist(), tally.tolist(), strict=True
-    ):
-        cat = CATEGORIES[pair_key // (size * size)]
-        a = int(models[pair_key // size % size])
-        b = int(models[pair_key % size])
-        pk = existing.get((cat, a, b))
-        if pk is None:
-            missing.append(
-                PairCount(
-                    category=cat,
-                    model_a_id=a,
-                    model_b_id=b,
-                    wins_a=wins_a,
-                    wins_b=wins_b,
-                    ties=ties,
-                    both_bad=both_bad,
-                )
-            )
-        else:
-            PairCount.objects.filter(pk=pk).update(
-                wins_a=F("wins_a") + wins_a,
-                wins_b=F("wins_b") + wins_b,
-                ties=F("ties") + ties,
-                both_bad=F("both_bad") + both_bad,
-            )
-    PairCount.objects.bulk_create(missing, batch_size=INSERT_BATCH)
-
-
-def _add_online_elo(
-    *, model_a: Ints, model_b: Ints, winner: Ints, order: NDArray[np.float64]
+def _insert_battles(
+    *, battles: _Battles, model_a: Ints, model_b: Ints, source: str, report: Progress
 ) -> None:
-    """Continue online Elo over the votes in time order (untimed ones last, in file order),
-    in memory, then write back one row per model."""
-    if not model_a.size:
+    """Write the rows column by column through Arrow: COPY on PostgreSQL, executemany on
+    SQLite; no model instance per row."""
+    rows = len(battles.lines)
+    anonymous = np.frombuffer(bytes(battles.anonymous), dtype=np.bool_)
+    winner = np.frombuffer(bytes(battles.winner), dtype=np.uint8)
+    category = np.frombuffer(bytes(battles.category), dtype=np.uint8)
+    columns = {
+        "line": pa.array(np.asarray(battles.lines, dtype=np.int64)),
+        "model_a": pa.array(model_a),
+        "model_b": pa.array(model_b),
+        "winner": pa.array(WINNERS).take(pa.array(winner)),
+        "tstamp": battles.tstamp_array(),
+        "anonymous": pa.array(anonymous),
+        "category": pa.array(CATEGORIES).take(pa.array(category)),
+        "judge": battles.judge_array(),
+    }
+    column = {f.name: str(f.column) for f in ImportedBattle._meta.concrete_fields}
+    names = ["source", *columns, "imported_at"]
+    now = timezone.now()
+    report("write", 0, rows)
+    if connection.vendor == "postgresql":
+        from psycopg import sql
+
+        table = pa.table(
+            {
+                "source": pa.array([source] * rows, pa.string()),
+                **columns,
+                "imported_at": pa.array([now] * rows, pa.timestamp("us", tz="UTC")),
+            }
+        )
+        statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+            sql.Identifier(ImportedBattle._meta.db_table),
+            sql.SQL(", ").join([sql.Identifier(column[name]) for name in names]),
+        )
+        with (
+            connection.cursor() as cursor,
+            cursor.connection.cursor() as raw,
+            raw.copy(statement) as copy,
+        ):
+            for start in range(0, rows, WRITE_BATCH):
+                buffer = io.BytesIO()
+                # Every value quoted: an empty judge is then '' and only a missing time NULL.
+                pa_csv.write_csv(
+                    table.slice(start, WRITE_BATCH),
+                    buffer,
+                    pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
+                )
+                copy.write(buffer.getvalue())
+                report("write", min(start + WRITE_BATCH, rows), rows)
         return
-    ids = sorted(set(np.unique(np.concatenate([model_a, model_b])).tolist()))
-    OnlineElo.objects.bulk_create(
-        [OnlineElo(model_id=pk, rating=ELO_INIT) for pk in ids], ignore_conflicts=True
-    )
-    # Lock the rows in id order, as a live vote does, so votes wait for the import to commit.
-    rating = dict(
-        OnlineElo.objects.select_for_update()
-        .filter(model_id__in=ids)
-        .order_by("model_id")
-        .values_list("model_id", "rating")
-    )
-    k = settings.LEADERBOARD_ELO_K
-    sequence = np.argsort(order, kind="stable")
-    for a, b, won in zip(
-        model_a[sequence].tolist(),
-        model_b[sequence].tolist(),
-        winner[sequence].tolist(),
-        strict=True,
-    ):
-        change = ratings.elo_change(
-            rating_a=rating[a], rating_b=rating[b], outcome=ELO_SCORE[won], k=k
+    # SQLite stores a time as Django does: naive UTC text.
+    stamps = pc.strftime(columns["tstamp"].cast(pa.timestamp("us")), format="%Y-%m-%d %H:%M:%S")
+    values = [
+        columns["line"].to_pylist(),
+        model_a.tolist(),
+        model_b.tolist(),
+        columns["winner"].to_pylist(),
+        stamps.to_pylist(),
+        anonymous.tolist(),
+        columns["category"].to_pylist(),
+        columns["judge"].to_pylist(),
+    ]
+    table_name = connection.ops.quote_name(ImportedBattle._meta.db_table)
+    column_names = ", ".join(connection.ops.quote_name(column[name]) for name in names)
+    placeholders = ", ".join(["?"] * len(names))
+    statement_text = f"INSERT INTO {table_name} ({column_names}) VALUES ({placeholders})"  # noqa: S608
+    fixed_now = connection.ops.adapt_datetimefield_value(now)
+    connection.ensure_connection()
+    raw = connection.connection  # sqlite3's own executemany: no per-row work in Python
+    # A page cache large enough for the table's indexes while a million rows go in (this
+    # connection only; the default is 2 MB).
+    raw.execute("PRAGMA cache_size = -262144")
+    for start in range(0, rows, WRITE_BATCH):
+        end = min(start + WRITE_BATCH, rows)
+        raw.executemany(
+            statement_text,
+            zip(
+                itertools.repeat(source, end - start),
+                *(value[start:end] for value in values),
+                itertools.repeat(fixed_now, end - start),
+                strict=True,
+            ),
         )
-        rating[a] += change
-        rating[b] -= change
-    voted, times = np.unique(np.concatenate([model_a, model_b]), return_counts=True)
-    votes = dict(zip(voted.tolist(), times.tolist(), strict=True))
-    for pk in ids:
-        OnlineElo.objects.filter(model_id=pk).update(
-            rating=rating[pk], votes=F("votes") + votes[pk]
-        )
+        report("write", end, rows)
+    raw.execute("PRAGMA cache_size = -2000")

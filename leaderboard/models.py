@@ -55,6 +55,21 @@ class OnlineElo(models.Model):
         return f"{self.model_id}: {self.rating:.1f}"
 
 
+class OnlineEloCursor(models.Model):
+    """How far online Elo has read the votes: one row, pk 1. Each refresh folds the votes with a
+    larger id into OnlineElo, so a vote never locks a rating row."""
+
+    last_vote_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="online_elo_cursor_single_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"online Elo read up to vote {self.last_vote_id}"
+
+
 class SnapshotQuerySet(models.QuerySet["Snapshot"]):
     def latest_for(self, category: str = "", *, all_votes: bool = False) -> Snapshot | None:
         """The newest board for a category ("" is overall), for pages, API and exports."""

@@ -8,21 +8,24 @@ import os
 import random
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard import ratings
+from leaderboard import ratings, tally
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
     OnlineElo,
+    OnlineEloCursor,
     PairCount,
     Snapshot,
     SnapshotRow,
@@ -30,78 +33,159 @@ from leaderboard.models import (
 
 logger = logging.getLogger(__name__)
 
-ELO_INIT = 1000.0
+ELO_INIT = tally.ELO_INIT
 OVERALL = ""
+_FEW_ROWS = 8  # new pair rows inserted one by one, each racing a concurrent vote safely
 
 
-FIELDS = ("wins_a", "wins_b", "ties", "both_bad")
-# How an imported log's winner reads as a vote on its left (model_a) and right (model_b) sides.
-IMPORTED_CHOICE = {"model_a": "left", "model_b": "right", "tie": "tie", "tie (bothbad)": "both_bad"}
-
-
-def _ordered(left_id: int, right_id: int, choice: str) -> tuple[int, int, str]:
-    """The pair in stored order (lower id first) and the count field this vote adds to."""
-    if left_id < right_id:
-        a, b, swapped = left_id, right_id, False
-    else:
-        a, b, swapped = right_id, left_id, True
-    field = {
-        "tie": "ties",
-        "both_bad": "both_bad",
-        "left": "wins_b" if swapped else "wins_a",
-        "right": "wins_a" if swapped else "wins_b",
-    }[choice]
-    return a, b, field
-
-
-@transaction.atomic
 def count_vote(
     *, left_id: int, right_id: int, category: str, choice: str, anonymous: bool = True
 ) -> None:
-    """Add one vote to its pair's counts (and an anonymous one to online Elo), atomically; a
-    vote and its counts commit together."""
-    a, b, field = _ordered(left_id, right_id, choice)
-    row, _ = PairCount.objects.get_or_create(
-        category=category, anonymous=anonymous, model_a_id=a, model_b_id=b
+    """Add one vote to its pair's counts, in the caller's transaction (the vote's): one UPDATE
+    of one row, and no lock on any other. Online Elo takes the vote in at the next refresh
+    (fold_online_elo)."""
+    counted = tally.tally(left=[left_id], right=[right_id], outcome=[tally.FROM_CHOICE[choice]])
+    add_pair_counts(pairs=counted.pairs, labels=[(category, anonymous)])
+
+
+def add_pair_counts(*, pairs: tally.PairTally, labels: list[tuple[str, bool]]) -> None:
+    """Add tallied counts to the pair-count rows (``labels[group]`` is the category and whether
+    the votes were anonymous): one UPDATE per existing row, INSERTs for the rest."""
+    rows = pairs.rows()
+    if len(rows) > _FEW_ROWS:
+        # Many pairs (an import): read which rows exist in one query, insert the rest in bulk.
+        groups = {labels[group] for group, _, _, _ in rows}
+        existing = set(
+            PairCount.objects.filter(
+                category__in={category for category, _ in groups},
+                anonymous__in={anonymous for _, anonymous in groups},
+                model_a_id__in={a for _, a, _, _ in rows},
+            ).values_list("category", "anonymous", "model_a_id", "model_b_id")
+        )
+    missing: list[tuple[Any, ...]] = []
+    for group, a, b, row in rows:
+        category, anonymous = labels[group]
+        if len(rows) <= _FEW_ROWS or (category, anonymous, a, b) in existing:
+            added = {name: F(name) + n for name, n in zip(tally.FIELDS, row, strict=True) if n}
+            if PairCount.objects.filter(
+                category=category, anonymous=anonymous, model_a_id=a, model_b_id=b
+            ).update(**added):
+                continue
+        missing.append((category, anonymous, a, b, *row))
+    if len(rows) > _FEW_ROWS:
+        _insert_pair_counts(missing)
+        return
+    for category, anonymous, a, b, *added_counts in missing:
+        new = PairCount(
+            category=category,
+            anonymous=anonymous,
+            model_a_id=a,
+            model_b_id=b,
+            **dict(zip(tally.FIELDS, added_counts, strict=True)),
+        )
+        # A concurrent vote on the same new pair may insert it first: then add to its row.
+        try:
+            with transaction.atomic():
+                new.save(force_insert=True)
+        except IntegrityError:
+            PairCount.objects.filter(
+                category=new.category,
+                anonymous=new.anonymous,
+                model_a_id=new.model_a_id,
+                model_b_id=new.model_b_id,
+            ).update(**{name: F(name) + getattr(new, name) for name in tally.FIELDS})
+
+
+def _insert_pair_counts(rows: list[tuple[Any, ...]]) -> None:
+    """One executemany for many new pair rows: tens of thousands of them after an import, where
+    building and saving model instances one by one costs seconds."""
+    names = ["category", "anonymous", "model_a", "model_b", *tally.FIELDS]
+    quote = connection.ops.quote_name
+    column = {field.name: str(field.column) for field in PairCount._meta.concrete_fields}
+    columns = ", ".join(quote(column[name]) for name in names)
+    statement = (
+        f"INSERT INTO {quote(PairCount._meta.db_table)} ({columns}) "  # noqa: S608 (model names)
+        f"VALUES ({', '.join(['%s'] * len(names))})"
     )
-    PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})
-    if anonymous:
-        _update_elo(left_id=left_id, right_id=right_id, choice=choice)
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
 
 
-def _elo_outcome(choice: str) -> float:
-    return {"left": 1.0, "right": 0.0}.get(choice, 0.5)
+def fold_online_elo() -> int:
+    """Take the votes cast since the last fold into online Elo, in vote order (ids), and move
+    the cursor past them; returns how many anonymous votes were taken in."""
+    from arena.models import Vote
+
+    last = _last_committed_vote_id()
+    with transaction.atomic():
+        cursor = locked_elo_cursor()
+        taken = list(
+            Vote.objects.filter(
+                pk__gt=cursor.last_vote_id, pk__lte=last, excluded=False, battle__anonymous=True
+            )
+            .order_by("pk")
+            .values_list("battle__model_left_id", "battle__model_right_id", "choice")
+        )
+        if taken:
+            current = dict(OnlineElo.objects.values_list("model_id", "rating"))
+            counted = tally.tally(
+                left=[row[0] for row in taken],
+                right=[row[1] for row in taken],
+                outcome=[tally.FROM_CHOICE[row[2]] for row in taken],
+                elo_from=current,
+                k=settings.LEADERBOARD_ELO_K,
+            )
+            write_online_elo(counted=counted, existing=current.keys())
+        if last > cursor.last_vote_id:
+            cursor.last_vote_id = last
+            cursor.save(update_fields=["last_vote_id"])
+        return len(taken)
 
 
-def _update_elo(*, left_id: int, right_id: int, choice: str) -> None:
-    for model_id in sorted((left_id, right_id)):
-        OnlineElo.objects.get_or_create(model_id=model_id, defaults={"rating": ELO_INIT})
-    # Lock both rows in id order, so two votes on overlapping pairs cannot deadlock.
-    rows = {
-        row.model_id: row
-        for row in OnlineElo.objects.select_for_update()
-        .filter(model_id__in=(left_id, right_id))
-        .order_by("model_id")
-    }
-    change = ratings.elo_change(
-        rating_a=rows[left_id].rating,
-        rating_b=rows[right_id].rating,
-        outcome=_elo_outcome(choice),
-        k=settings.LEADERBOARD_ELO_K,
-    )
-    OnlineElo.objects.filter(model_id=left_id).update(
-        rating=F("rating") + change, votes=F("votes") + 1
-    )
-    OnlineElo.objects.filter(model_id=right_id).update(
-        rating=F("rating") - change, votes=F("votes") + 1
+def _last_committed_vote_id() -> int:
+    """The largest vote id below which no vote can still appear. Ids are drawn at insert, not
+    at commit, so on PostgreSQL a vote with a smaller id may commit after a larger one: a SHARE
+    lock, held only for this one read, waits for the votes being inserted and is granted before
+    any later one draws its (larger) id. SQLite writes one transaction at a time."""
+    from arena.models import Vote
+
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(Vote._meta.db_table)} IN SHARE MODE"
+                )
+        last = Vote.objects.order_by("-pk").values_list("pk", flat=True).first()
+    return last or 0
+
+
+def locked_elo_cursor() -> OnlineEloCursor:
+    """The online Elo cursor row, locked until the caller's transaction ends: one fold, import
+    or rebuild at a time writes online Elo."""
+    OnlineEloCursor.objects.get_or_create(pk=1)
+    return OnlineEloCursor.objects.select_for_update().get(pk=1)
+
+
+def write_online_elo(*, counted: tally.Tally, existing: Iterable[int]) -> None:
+    """Store the ratings a tally continued, adding its votes to each model's count."""
+    present = set(existing)
+    for pk, rating in counted.elo.items():
+        if pk in present:
+            OnlineElo.objects.filter(model_id=pk).update(
+                rating=rating, votes=F("votes") + counted.elo_votes[pk]
+            )
+    OnlineElo.objects.bulk_create(
+        OnlineElo(model_id=pk, rating=rating, votes=counted.elo_votes[pk])
+        for pk, rating in counted.elo.items()
+        if pk not in present
     )
 
 
 @transaction.atomic
 def rebuild_counts() -> int:
-    """Recompute every pair count and online Elo from the votes and imported logs, in time
-    order, in memory; returns how many votes were counted. Named comparisons are counted apart
-    and leave online Elo alone."""
+    """Recompute every pair count and online Elo from the counted votes and imported logs, in
+    time order; returns how many anonymous votes were counted. Named comparisons are counted
+    apart and leave online Elo alone."""
     from arena.models import Vote
 
     if connection.vendor == "postgresql":
@@ -111,8 +195,10 @@ def rebuild_counts() -> int:
             cursor.execute(
                 "LOCK TABLE leaderboard_paircount, leaderboard_onlineelo IN EXCLUSIVE MODE"
             )
-    events = list(
-        Vote.objects.filter(excluded=False).values_list(
+    elo_cursor = locked_elo_cursor()
+    votes = Vote.objects.filter(excluded=False)  # the votes that count
+    events: list[tuple[Any, int, int, str, Any, bool]] = list(
+        votes.values_list(
             "created_at",
             "battle__model_left_id",
             "battle__model_right_id",
@@ -121,46 +207,35 @@ def rebuild_counts() -> int:
             "battle__anonymous",
         )
     )
+    events = [
+        (t, left, right, c, tally.FROM_CHOICE[choice], anon)
+        for t, left, right, c, choice, anon in events
+    ]
     imported = ImportedBattle.objects.filter(anonymous=True).order_by("pk")
     for tstamp, imported_at, left, right, category, winner in imported.values_list(
         "tstamp", "imported_at", "model_a_id", "model_b_id", "category", "winner"
     ).iterator(chunk_size=10_000):
-        events.append((tstamp or imported_at, left, right, category, IMPORTED_CHOICE[winner], True))
-    events.sort(key=lambda event: event[0])  # stable: equal times keep file order
-
-    counts: dict[tuple[str, bool, int, int], dict[str, int]] = {}
-    elo: dict[int, float] = {}
-    elo_votes: dict[int, int] = {}
-    k = settings.LEADERBOARD_ELO_K
-    for _, left, right, category, choice, anonymous in events:
-        a, b, field = _ordered(left, right, choice)
-        row = counts.setdefault((category, anonymous, a, b), dict.fromkeys(FIELDS, 0))
-        row[field] += 1
-        if not anonymous:
-            continue
-        change = ratings.elo_change(
-            rating_a=elo.get(left, ELO_INIT),
-            rating_b=elo.get(right, ELO_INIT),
-            outcome=_elo_outcome(choice),
-            k=k,
+        events.append(
+            (tstamp or imported_at, left, right, category, tally.FROM_WINNER[winner], True)
         )
-        elo[left] = elo.get(left, ELO_INIT) + change
-        elo[right] = elo.get(right, ELO_INIT) - change
-        elo_votes[left] = elo_votes.get(left, 0) + 1
-        elo_votes[right] = elo_votes.get(right, 0) + 1
-
+    events.sort(key=lambda event: event[0])  # stable: equal times keep file order
+    labels: dict[tuple[str, bool], int] = {}
+    group = [labels.setdefault((event[3], event[5]), len(labels)) for event in events]
+    counted = tally.tally(
+        left=[event[1] for event in events],
+        right=[event[2] for event in events],
+        outcome=[event[4] for event in events],
+        group=group,
+        elo_from={},
+        elo_mask=[event[5] for event in events],
+        k=settings.LEADERBOARD_ELO_K,
+    )
     PairCount.objects.all().delete()
     OnlineElo.objects.all().delete()
-    PairCount.objects.bulk_create(
-        (
-            PairCount(category=c, anonymous=anon, model_a_id=a, model_b_id=b, **row)
-            for (c, anon, a, b), row in counts.items()
-        ),
-        batch_size=1000,
-    )
-    OnlineElo.objects.bulk_create(
-        OnlineElo(model_id=pk, rating=rating, votes=elo_votes[pk]) for pk, rating in elo.items()
-    )
+    add_pair_counts(pairs=counted.pairs, labels=list(labels))
+    write_online_elo(counted=counted, existing=())
+    elo_cursor.last_vote_id = Vote.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    elo_cursor.save(update_fields=["last_vote_id"])
     return sum(1 for event in events if event[5])
 
 
@@ -304,6 +379,8 @@ def refresh(
     )
     if not board.extended:
         base = None
+    if not category and not all_votes:
+        fold_online_elo()  # only the overall anonymous board shows online Elo
     elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
     with transaction.atomic():
         snapshot = Snapshot.objects.create(

@@ -6,14 +6,20 @@ Run from the repository root against a scratch database (never one in use):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena_bench .venv/bin/python manage.py migrate
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena_bench \
         .venv/bin/python tests/bench/bench_import.py [--rows N] [--models M] [--reset]
+
+``--baseline REV`` (default ``main``) also times ``leaderboard/imports.py`` as it is at that git
+revision, in the same run on the same file, checks that both store the same counts, and prints
+the ratio; ``--baseline ''`` skips it. ``--imports-only`` stops after the imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,6 +91,56 @@ def reset() -> None:
     imported.delete()
 
 
+def baseline_import(revision: str) -> Callable[..., object]:
+    """``import_battles`` of leaderboard/imports.py at a git revision, as a module of its own."""
+    root = Path(__file__).resolve().parents[2]
+    text = subprocess.run(
+        ["git", "show", f"{revision}:leaderboard/imports.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    spec = importlib.util.spec_from_loader("leaderboard_imports_baseline", loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    exec(compile(text, f"{revision}:leaderboard/imports.py", "exec"), module.__dict__)  # noqa: S102
+    function: Callable[..., object] = module.import_battles
+    return function
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and, on PostgreSQL, of its server backend (same machine):
+    on a shared machine the wall clock also counts time other processes held the cores."""
+    used = time.process_time()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def kept_counts() -> list[tuple[object, ...]]:
+    return sorted(
+        PairCount.objects.values_list(
+            "category",
+            "anonymous",
+            "model_a__key",
+            "model_b__key",
+            "wins_a",
+            "wins_b",
+            "ties",
+            "both_bad",
+        )
+    )
+
+
 def timed(function: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = function()
@@ -100,6 +156,8 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reset", action="store_true", help="delete earlier imports first")
+    parser.add_argument("--baseline", default="main", help="git revision to compare with")
+    parser.add_argument("--imports-only", action="store_true", help="skip the boards")
     args = parser.parse_args()
 
     name = str(connection.settings_dict["NAME"])
@@ -117,15 +175,38 @@ def main() -> None:
             lambda: write_log(path=path, rows=args.rows, models=args.models, seed=args.seed)
         )
         table.append(("write synthetic JSONL", seconds, f"{path.stat().st_size / 1e6:.0f} MB"))
+        cpu = cpu_seconds()
         result = import_battles(path=path)
+        cpu = cpu_seconds() - cpu
+        if args.baseline:
+            ours = kept_counts()
+            reset()
+            old_cpu = cpu_seconds()
+            old_seconds, _ = timed(lambda: baseline_import(args.baseline)(path=path))
+            old_cpu = cpu_seconds() - old_cpu
+            assert kept_counts() == ours, "the baseline stored other counts"
+            table.append(
+                (
+                    f"import_battles at {args.baseline}",
+                    old_seconds,
+                    f"same counts; {old_cpu:.1f} s CPU; this code is "
+                    f"{old_seconds / result.seconds:.1f}x faster ({old_cpu / cpu:.1f}x in CPU)",
+                )
+            )
+            if not args.imports_only:
+                reset()
+                import_battles(path=path)  # this code's import in place for the boards
     table.append(
         (
             "import_battles",
             result.seconds,
             f"{result.rows:,} rows, {result.anonymous_rows:,} anonymous, "
-            f"{len(result.models_created)} models created",
+            f"{len(result.models_created)} models created; {cpu:.1f} s CPU",
         )
     )
+    if args.imports_only:
+        print_table(name, table)
+        return
     counted = PairCount.objects.aggregate(
         total=Sum("wins_a") + Sum("wins_b") + Sum("ties") + Sum("both_bad")
     )["total"]
@@ -198,6 +279,10 @@ def main() -> None:
             )
         )
 
+    print_table(name, table)
+
+
+def print_table(name: str, table: list[tuple[str, float, str]]) -> None:
     print(f"database: {connection.vendor} ({name}); {os.cpu_count()} CPUs")
     print(f"{'step':<34} {'seconds':>8}  notes")
     for label, seconds, note in table:

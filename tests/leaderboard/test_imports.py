@@ -410,3 +410,104 @@ def test_the_import_command_prints_each_bad_row_and_fails(tmp_path: Path) -> Non
         "line 2: model_a and model_b are the same model ('A')",
         "line 3: winner 'maybe' is not one of model_a, model_b, tie, tie (bothbad)",
     ]
+
+
+def _stored() -> tuple[list[Any], dict[Any, Any], dict[str, float]]:
+    rows = sorted(
+        ImportedBattle.objects.values_list(
+            "line",
+            "model_a__display_name",
+            "model_b__display_name",
+            "winner",
+            "tstamp",
+            "anonymous",
+            "category",
+            "judge",
+        )
+    )
+    return rows, pair_counts(), dict(OnlineElo.objects.values_list("model__key", "rating"))
+
+
+def test_the_column_wise_check_stores_and_counts_what_the_row_by_row_one_does(
+    alpha_and_beta: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    names = ["Alpha Model", "beta", "Gamma XL", "  Delta  "]
+    rows: list[dict[str, Any] | str] = []
+    for i in range(400):
+        a, b = rng.choice(len(names), size=2, replace=False)
+        row: dict[str, Any] = {
+            "model_a": names[a],
+            "model_b": names[b],
+            "winner": ["model_a", "model_b", "tie", "tie (bothbad)"][rng.integers(4)],
+            "anony": bool(rng.random() < 0.9),
+            "tstamp": 1_700_000_000.25 + float(rng.integers(0, 10_000)),
+            "category": ["portraits", "animals", "", None][rng.integers(4)],
+            "judge": f"user {i}" if i % 3 else "",
+            "turn": 1,
+        }
+        if i % 7 == 0:
+            del row["tstamp"]  # untimed rows count last for Elo, in file order
+        rows.append(row)
+    log = write_jsonl(tmp_path / "log.jsonl", rows)
+    read_fast: list[int] = []
+    real_fast = imports._fast_battles
+
+    def spy(*args: Any) -> Any:
+        read_fast.append(1)
+        return real_fast(*args)
+
+    monkeypatch.setattr(imports, "_fast_battles", spy)
+    fast = import_battles(path=log, source="log")
+    assert read_fast and fast.rows == 400
+    stored_fast = _stored()
+
+    ImportedBattle.objects.all().delete()
+    PairCount.objects.all().delete()
+    OnlineElo.objects.all().delete()
+    monkeypatch.setattr(imports, "_fast_battles", lambda *a: None)
+    slow = import_battles(path=log, source="log")
+
+    assert (slow.rows, slow.anonymous_rows) == (fast.rows, fast.anonymous_rows)
+    rows_slow, counts_slow, elo_slow = _stored()
+    assert rows_slow == stored_fast[0]
+    assert counts_slow == stored_fast[1]
+    assert elo_slow.keys() == stored_fast[2].keys()
+    assert all(abs(elo_slow[k] - stored_fast[2][k]) < RATING_TOL for k in elo_slow)
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        '{"model_a": "A", "model_b": "A", "winner": "tie"}',
+        '{"model_a": "A", "model_b": "B", "winner": "maybe"}',
+        '{"model_a": "A", "model_b": "B", "winner": "tie", "tstamp": "yesterday"}',
+        '{"model_a": "A", "model_b": "B", "winner": "tie", "anony": "perhaps"}',
+        '{"model_a": "A", "model_b": "B", "winner": "tie", "tstamp": 1e300}',
+        '{"model_a": "A", "model_b": "B", "winner": "tie", "category": "cooking"}',
+        '{"model_a": "A", "model_b": 7, "winner": "tie"}',
+        "[1, 2]",
+        "not json",
+    ],
+)
+def test_a_bad_row_among_good_ones_is_named_by_its_line_and_nothing_is_written(
+    tmp_path: Path, bad_row: str
+) -> None:
+    good = '{"model_a": "A", "model_b": "B", "winner": "model_a", "tstamp": 1700000000}'
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join([good] * 5 + [bad_row] + [good] * 3) + "\n")
+    before = table_sizes()
+    with pytest.raises(ImportFailed) as failed:
+        import_battles(path=log)
+    assert [line for line, _ in failed.value.errors] == [6]
+    assert table_sizes() == before
+
+
+def test_progress_is_reported_while_reading_and_writing(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    log = write_jsonl(tmp_path / "log.jsonl", [*LOG] * 40)
+    heard: list[tuple[str, int, int]] = []
+    import_battles(path=log, progress=lambda *report: heard.append(tuple(report)))
+    assert ("read", log.stat().st_size, log.stat().st_size) in heard
+    assert heard[-1] == ("write", 200, 200)

@@ -60,20 +60,6 @@ def test_a_vote_counts_on_its_pair_whichever_side_the_models_were_on() -> None:
     assert (row.wins_a, row.wins_b) == (2, 1)
 
 
-def test_online_elo_kept_per_vote_equals_the_sequential_computation() -> None:
-    models = make_models(4)
-    votes = synthetic_votes(random.Random(3), 200, [0.0, 0.5, 1.0, -0.5])
-    cast(models, votes)
-    expected = ratings.online_elo(
-        a=[v[0] for v in votes],
-        b=[v[1] for v in votes],
-        outcome=[{"left": 1.0, "right": 0.0}.get(v[2], 0.5) for v in votes],
-        n_models=4,
-    )
-    kept = [OnlineElo.objects.get(model=m).rating for m in models]
-    assert np.allclose(kept, expected, atol=1e-9)
-
-
 def test_a_refresh_gives_the_ratings_of_the_maths_on_the_same_counts() -> None:
     models = make_models(5)
     cast(models, synthetic_votes(random.Random(1), 600, [0.0, 0.4, 0.8, -0.4, 1.2]))

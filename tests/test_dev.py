@@ -1,0 +1,102 @@
+"""deploy/dev.py: the supervisor restarts what dies, the box, the lock's pins, the prepare stamp."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dev() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("arena_dev", ROOT / "deploy" / "dev.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_process_that_dies_is_restarted_with_a_message(
+    dev: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    supervisor = dev.Supervisor(
+        {"short": [sys.executable, "-c", "import sys; sys.exit(3)"]}, env={}
+    )
+    supervisor.start("short")
+    first = supervisor.processes["short"]
+    first.wait(timeout=30)
+    supervisor.check()
+    assert supervisor.processes["short"] is not first
+    assert "short exited with code 3" in capsys.readouterr().out
+    supervisor.stop()
+
+
+def test_a_process_that_keeps_dying_at_once_stops_the_arena(dev: Any) -> None:
+    supervisor = dev.Supervisor({"broken": [sys.executable, "-c", "raise SystemExit(1)"]}, env={})
+    supervisor.start("broken")
+
+    def watch() -> None:
+        for _ in range(200):
+            supervisor.processes["broken"].wait(timeout=30)
+            supervisor.check()
+
+    with pytest.raises(SystemExit):
+        watch()
+    assert supervisor.restarts == dev.MAX_QUICK_RESTARTS
+    supervisor.stop()
+
+
+def test_a_long_lived_process_is_left_alone(dev: Any) -> None:
+    supervisor = dev.Supervisor(
+        {"steady": [sys.executable, "-c", "import time; time.sleep(30)"]}, env={}
+    )
+    supervisor.start("steady")
+    process = supervisor.processes["steady"]
+    time.sleep(0.5)
+    supervisor.check()
+    assert supervisor.processes["steady"] is process and supervisor.restarts == 0
+    supervisor.stop()
+    assert process.poll() is not None
+
+
+def test_the_address_is_boxed(dev: Any) -> None:
+    lines = dev.box(["Image Arena is ready at http://127.0.0.1:8000/", "Ctrl-C stops"]).splitlines()
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1
+    assert "http://127.0.0.1:8000/" in lines[1]
+
+
+def test_the_lock_pins_the_cpu_torch_and_every_listed_dependency(dev: Any) -> None:
+    pins = dev.locked_pins()
+    assert pins["torch"].split("+")[0] == "2.13.0"
+    for name in ("django", "celery", "diffusers", "transformers", "pytest", "mypy"):
+        assert name in pins
+
+
+def test_the_prepare_stamp_changes_when_a_migration_or_the_registry_does(
+    dev: Any, tmp_path: Path
+) -> None:
+    registry = tmp_path / "models.toml"
+    registry.write_text("# one\n")
+    env = {"ARENA_VAR_DIR": str(tmp_path / "var"), "ARENA_MODEL_REGISTRY": str(registry)}
+    first, stamp = dev.prepare_digest(env)
+    assert dev.prepare_digest(env)[0] == first
+    registry.write_text("# two\n")
+    assert dev.prepare_digest(env)[0] != first
+    assert stamp == tmp_path / "var" / "prepared.json"
+
+
+def test_a_worker_whose_models_cannot_load_stops_the_arena_instead_of_looping(dev: Any) -> None:
+    supervisor = dev.Supervisor({"worker": [sys.executable, "-c", "raise SystemExit(78)"]}, env={})
+    supervisor.start("worker")
+    supervisor.processes["worker"].wait(timeout=30)
+    with pytest.raises(SystemExit):
+        supervisor.check()
+    assert supervisor.restarts == 0
+    supervisor.stop()
