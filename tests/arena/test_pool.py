@@ -12,7 +12,8 @@ from django.db import connection, transaction
 from django.test import Client
 from PIL import Image
 
-from arena import chat, pool, schemas, services
+from arena import chat_services as chat
+from arena import pool, schemas, services
 from arena.models import Battle, PoolImage, Prompt
 from generation import images
 from generation import services as generation_services
