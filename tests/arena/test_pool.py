@@ -12,7 +12,8 @@ from django.db import connection, transaction
 from django.test import Client
 from PIL import Image
 
-from arena import chat_services, pool, schemas, services
+from arena import chat_services as chat
+from arena import pool, schemas, services
 from arena.models import Battle, PoolImage, Prompt
 from generation import images
 from generation import services as generation_services
@@ -68,9 +69,7 @@ def stock(*, per_pair: int, limit: int = 1) -> list[Generation]:
 def test_battle_seeds_are_secret_draws_above_every_seed_chat_accepts() -> None:
     seeds = [pool.secret_seed() for _ in range(2000)]
     assert len(set(seeds)) == len(seeds)
-    assert all(
-        chat_services.MAX_SEED < pool.BATTLE_SEED_MIN <= s <= pool.BATTLE_SEED_MAX for s in seeds
-    )
+    assert all(chat.MAX_SEED < pool.BATTLE_SEED_MIN <= s <= pool.BATTLE_SEED_MAX for s in seeds)
     assert schemas.MAX_SEED < pool.BATTLE_SEED_MIN, "the forms' bound stays below battle seeds"
     # Draws spread over the whole range, not a small corner of it.
     assert max(seeds) > 2**62 and min(seeds) < 2**62
@@ -89,21 +88,19 @@ def test_a_live_battle_uses_a_fresh_secret_seed_even_on_a_curated_prompt(
 
 @pytest.mark.parametrize("seed", [pool.BATTLE_SEED_MIN, 2**62, pool.BATTLE_SEED_MAX])
 def test_chat_and_compare_refuse_any_seed_a_battle_could_have(models: list[Any], seed: int) -> None:
-    with pytest.raises(chat_services.ChatError, match="seed must be between 0 and"):
-        chat_services.check_settings(model=models[0], prompt="a fox", seed=seed)
-    with pytest.raises(chat_services.ChatError, match="seed must be between 0 and"):
-        chat_services.create_named_battle(
+    with pytest.raises(chat.ChatError, match="seed must be between 0 and"):
+        chat.check_settings(model=models[0], prompt="a fox", seed=seed)
+    with pytest.raises(chat.ChatError, match="seed must be between 0 and"):
+        chat.create_named_battle(
             left=models[0], right=models[1], prompt_text="a fox", owner="me", seed=seed
         )
 
 
 def test_chat_and_compare_that_name_a_seed_still_work(models: list[Any]) -> None:
-    settings = chat_services.check_settings(model=models[0], prompt="a fox", seed=3, count=4)
-    turn = chat_services.start_turn(
-        conversation=chat_services.conversation_for(owner="me"), settings=settings
-    )
+    settings = chat.check_settings(model=models[0], prompt="a fox", seed=3, count=4)
+    turn = chat.start_turn(conversation=chat.conversation_for(owner="me"), settings=settings)
     assert [image.generation.seed for image in turn.chat_images.all()] == [3, 4, 5, 6]
-    named = chat_services.create_named_battle(
+    named = chat.create_named_battle(
         left=models[0], right=models[1], prompt_text="a fox", owner="me", seed=3
     )
     assert named.seed == 3 and named.generation_left.purpose == Generation.Purpose.CHAT
