@@ -252,7 +252,15 @@ def newton(
         hessian = (
             problem.laplacian(problem.weighted_battles * win_prob * (1.0 - win_prob)) + regulariser
         )
-        step = -cho_solve(cho_factor(hessian), gradient)
+        try:
+            step = -cho_solve(cho_factor(hessian), gradient)
+        except np.linalg.LinAlgError as error:
+            # Without a prior the Hessian turns singular as a model's strength runs off to
+            # infinity; that is non-convergence, reported as this function documents.
+            raise ConvergenceError(
+                "Bradley-Terry fit met a singular Hessian: some model won or lost all its"
+                " battles, so the MLE is infinite (use bounds.evidence to find it)"
+            ) from error
         # Backtrack only when the full step raises the loss beyond rounding: near the optimum the
         # loss differences vanish into rounding error while Newton steps are still exact.
         current = problem.loss(theta, l2_prior)
