@@ -325,7 +325,17 @@ LEADERBOARD_BOOTSTRAP_THREADS = env_int(
 # "Both are bad" is kept apart in the data; by default the ratings count it as a tie.
 LEADERBOARD_BOTH_BAD_AS_TIE = env_bool("LEADERBOARD_BOTH_BAD_AS_TIE", True)
 # Overall: models with fewer votes are marked provisional. Categories: they are hidden.
-LEADERBOARD_PROVISIONAL_VOTES = env_int("LEADERBOARD_PROVISIONAL_VOTES", 2000)
+LEADERBOARD_PROVISIONAL_VOTES = env_int("LEADERBOARD_PROVISIONAL_VOTES", 500)
+# Overall: a model stays provisional until its interval's half-width is at most this many
+# points too (evidence, not only a count).
+try:
+    LEADERBOARD_PROVISIONAL_HALF_WIDTH = float(env_str("LEADERBOARD_PROVISIONAL_HALF_WIDTH", "30"))
+except ValueError:
+    LEADERBOARD_PROVISIONAL_HALF_WIDTH = float("nan")
+if not LEADERBOARD_PROVISIONAL_HALF_WIDTH > 0:
+    raise ImproperlyConfigured("LEADERBOARD_PROVISIONAL_HALF_WIDTH must be a positive number")
+# Family-wise intervals: all of a board's intervals hold together with 95% probability.
+LEADERBOARD_SIMULTANEOUS = env_bool("LEADERBOARD_SIMULTANEOUS", False)
 LEADERBOARD_CATEGORY_MIN_VOTES = env_int("LEADERBOARD_CATEGORY_MIN_VOTES", 300)
 # A model key to pin at LEADERBOARD_ANCHOR_RATING; empty centres the board on the mean.
 LEADERBOARD_ANCHOR = env_str("LEADERBOARD_ANCHOR", "")

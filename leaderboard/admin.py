@@ -79,7 +79,7 @@ class SnapshotRowInline(admin.TabularInline):
 
     @admin.display(description="rating")
     def shown_rating(self, row: SnapshotRow) -> str:
-        return f"{row.rating:.1f}"
+        return "open" if row.rating is None else f"{row.rating:.1f}"
 
     @admin.display(description="95% interval")
     def interval(self, row: SnapshotRow) -> str:

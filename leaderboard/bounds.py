@@ -67,7 +67,7 @@ def evidence(counts: PairCounts) -> Evidence:
     for _ in range(n + 1):
         keep = alive[counts.a] & alive[counts.b]
         strong = _strong_components(counts.a[keep], counts.b[keep], score_a[keep], score_b[keep], n)
-        core = _largest_per_group(strong, group, alive)
+        core = _largest_per_group(strong, group, alive, counts, decisive)
         inside = keep & core[counts.a] & core[counts.b]
         per_model = np.bincount(counts.a[inside], decisive[inside], n) + np.bincount(
             counts.b[inside], decisive[inside], n
@@ -81,8 +81,9 @@ def evidence(counts: PairCounts) -> Evidence:
     status[outside] = UNBOUNDED
     below = _reachable(counts.a, counts.b, score_a, score_b, n, start=core, forward=True)
     above = _reachable(counts.a, counts.b, score_a, score_b, n, start=core, forward=False)
-    status[outside & alive & below & ~above] = BELOW
-    status[outside & alive & above & ~below] = ABOVE
+    # A model tied into the core reaches it both ways: it stays UNBOUNDED.
+    status[outside & below & ~above] = BELOW
+    status[outside & above & ~below] = ABOVE
     return Evidence(core=core, status=status, group=group)
 
 
@@ -359,6 +360,9 @@ def board(
     open_low, open_high = one_sided_bounds(
         counts=counts, evidence=evidence, log_strengths=theta, level=level
     )
+    # One side open and no battle against the core to bound the other: open both ways.
+    status[(status == BELOW) & ~np.isfinite(open_high)] = UNBOUNDED
+    status[(status == ABOVE) & ~np.isfinite(open_low)] = UNBOUNDED
     shift = theta[anchor] if anchor is not None else 0.0
     outside = ~core
     for bounds_low, bounds_high in ((lower, upper), (joint_lower, joint_upper)):
@@ -426,15 +430,23 @@ def _strong_components(a: Ints, b: Ints, score_a: Floats, score_b: Floats, n: in
     return np.asarray(labels, dtype=np.int64)
 
 
-def _largest_per_group(strong: Ints, group: Ints, alive: Bools) -> Bools:
-    """Per connected group, the largest strongly connected set of living models (two or more;
-    ties between sizes go to the lowest label, which is deterministic)."""
+def _largest_per_group(
+    strong: Ints, group: Ints, alive: Bools, counts: PairCounts, decisive: Floats
+) -> Bools:
+    """Per connected group, the strongly connected set of two or more living models with the
+    most decisive battles inside it, then the most models (then the lowest label)."""
     core = np.zeros(strong.size, dtype=bool)
+    inside = (strong[counts.a] == strong[counts.b]) & alive[counts.a] & alive[counts.b]
+    weight = np.bincount(strong[counts.a[inside]], decisive[inside], strong.size)
     for label in np.unique(group[alive]):
         members = alive & (group == label)
         ids, sizes = np.unique(strong[members], return_counts=True)
-        if sizes.size and sizes.max() >= 2:
-            core |= members & (strong == ids[int(np.argmax(sizes))])
+        candidates = sizes >= 2
+        if not candidates.any():
+            continue
+        ids, sizes = ids[candidates], sizes[candidates]
+        best = max(range(ids.size), key=lambda k: (weight[ids[k]], sizes[k], -ids[k]))
+        core |= members & (strong == ids[best])
     return core
 
 

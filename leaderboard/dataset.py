@@ -1,4 +1,6 @@
-"""The vote dataset: one row per anonymous voted battle, in FastChat's clean-battle layout.
+"""The vote dataset: every vote the board counts, in FastChat's clean-battle layout: one row per
+anonymous voted battle played here, and one per anonymous battle imported from a log, merged in
+time order; the ``source`` column says which (``live``, or ``import:`` and the log's name).
 
 ``model_a`` is the left side. The FastChat columns (``model_a``, ``model_b``, ``winner``,
 ``tstamp``, ``anony``, ``judge``) come first, so ``leaderboard.imports`` reads the file back;
@@ -11,14 +13,18 @@ to a file or, chunk by chunk, to an HTTP response.
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, TextIO, cast
 
+from django.db.models.functions import Coalesce
+
 from arena.models import Battle, Vote
 from generation.records import csv_cell
 from leaderboard import tally
+from leaderboard.models import ImportedBattle
 
 FORMATS = ("jsonl", "csv", "parquet")
 CONTENT_TYPES = {
@@ -26,6 +32,8 @@ CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
 }
+LIVE = "live"  # source of a vote cast here
+IMPORTED_PREFIX = "import:"  # source of an imported battle: this, then the log's name
 CHUNK_SIZE = 5_000  # rows fetched per database round trip
 BATCH_ROWS = 50_000  # rows per Parquet record batch (one row group each)
 TEXT_BATCH_ROWS = 5_000  # rows per write of a text format
@@ -54,6 +62,7 @@ COLUMNS = (
     "model_a_version",
     "model_b_key",
     "model_b_version",
+    "source",
 )
 # Database lookups behind the columns that are not computed.
 _LOOKUPS = {
@@ -79,7 +88,16 @@ _LOOKUPS = {
 
 
 def iter_vote_rows(*, include_excluded: bool = True) -> Iterator[dict[str, Any]]:
-    """Each anonymous vote as a flat dict in ``COLUMNS`` order, oldest first, streamed."""
+    """Each anonymous vote, live or imported, as a flat dict in ``COLUMNS`` order, oldest
+    first (an imported row without a time at its import time), streamed."""
+    return heapq.merge(
+        _live_rows(include_excluded=include_excluded),
+        _imported_rows(),
+        key=lambda row: row["tstamp"],
+    )
+
+
+def _live_rows(*, include_excluded: bool) -> Iterator[dict[str, Any]]:
     votes = Vote.objects.filter(battle__anonymous=True, battle__status=Battle.Status.VOTED)
     if not include_excluded:
         votes = votes.filter(excluded=False)
@@ -92,7 +110,49 @@ def iter_vote_rows(*, include_excluded: bool = True) -> Iterator[dict[str, Any]]
         row["tstamp"] = values["created_at"].timestamp()
         row["anony"] = True
         row["battle_id"] = str(row["battle_id"])
+        row["source"] = LIVE
         yield {column: row[column] for column in COLUMNS}
+
+
+def _imported_rows() -> Iterator[dict[str, Any]]:
+    """The anonymous imported battles (those the board counts), in the order they count."""
+    imported = (
+        ImportedBattle.objects.filter(anonymous=True)
+        .annotate(when=Coalesce("tstamp", "imported_at"))
+        .order_by("when", "pk")
+    )
+    fields = (
+        "when",
+        "winner",
+        "judge",
+        "category",
+        "source",
+        "model_a__display_name",
+        "model_b__display_name",
+        "model_a__key",
+        "model_a__version",
+        "model_b__key",
+        "model_b__version",
+    )
+    for values in imported.values(*fields).iterator(chunk_size=CHUNK_SIZE):
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(
+            model_a=values["model_a__display_name"],
+            model_b=values["model_b__display_name"],
+            winner=values["winner"],
+            tstamp=values["when"].timestamp(),
+            anony=True,
+            judge=values["judge"],
+            category=values["category"],
+            excluded=False,
+            excluded_reason="",
+            model_a_key=values["model_a__key"],
+            model_a_version=values["model_a__version"],
+            model_b_key=values["model_b__key"],
+            model_b_version=values["model_b__version"],
+            source=f"{IMPORTED_PREFIX}{values['source']}",
+        )
+        yield row
 
 
 def write_votes(

@@ -34,6 +34,10 @@ COLUMNS = (
     "win_rate",
     "online_elo",
     "provisional",
+    "bound",
+    "rank_best",
+    "rank_worst",
+    "votes_to_flip",
 )
 
 
@@ -54,12 +58,17 @@ def board_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
                 "rating": _finite(row.rating),
                 "lower": _finite(row.lower),
                 "upper": _finite(row.upper),
-                "minus": _finite(row.rating - row.lower),
-                "plus": _finite(row.upper - row.rating),
+                "minus": _finite(row.minus),
+                "plus": _finite(row.plus),
                 "votes": row.votes,
                 "win_rate": _finite(row.win_rate),
                 "online_elo": _finite(row.online_elo),
                 "provisional": row.provisional,
+                # Why the interval is open ("" when it is not); an open side is null above.
+                "bound": row.status,
+                "rank_best": row.rank_best,
+                "rank_worst": row.rank_worst,
+                "votes_to_flip": row.votes_to_flip,
             }
         )
     return rows
@@ -82,6 +91,9 @@ def provenance(snapshot: Snapshot) -> dict[str, Any]:
         "both_bad_as_tie": snapshot.both_bad_as_tie,
         "anchor": snapshot.anchor,
         "components": snapshot.components,
+        "simultaneous": snapshot.simultaneous,
+        "provisional_votes": snapshot.provisional_votes,
+        "provisional_half_width": snapshot.provisional_half_width,
         "code_version": snapshot.code_version,
     }
 
@@ -134,6 +146,8 @@ def _write_parquet(*, snapshot: Snapshot, out: BinaryIO | TextIO) -> None:
         "in_house": pa.bool_(),
         "votes": pa.int64(),
         "provisional": pa.bool_(),
+        "bound": pa.string(),
+        **dict.fromkeys(("rank_best", "rank_worst", "votes_to_flip"), pa.int64()),
         **dict.fromkeys(("model", "key", "version", "organisation", "licence"), pa.string()),
     }
     schema = pa.schema(

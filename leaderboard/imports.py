@@ -95,26 +95,45 @@ class ImportResult:
     models_created: list[str]
     seconds: float
     excluded_rows: int = 0  # rows marked excluded in the file: skipped, neither stored nor counted
+    # Rows whose category is not ours, per category in the file: renamed by category_map ...
+    categories_mapped: dict[str, int] = field(default_factory=dict)
+    # ... or, with drop_unknown_categories, left out (neither stored nor counted).
+    categories_dropped: dict[str, int] = field(default_factory=dict)
 
 
 def import_battles(
-    *, path: Path, source: str | None = None, progress: Progress | None = None
+    *,
+    path: Path,
+    source: str | None = None,
+    progress: Progress | None = None,
+    category_map: Mapping[str, str] | None = None,
+    drop_unknown_categories: bool = False,
 ) -> ImportResult:
     """Check every row of a JSONL or CSV battle log, then store it and count its anonymous
     votes in one transaction; raise ImportFailed, writing nothing, if any row is bad.
     ``progress(stage, done, total)`` hears how far reading ("read", bytes) and writing
-    ("write", rows) have come."""
+    ("write", rows) have come.
+
+    A category that is not ours is a row error, unless ``category_map`` renames it to one of
+    ours or ``drop_unknown_categories`` leaves its rows out; the result counts both."""
     started = time.perf_counter()
     report = progress or _silent
     source = path.name if source is None else source
     if len(source) > _SOURCE_LIMIT:
         raise ValueError(f"source must be at most {_SOURCE_LIMIT} characters")
+    wrong = {k: v for k, v in (category_map or {}).items() if v not in _CATEGORY_CODE}
+    if wrong:
+        raise ValueError(f"category_map must map to one of {', '.join(CATEGORIES)}; got {wrong!r}")
     excluded_rows = 0
     battles = _fast_battles(path, report)
     if battles is None:
         # Anything the column-wise check does not vouch for is read row by row, which names
-        # every bad row by its line.
-        battles = _Battles(versions=_model_versions())
+        # every bad row by its line (and maps or drops categories that are not ours).
+        battles = _Battles(
+            versions=_model_versions(),
+            category_map=category_map,
+            drop_unknown_categories=drop_unknown_categories,
+        )
         for line, record in _records(path):
             if isinstance(record, str):
                 battles.errors.add(line, record)
@@ -164,6 +183,8 @@ def import_battles(
         models_created=new_names,
         seconds=time.perf_counter() - started,
         excluded_rows=excluded_rows,
+        categories_mapped=dict(battles.mapped),
+        categories_dropped=dict(battles.dropped),
     )
     logger.info(
         "imported %d battles (%d anonymous) from %s in %.1f s; %d new models; "
@@ -193,8 +214,18 @@ class _Battles:
     """The checked rows, column by column (names as indices into ``names``) to keep a million
     rows small in memory."""
 
-    def __init__(self, *, versions: Mapping[tuple[str, str], int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        versions: Mapping[tuple[str, str], int] | None = None,
+        category_map: Mapping[str, str] | None = None,
+        drop_unknown_categories: bool = False,
+    ) -> None:
         self.errors = _Errors()
+        self.category_map = dict(category_map or {})
+        self.drop_unknown_categories = drop_unknown_categories
+        self.mapped: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
         self.versions = versions or {}
         self.names: list[str] = []
         self.name_index: dict[str, int] = {}
@@ -233,7 +264,14 @@ class _Battles:
         elif category is None:
             category = OTHER
         category_code = _CATEGORY_CODE.get(category, -1) if isinstance(category, str) else -1
-        if category_code < 0:
+        if category_code < 0 and isinstance(category, str) and category in self.category_map:
+            category_code = _CATEGORY_CODE[self.category_map[category]]
+            self.mapped[category] = self.mapped.get(category, 0) + 1
+        elif category_code < 0 and isinstance(category, str) and self.drop_unknown_categories:
+            # Counted before the row's other checks: a dropped row is not read any further.
+            self.dropped[category] = self.dropped.get(category, 0) + 1
+            return
+        elif category_code < 0:
             problems.append(f"category {category!r} is not one of {', '.join(CATEGORIES)}")
         judge = record.get("judge")
         if judge is None:

@@ -110,6 +110,12 @@ class Snapshot(models.Model):
     both_bad_as_tie = models.BooleanField(default=True)
     anchor = models.CharField(max_length=100, blank=True, help_text="Anchored model key, if any")
     components = models.PositiveIntegerField(default=1, help_text="Parts of the comparison graph")
+    simultaneous = models.BooleanField(
+        default=False, help_text="Intervals hold jointly (family-wise), not model by model"
+    )
+    # The rule a model had to meet to lose its "provisional" mark on this board.
+    provisional_votes = models.PositiveIntegerField(default=0)
+    provisional_half_width = models.FloatField(default=0.0)
     code_version = models.CharField(max_length=64, blank=True)
     compute_ms = models.FloatField(default=0.0)
     # Model ids in matrix order, and the win-rate, battle-count and predicted matrices.
@@ -130,10 +136,29 @@ class SnapshotRow(models.Model):
 
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="rows")
     model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="+")
-    rank = models.PositiveIntegerField(help_text="Rank (UB)")
-    rating = models.FloatField()
+
+    class Bound(models.TextChoices):
+        """Why an interval is open (leaderboard.bounds): the data bound the model on one side
+        at most, so it has no rating, only a bound."""
+
+        BOUNDED = "", "bounded"
+        BELOW = "below", "never won or tied against the rest: only an upper bound"
+        ABOVE = "above", "never lost or tied against the rest: only a lower bound"
+        UNBOUNDED = "unbounded", "only ties, or never linked to decided battles: no bound"
+        ANCHOR = "anchor", "the anchor: its rating is fixed, so it has no interval"
+
+    rank = models.PositiveIntegerField(help_text="Rank (UB) within its group")
+    # Null where the data cannot bound the model (see status); lower/upper are then -inf/+inf
+    # on the open side.
+    rating = models.FloatField(null=True, blank=True)
     lower = models.FloatField()
     upper = models.FloatField()
+    status = models.CharField(max_length=10, choices=Bound.choices, blank=True, default="")
+    rank_best = models.PositiveIntegerField(default=0, help_text="95% rank set, best end")
+    rank_worst = models.PositiveIntegerField(default=0, help_text="95% rank set, worst end")
+    votes_to_flip = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Fewest removed votes found that change its place"
+    )
     votes = models.PositiveIntegerField()
     win_rate = models.FloatField()
     online_elo = models.FloatField(null=True, blank=True)
@@ -147,17 +172,26 @@ class SnapshotRow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.rank} {self.model_id} {self.rating:.1f}"
+        shown = "open" if self.rating is None else f"{self.rating:.1f}"
+        return f"#{self.rank} {self.model_id} {shown}"
 
     @property
-    def minus(self) -> float:
-        """Distance from the rating down to the interval's lower bound."""
-        return self.rating - self.lower
+    def minus(self) -> float | None:
+        """Distance from the rating down to the interval's lower bound (None without one)."""
+        return None if self.rating is None else self.rating - self.lower
 
     @property
-    def plus(self) -> float:
-        """Distance from the rating up to the interval's upper bound."""
-        return self.upper - self.rating
+    def plus(self) -> float | None:
+        """Distance from the rating up to the interval's upper bound (None without one)."""
+        return None if self.rating is None else self.upper - self.rating
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in {self.Bound.BELOW, self.Bound.ABOVE, self.Bound.UNBOUNDED}
+
+    @property
+    def half_width(self) -> float:
+        return (self.upper - self.lower) / 2.0
 
 
 class ImportedBattle(models.Model):

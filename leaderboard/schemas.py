@@ -34,11 +34,18 @@ class Provenance(Answer):
     both_bad_as_tie: bool
     anchor: str
     components: int
+    simultaneous: bool = Field(
+        description="The intervals hold jointly (family-wise 95%), not model by model"
+    )
+    provisional_votes: int = Field(description="Votes a model needs to stop being provisional")
+    provisional_half_width: float = Field(
+        description="Largest interval half-width (points) of a model that is not provisional"
+    )
     code_version: str
 
 
 class BoardRow(Answer):
-    rank: int = Field(description="Rank (UB)")
+    rank: int = Field(description="Rank (UB) within the model's group")
     model: str
     key: str
     version: str
@@ -54,6 +61,21 @@ class BoardRow(Answer):
     win_rate: Figure
     online_elo: Figure
     provisional: bool
+    bound: Literal["", "below", "above", "unbounded", "anchor"] = Field(
+        description=(
+            "Why the interval is open (rating null): below (never won or tied against the"
+            " rest: only an upper bound), above (never lost or tied against them: only a lower"
+            " bound), unbounded (only ties, or no bound); anchor: the fixed model, no interval"
+        )
+    )
+    rank_best: int = Field(description="95% rank confidence set (all models at once), best end")
+    rank_worst: int = Field(description="95% rank confidence set, worst end")
+    votes_to_flip: int | None = Field(
+        description=(
+            "Fewest votes found whose removal changes Rank (UB) or swaps the model with a"
+            " neighbour, each confirmed by a refit; null if none was found"
+        )
+    )
 
 
 class Board(Answer):

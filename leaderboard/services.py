@@ -20,7 +20,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard import ratings, tally
+from leaderboard import bounds, ratings, robustness, tally
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
@@ -343,42 +343,79 @@ def refresh(
     counts = load_counts(category=category, all_votes=all_votes)
     if counts.votes == 0 or len(counts.model_ids) < 2:
         return None
-    key = (category, all_votes, settings.LEADERBOARD_BOTH_BAD_AS_TIE)
+    # Only the bounded core of each group is fitted; the rest get open intervals (bounds.py).
+    evidence = bounds.evidence(counts.pairs)
+    pairs = bounds.core_counts(counts.pairs, evidence.core)
+    theta = ratings.fit_bradley_terry(counts=pairs)
     used_rounds = 0
-    previous: ratings.Resamples | None = None
+    key = (category, all_votes, settings.LEADERBOARD_BOTH_BAD_AS_TIE)
+    resampled: ratings.Bootstrap | None = None
     base: Snapshot | None = None
     if method == Snapshot.IntervalMethod.BOOTSTRAP:
         used_rounds = rounds or settings.LEADERBOARD_BOOTSTRAP_ROUNDS
         # A seed given by the caller asks for a board reproducible from it: draw afresh.
         previous, base = (None, None) if seed is not None else _previous_resamples(key, counts)
         seed = seed if seed is not None else random.SystemRandom().randrange(2**63)
+        resampled = ratings.bootstrap(
+            counts=pairs,
+            rounds=used_rounds,
+            rng=np.random.default_rng(seed),
+            log_strengths=theta,
+            previous=previous,
+            threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
+        )
+        if not resampled.extended:
+            base = None
     else:
         seed = None
     models = ImageModel.objects.in_bulk(counts.model_ids)
     anchor_key = settings.LEADERBOARD_ANCHOR
+    # An anchor the data do not bound cannot pin the board: it is then centred on the mean.
     anchor = next(
-        (i for i, pk in enumerate(counts.model_ids) if models[pk].key == anchor_key), None
+        (
+            i
+            for i, pk in enumerate(counts.model_ids)
+            if models[pk].key == anchor_key and evidence.core[i]
+        ),
+        None,
     )
-    # Overall, thin models are shown and marked provisional; a category board hides them.
+    board = bounds.board(
+        counts=counts.pairs,
+        evidence=evidence,
+        log_strengths=theta,
+        samples=resampled.samples if resampled is not None else None,
+        anchor=anchor,
+        anchor_rating=settings.LEADERBOARD_ANCHOR_RATING,
+        simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
+    )
+    flips = robustness.votes_to_flip(counts=pairs, log_strengths=theta, anchor=anchor)
+    battles = ratings.battle_count_matrix(counts.pairs)
+    win_rates = ratings.win_rate_matrix(counts.pairs)
+    per_model = battles.sum(axis=1)
+    score = np.nansum(win_rates * battles, axis=1)
+    parts = board.group
     threshold = (
         settings.LEADERBOARD_CATEGORY_MIN_VOTES
         if category
         else settings.LEADERBOARD_PROVISIONAL_VOTES
     )
-    board = ratings.compute_board(
-        counts=counts.pairs,
-        intervals=method,
+    half_width = settings.LEADERBOARD_PROVISIONAL_HALF_WIDTH
+    provisional = bounds.provisional(
+        lower=board.lower,
+        upper=board.upper,
+        votes=per_model,
+        max_half_width=half_width,
         min_votes=threshold,
-        hide_below_min=bool(category),
-        rng=np.random.default_rng(seed) if seed is not None else None,
-        rounds=used_rounds,
-        previous=previous,
-        threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
-        anchor=anchor,
-        anchor_rating=settings.LEADERBOARD_ANCHOR_RATING if anchor is not None else None,
     )
-    if not board.extended:
-        base = None
+    # Overall, thin models are shown and marked provisional; a category board hides them.
+    shown = [i for i in range(len(counts.model_ids)) if not category or per_model[i] >= threshold]
+    ranks: list[int] = (
+        bounds.rank_ub_within_groups(
+            lower=board.lower[shown], upper=board.upper[shown], group=parts[shown]
+        ).tolist()
+        if shown
+        else []
+    )
     if not category and not all_votes:
         fold_online_elo()  # only the overall anonymous board shows online Elo
     elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
@@ -395,13 +432,16 @@ def refresh(
             votes_used=counts.votes,
             both_bad_as_tie=settings.LEADERBOARD_BOTH_BAD_AS_TIE,
             anchor=anchor_key if anchor is not None else "",
-            components=board.components,
+            components=int(parts.max()) + 1 if parts.size else 0,
+            simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
+            provisional_votes=threshold,
+            provisional_half_width=half_width,
             code_version=code_version(),
             matrices={
                 "model_ids": counts.model_ids,
-                "win_rate": _json_matrix(board.win_rates),
-                "battles": board.battles.astype(int).tolist(),
-                "predicted": _json_matrix(board.predicted),
+                "win_rate": _json_matrix(win_rates),
+                "battles": battles.astype(int).tolist(),
+                "predicted": _json_matrix(ratings.predicted_win_matrix(theta)),
             },
         )
         SnapshotRow.objects.bulk_create(
@@ -409,22 +449,26 @@ def refresh(
                 snapshot=snapshot,
                 model_id=counts.model_ids[i],
                 rank=int(rank),
-                rating=float(board.rating[i]),
+                rating=float(board.rating[i]) if np.isfinite(board.rating[i]) else None,
                 lower=float(board.lower[i]),
                 upper=float(board.upper[i]),
-                votes=int(board.votes[i]),
-                win_rate=float(board.win_rate[i]),
+                status=str(board.status[i]),
+                rank_best=int(board.rank_best[i]),
+                rank_worst=int(board.rank_worst[i]),
+                votes_to_flip=int(flips[i]) if flips[i] != robustness.NO_FLIP else None,
+                votes=int(per_model[i]),
+                win_rate=float(score[i] / per_model[i]) if per_model[i] else 0.0,
                 online_elo=elo.get(counts.model_ids[i]) if not category else None,
-                provisional=bool(board.provisional[i]),
-                component=int(board.component[i]),
+                provisional=bool(provisional[i]),
+                component=int(parts[i]),
             )
-            for i, rank in zip(board.shown.tolist(), board.rank.tolist(), strict=True)
+            for i, rank in zip(shown, ranks, strict=True)
         )
         snapshot.compute_ms = (time.perf_counter() - started) * 1000
         snapshot.save(update_fields=["compute_ms"])
-    if board.resamples is not None:
+    if resampled is not None:
         _RESAMPLES[key] = _KeptResamples(
-            model_ids=counts.model_ids, resamples=board.resamples, snapshot_id=snapshot.pk
+            model_ids=counts.model_ids, resamples=resampled.resamples, snapshot_id=snapshot.pk
         )
     return snapshot
 

@@ -60,7 +60,11 @@ def index(request: HttpRequest) -> HttpResponse:
     snapshot = requested or latest
     rows = list(snapshot.rows.select_related("model")) if snapshot else []
     boards = sorted(set(Snapshot.objects.exclude(category="").values_list("category", flat=True)))
+    groups: dict[int, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row.component + 1, []).append(row.model.display_name)
     context = {
+        "groups": sorted(groups.items()),
         "snapshot": snapshot,
         "historical": requested is not None and requested != latest,
         "rows": rows,
@@ -123,6 +127,8 @@ def _history_lines(key: str) -> list[plots.HistoryLine]:
         .order_by("snapshot__created_at", "snapshot_id")
         .values_list("model__version", "snapshot__created_at", "rating", "lower", "upper")
     ):
+        if rating is None:
+            continue  # the data bound it on one side at most: no rating to draw
         points.setdefault(version, []).append((when, rating, lower, upper))
     lines = []
     for version, series in points.items():
@@ -161,9 +167,12 @@ def plot(request: HttpRequest, snapshot_id: int, kind: str) -> HttpResponse:
 def _render_plot(snapshot: Snapshot, kind: str) -> str:
     rows = list(snapshot.rows.select_related("model"))
     if kind == "ratings":
+        # Open intervals have no rating to draw; the table lists them with their bound.
+        rated = [(r, r.rating) for r in rows if r.rating is not None]
+        rows = [r for r, _ in rated]
         return plots.ratings_plot(
             names=[r.model.display_name for r in rows],
-            ratings=[r.rating for r in rows],
+            ratings=[rating for _, rating in rated],
             lower=[r.lower for r in rows],
             upper=[r.upper for r in rows],
             in_house=[r.model.is_in_house for r in rows],

@@ -68,7 +68,7 @@ def pair_totals() -> dict[tuple[str, int, int], tuple[int, int, int, int]]:
     }
 
 
-def latest_ratings() -> dict[int, float]:
+def latest_ratings() -> dict[int, float | None]:
     snapshot = Snapshot.objects.latest_for("")
     assert snapshot is not None
     return {row.model_id: row.rating for row in snapshot.rows.all()}

@@ -57,7 +57,7 @@ def export(fmt: str, **options: Any) -> bytes:
     return out.getvalue()
 
 
-def board() -> dict[tuple[str, str], tuple[float, float, float, int]]:
+def board() -> dict[tuple[str, str], tuple[float | None, float, float, int]]:
     """The latest overall board: (key, version) -> rating, interval and votes."""
     snapshot = Snapshot.objects.latest_for("")
     assert snapshot is not None
@@ -72,6 +72,7 @@ def start_afresh() -> None:
     Vote.objects.all().delete()
     Battle.objects.all().delete()
     Generation.objects.all().delete()
+    ImportedBattle.objects.all().delete()
     PairCount.objects.all().delete()
     OnlineElo.objects.all().delete()
     Snapshot.objects.all().delete()
@@ -113,6 +114,7 @@ def test_each_row_has_fastchat_columns_then_ours(played: list[Vote]) -> None:
         "model_a_version": battle.model_left.version,
         "model_b_key": battle.model_right.key,
         "model_b_version": battle.model_right.version,
+        "source": "live",
     }
     assert len(row["image_sha256_a"]) == 64
 
@@ -345,3 +347,62 @@ def test_the_command_writes_each_format(played: list[Vote], tmp_path: Path) -> N
     assert pq.read_table(target).num_rows == len(played) - 1
     with pytest.raises(CommandError, match="--output"):
         call_command("export_votes", "--format", "parquet")
+
+
+def imported_log(tmp_path: Path, models: list[Any]) -> Path:
+    """A FastChat log of 40 anonymous battles between the arena's models, some without a time,
+    and two named ones (which the board does not count)."""
+    rng = random.Random(3)
+    lines = []
+    for i in range(42):
+        left, right = rng.sample(models, 2)
+        row = {
+            "model_a": left.display_name,
+            "model_b": right.display_name,
+            "winner": rng.choice(["model_a", "model_a", "model_b", "tie", "tie (bothbad)"]),
+            "anony": i < 40,
+            "category": rng.choice(["animals", "portraits"]),
+        }
+        if i % 3:
+            row["tstamp"] = 1_700_000_000 + i
+        lines.append(json.dumps(row))
+    path = tmp_path / "old-log.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_the_export_holds_imported_votes_with_their_source(
+    played: list[Vote], models: list[Any], tmp_path: Path, fmt: str
+) -> None:
+    import_battles(path=imported_log(tmp_path, models))
+    rows = list(votes.iter_vote_rows())
+    sources = [row["source"] for row in rows]
+    assert sources.count("live") == len(played)
+    assert sources.count("import:old-log.jsonl") == 40, "named imported battles are not counted"
+    assert [row["tstamp"] for row in rows] == sorted(row["tstamp"] for row in rows)
+    assert len(export(fmt)) > 0
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_with_imported_votes_reimported_into_an_empty_arena_gives_the_same_board(
+    played: list[Vote], models: list[Any], fmt: str, tmp_path: Path
+) -> None:
+    import_battles(path=imported_log(tmp_path, models))
+    leaderboard_services.refresh_all()
+    original = board()
+    path = tmp_path / f"votes.{fmt}"
+    path.write_bytes(export(fmt))
+
+    start_afresh()
+    result = import_battles(path=path)
+    leaderboard_services.refresh_all()
+
+    assert result.rows == len(played) + 40
+    after = board()
+    assert set(after) == set(original)
+    for model, (rating, lower, upper, count) in original.items():
+        assert after[model][0] == pytest.approx(rating, abs=RATING_TOL)
+        assert after[model][1] == pytest.approx(lower, abs=RATING_TOL)
+        assert after[model][2] == pytest.approx(upper, abs=RATING_TOL)
+        assert after[model][3] == count

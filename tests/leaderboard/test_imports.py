@@ -511,3 +511,73 @@ def test_progress_is_reported_while_reading_and_writing(
     import_battles(path=log, progress=lambda *report: heard.append(tuple(report)))
     assert ("read", log.stat().st_size, log.stat().st_size) in heard
     assert heard[-1] == ("write", 200, 200)
+
+
+TEXT_LOG = [
+    *LOG,
+    {"model_a": "Alpha Model", "model_b": "beta", "winner": "model_b", "category": "text"},
+    {"model_a": "beta", "model_b": "Alpha Model", "winner": "model_b", "category": "text"},
+    {"model_a": "beta", "model_b": "Alpha Model", "winner": "tie", "category": "coding"},
+]
+
+
+def test_a_category_that_is_not_ours_fails_the_whole_file_by_default(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(ImportFailed) as failed:
+        import_battles(path=write_jsonl(tmp_path / "log.jsonl", list(TEXT_LOG)))
+    assert failed.value.total == 3 and "'text' is not one of" in failed.value.errors[0][1]
+    assert ImportedBattle.objects.count() == 0
+
+
+def test_unknown_categories_can_be_mapped_to_ours_and_are_counted(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    result = import_battles(
+        path=write_jsonl(tmp_path / "log.jsonl", list(TEXT_LOG)),
+        category_map={"text": "other", "coding": "portraits"},
+    )
+    assert result.categories_mapped == {"text": 2, "coding": 1}
+    assert result.categories_dropped == {} and result.rows == 8
+    assert pair_counts()[("other", "Alpha Model", "Beta")] == (1, 1, 0, 0)
+    assert pair_counts()[("portraits", "Alpha Model", "Beta")] == (1, 1, 2, 1)
+
+
+def test_unknown_categories_can_be_dropped_and_are_counted(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    result = import_battles(
+        path=write_jsonl(tmp_path / "log.jsonl", list(TEXT_LOG)),
+        category_map={"coding": "portraits"},
+        drop_unknown_categories=True,
+    )
+    assert result.categories_mapped == {"coding": 1}
+    assert result.categories_dropped == {"text": 2}
+    assert result.rows == 6 and ImportedBattle.objects.count() == 6
+
+
+def test_a_map_to_a_category_that_is_not_ours_is_refused(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="category_map must map to one of"):
+        import_battles(
+            path=write_jsonl(tmp_path / "log.jsonl", list(TEXT_LOG)), category_map={"text": "x"}
+        )
+
+
+def test_the_import_command_maps_and_drops_categories_and_reports_them(
+    alpha_and_beta: Any, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    call_command(
+        "import_battles",
+        str(write_jsonl(tmp_path / "log.jsonl", list(TEXT_LOG))),
+        "--map-category",
+        "coding=portraits",
+        "--drop-unknown-categories",
+        stdout=out,
+    )
+    assert "category 'coding' -> 'portraits': 1 rows" in out.getvalue()
+    assert "category 'text' dropped: 2 rows" in out.getvalue()
+    with pytest.raises(CommandError, match="THEIRS=OURS"):
+        call_command("import_battles", str(tmp_path / "log.jsonl"), "--map-category", "text")

@@ -87,6 +87,7 @@ def test_both_bad_counts_as_a_tie_by_default_and_can_be_left_out(settings: Any) 
 
 def test_the_overall_board_marks_thin_models_provisional(settings: Any) -> None:
     settings.LEADERBOARD_PROVISIONAL_VOTES = 100
+    settings.LEADERBOARD_PROVISIONAL_HALF_WIDTH = 10_000.0  # the vote count alone decides
     models = make_models(3)
     cast(models, [(0, 1, "left", "animals")] * 60 + [(0, 1, "right", "animals")] * 60)
     cast(models, [(0, 2, "left", "animals")] * 5 + [(2, 1, "left", "animals")] * 5)
@@ -117,14 +118,57 @@ def test_a_board_in_two_disconnected_parts_says_so() -> None:
     assert groups[models[0].pk] == groups[models[1].pk] != groups[models[2].pk]
 
 
-def test_an_undefeated_model_gets_a_finite_rating() -> None:
+def test_an_undefeated_model_gets_an_open_interval_and_no_rating() -> None:
     models = make_models(3)
     cast(models, [(0, 1, "left", "animals")] * 20 + [(0, 2, "left", "animals")] * 20)
     cast(models, [(1, 2, "left", "animals")] * 10 + [(2, 1, "left", "animals")] * 10)
     snapshot = services.refresh()
     assert snapshot is not None
+    top = snapshot.rows.get(model=models[0])
+    assert top.rating is None and top.status == "above" and top.provisional
+    assert np.isfinite(top.lower) and top.upper == np.inf and top.rank == 1
+    for row in snapshot.rows.exclude(model=models[0]):
+        assert row.rating is not None and np.isfinite([row.lower, row.upper]).all()
+
+
+def test_adding_a_model_that_never_won_moves_no_other_model() -> None:
+    models = make_models(4)
+    cast(models, synthetic_votes(random.Random(9), 300, [0.0, 0.5, 1.0]))
+    before = {row.model_id: row.rating for row in services.refresh().rows.all()}  # type: ignore[union-attr]
+    cast(models, [(0, 3, "left", "animals"), (3, 1, "right", "animals")] * 20)
+    after = services.refresh()
+    assert after is not None
+    newcomer = after.rows.get(model=models[3])
+    assert newcomer.rating is None and newcomer.status == "below" and newcomer.lower == -np.inf
+    for row in after.rows.exclude(model=models[3]):
+        assert row.rating == pytest.approx(before[row.model_id], abs=RATING_TOLERANCE)
+
+
+def test_the_board_stores_votes_to_flip_and_rank_sets() -> None:
+    models = make_models(3)
+    cast(models, synthetic_votes(random.Random(6), 300, [0.0, 0.5, 1.0]))
+    snapshot = services.refresh()
+    assert snapshot is not None
     for row in snapshot.rows.all():
-        assert np.isfinite([row.rating, row.lower, row.upper]).all()
+        assert row.votes_to_flip is not None and row.votes_to_flip >= 1
+        assert 1 <= row.rank_best <= row.rank <= row.rank_worst <= 3
+
+
+def test_a_model_with_a_wide_interval_stays_provisional_whatever_its_votes(settings: Any) -> None:
+    settings.LEADERBOARD_PROVISIONAL_VOTES = 10
+    models = make_models(3)
+    cast(models, synthetic_votes(random.Random(7), 600, [0.0, 0.3, 0.6]))
+    cast(models, [(0, 1, "left", "photo"), (1, 0, "left", "photo")] * 300)
+    first = services.refresh()
+    assert first is not None
+    halves = sorted(row.half_width for row in first.rows.all())
+    bound = (halves[0] + halves[-1]) / 2  # between the narrowest and the widest interval
+    settings.LEADERBOARD_PROVISIONAL_HALF_WIDTH = bound
+    snapshot = services.refresh()
+    assert snapshot is not None and snapshot.provisional_half_width == bound
+    for row in snapshot.rows.all():
+        assert row.provisional == (row.half_width > bound)
+    assert {row.provisional for row in snapshot.rows.all()} == {True, False}
 
 
 def test_the_bootstrap_board_records_its_rounds_and_seed_and_is_reproducible() -> None:
@@ -199,7 +243,9 @@ def test_the_board_can_be_anchored_on_a_chosen_model(settings: Any) -> None:
     settings.LEADERBOARD_ANCHOR_RATING = 1200.0
     snapshot = services.refresh()
     assert snapshot is not None and snapshot.anchor == "m1"
-    assert abs(snapshot.rows.get(model=models[1]).rating - 1200.0) < 1e-6
+    anchor = snapshot.rows.get(model=models[1])
+    assert anchor.rating == pytest.approx(1200.0) and anchor.status == "anchor"
+    assert anchor.lower == anchor.upper == anchor.rating, "the anchor shows no interval"
 
 
 def test_rebuilding_the_counts_from_the_votes_gives_identical_ratings(

@@ -155,3 +155,37 @@ def test_the_admins_switch_overrides_the_setting_for_the_all_votes_board(
     BoardOptions.objects.filter(pk=1).update(publish_all_votes=False)
     html = client.get("/leaderboard/?votes=all").content.decode()
     assert 'href="?votes=all"' not in html and "named comparisons" not in html
+
+
+def test_the_page_marks_open_intervals_names_the_groups_and_states_the_provisional_rule(
+    client: Client, three_models: list[ImageModel]
+) -> None:
+    extra = ImageModel.objects.create(key="m3", display_name="Model 3", source="x")
+    m0, m1, m2 = three_models
+    for _ in range(10):  # m0 beats m1 and m1 beats m0: bounded; m2 never beats m0: open below
+        services.count_vote(left_id=m0.pk, right_id=m1.pk, category="animals", choice="left")
+        services.count_vote(left_id=m0.pk, right_id=m1.pk, category="animals", choice="right")
+        services.count_vote(left_id=m0.pk, right_id=m2.pk, category="animals", choice="left")
+    for _ in range(3):  # m3 only ever tied: no bound either way
+        services.count_vote(left_id=extra.pk, right_id=m2.pk, category="animals", choice="tie")
+    far = [
+        ImageModel.objects.create(key=f"far{i}", display_name=f"Far {i}", source="x")
+        for i in (0, 1)
+    ]
+    for choice in ("left", "right"):  # a second group that never met the first
+        services.count_vote(
+            left_id=far[0].pk, right_id=far[1].pk, category="animals", choice=choice
+        )
+    snapshot = services.refresh()
+    assert snapshot is not None
+    html = client.get("/leaderboard/").content.decode()
+    assert "open: never beat the rest" in html
+    assert "open: not bounded by the votes" in html
+    assert "A model is marked provisional until its 95% interval is at most" in html
+    assert "Votes to flip" in html and "Rank set" in html
+    assert "Group 1: " in html and "Group 2: " in html and "Far 0, Far 1" in html
+    response = client.get("/api/v1/leaderboard").json()
+    rows = {row["key"]: row for row in response["rows"]}
+    assert rows["m2"]["bound"] == "below" and rows["m2"]["rating"] is None
+    assert rows["m2"]["lower"] is None and rows["m2"]["upper"] is not None
+    assert rows["m3"]["bound"] == "unbounded"

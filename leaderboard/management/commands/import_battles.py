@@ -17,11 +17,45 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--source", help="name to record as the rows' source (default: FILE)")
+        parser.add_argument(
+            "--map-category",
+            action="append",
+            default=[],
+            metavar="THEIRS=OURS",
+            help="count rows of a category that is not ours as one of ours (repeatable)",
+        )
+        parser.add_argument(
+            "--drop-unknown-categories",
+            action="store_true",
+            help="leave out rows whose category is not ours (and not mapped) instead of failing",
+        )
 
-    def handle(self, *args: Any, file: Path, source: str | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        file: Path,
+        source: str | None,
+        map_category: list[str],
+        drop_unknown_categories: bool,
+        **options: Any,
+    ) -> None:
+        mapping = {}
+        for item in map_category:
+            theirs, sep, ours = item.partition("=")
+            if not sep or not theirs or not ours:
+                raise CommandError(f"--map-category needs THEIRS=OURS, got {item!r}")
+            mapping[theirs] = ours
         bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
         try:
-            result = imports.import_battles(path=file, source=source, progress=bar)
+            result = imports.import_battles(
+                path=file,
+                source=source,
+                progress=bar,
+                category_map=mapping,
+                drop_unknown_categories=drop_unknown_categories,
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from error
         except OSError as error:
             raise CommandError(f"cannot read {file}: {error}") from error
         except imports.ImportFailed as failed:
@@ -38,6 +72,10 @@ class Command(BaseCommand):
             f"imported {result.rows} rows ({result.anonymous_rows} anonymous, counted) "
             f"in {result.seconds:.1f} s; {result.excluded_rows} rows marked excluded were skipped"
         )
+        for theirs, rows in sorted(result.categories_mapped.items()):
+            self.stdout.write(f"category {theirs!r} -> {mapping[theirs]!r}: {rows} rows")
+        for theirs, rows in sorted(result.categories_dropped.items()):
+            self.stdout.write(f"category {theirs!r} dropped: {rows} rows")
         created = ", ".join(result.models_created) or "none"
         self.stdout.write(f"models created (disabled): {len(result.models_created)}: {created}")
         self.stdout.write("run recompute_leaderboard to update the boards")
