@@ -7,6 +7,7 @@ Run from the repository root:  python tests/bench/bench_ratings.py [--votes N] [
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -28,7 +29,7 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from leaderboard import ratings  # noqa: E402
+from leaderboard import bounds, ratings, robustness  # noqa: E402
 
 T = TypeVar("T")
 Votes = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
@@ -260,7 +261,7 @@ def main() -> None:
             outcome=everything[2][: args.votes + new],
             n_models=args.models,
         )
-        seconds, result = timed(lambda grown=grown: refresh(grown, before.resamples), args.repeats)
+        seconds, result = timed(functools.partial(refresh, grown, before.resamples), args.repeats)
         assert result.extended, f"+{new} votes: the kept rounds were not extended"
         afresh = refresh(grown, None)
         refreshes.append(
@@ -290,6 +291,49 @@ def main() -> None:
     boot_low_pts, boot_high_pts = ratings.intervals_to_display(
         log_strengths=theta, lower=boot_low, upper=boot_high
     )
+
+    def honest(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> dict[str, float]:
+        """An honest board's refresh from kept counts, stage by stage (services.refresh's
+        maths): bounded core, fit, intervals (sandwich, or the extended bootstrap when
+        ``previous`` is given), open bounds, ranks and rank sets, votes to flip."""
+        times: dict[str, float] = {}
+        start = time.perf_counter()
+        evidence = bounds.evidence(grown)
+        core = bounds.core_counts(grown, evidence.core)
+        point = ratings.fit_bradley_terry(counts=core)
+        times["core + fit"] = time.perf_counter() - start
+        samples = None
+        if previous is not None:
+            mark = time.perf_counter()
+            samples = ratings.bootstrap(
+                counts=core,
+                rounds=args.rounds,
+                rng=np.random.default_rng(args.seed + 2),
+                log_strengths=point,
+                previous=previous,
+            ).samples
+            times["bootstrap (extended)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        bounds.board(counts=grown, evidence=evidence, log_strengths=point, samples=samples)
+        times["intervals, ranks, rank sets"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        robustness.votes_to_flip(counts=core, log_strengths=point)
+        times["votes to flip"] = time.perf_counter() - mark
+        times["total"] = time.perf_counter() - start
+        return times
+
+    plus_ten = ratings.aggregate_votes(
+        a=everything[0][: args.votes + 10],
+        b=everything[1][: args.votes + 10],
+        outcome=everything[2][: args.votes + 10],
+        n_models=args.models,
+    )
+    honest_runs = {
+        "sandwich": [honest(counts, None) for _ in range(args.repeats)],
+        f"{args.rounds}-rd bootstrap extended by 10 votes": [
+            honest(plus_ten, before.resamples) for _ in range(args.repeats)
+        ],
+    }
 
     arena = arena_rank_timings(votes, args.models, args.repeats, args.arena_bootstrap_rounds)
     choix_result = choix_fit(counts, args.repeats)
@@ -419,6 +463,18 @@ def main() -> None:
             else ""
         )
         print(f"  {label:<34}{seconds:>10.4f}  {speed:<22} {note}")
+    print(
+        "honest refresh from kept counts (bounds.py + robustness.py, what services.refresh"
+        f" computes; no style-controlled fit yet), seconds, median of {args.repeats}:"
+    )
+    for label, runs in honest_runs.items():
+        stages = ", ".join(
+            f"{stage} {statistics.median(run[stage] for run in runs):.4f}"
+            for stage in runs[0]
+            if stage != "total"
+        )
+        total = statistics.median(run["total"] for run in runs)
+        print(f"  {label:<44} total {total:.4f}  ({stages})")
     width = our_high - our_low
     boot_width = boot_high_pts - boot_low_pts
     print(
