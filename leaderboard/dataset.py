@@ -39,7 +39,16 @@ BATCH_ROWS = 50_000  # rows per Parquet record batch (one row group each)
 TEXT_BATCH_ROWS = 5_000  # rows per write of a text format
 # The vote's choice as FastChat's winner, the left side being model_a (the one mapping, in tally).
 WINNER = {choice: tally.WINNER[outcome] for choice, outcome in tally.FROM_CHOICE.items()}
-SIDE_FIELDS = ("steps", "guidance", "width", "height")
+# Requested settings, then what the image came out as: the style board's covariates per vote.
+SIDE_FIELDS = (
+    "steps",
+    "guidance",
+    "width",
+    "height",
+    "output_width",
+    "output_height",
+    "compute_ms",
+)
 COLUMNS = (
     "model_a",
     "model_b",
@@ -256,7 +265,11 @@ def _parquet_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sizes = [f"{name}_{side}" for name in ("steps", "width", "height") for side in "ab"]
+    sizes = [
+        f"{name}_{side}"
+        for name in ("steps", "width", "height", "output_width", "output_height", "compute_ms")
+        for side in "ab"
+    ]
     types = {
         **dict.fromkeys(("tstamp", "guidance_a", "guidance_b"), pa.float64()),
         **dict.fromkeys(("anony", "excluded"), pa.bool_()),

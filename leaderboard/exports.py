@@ -38,6 +38,8 @@ COLUMNS = (
     "rank_best",
     "rank_worst",
     "votes_to_flip",
+    "controlled_rating",
+    "style_move",
 )
 
 
@@ -69,6 +71,8 @@ def board_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
                 "rank_best": row.rank_best,
                 "rank_worst": row.rank_worst,
                 "votes_to_flip": row.votes_to_flip,
+                "controlled_rating": _finite(row.controlled_rating),
+                "style_move": _finite(row.style_move),
             }
         )
     return rows
@@ -94,6 +98,7 @@ def provenance(snapshot: Snapshot) -> dict[str, Any]:
         "simultaneous": snapshot.simultaneous,
         "provisional_votes": snapshot.provisional_votes,
         "provisional_half_width": snapshot.provisional_half_width,
+        "style": snapshot.style,
         "code_version": snapshot.code_version,
     }
 

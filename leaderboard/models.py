@@ -116,6 +116,8 @@ class Snapshot(models.Model):
     # The rule a model had to meet to lose its "provisional" mark on this board.
     provisional_votes = models.PositiveIntegerField(default=0)
     provisional_half_width = models.FloatField(default=0.0)
+    # The style-controlled fit: its votes and each covariate's coefficient with its interval.
+    style = models.JSONField(default=dict, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
     compute_ms = models.FloatField(default=0.0)
     # Model ids in matrix order, and the win-rate, battle-count and predicted matrices.
@@ -158,6 +160,12 @@ class SnapshotRow(models.Model):
     rank_worst = models.PositiveIntegerField(default=0, help_text="95% rank set, worst end")
     votes_to_flip = models.PositiveIntegerField(
         null=True, blank=True, help_text="Fewest removed votes found that change its place"
+    )
+    controlled_rating = models.FloatField(
+        null=True, blank=True, help_text="Rating with image style held equal (mean-centred)"
+    )
+    style_move = models.FloatField(
+        null=True, blank=True, help_text="Style-controlled minus raw rating, both mean-centred"
     )
     votes = models.PositiveIntegerField()
     win_rate = models.FloatField()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,12 @@ class Provenance(Answer):
     provisional_half_width: float = Field(
         description="Largest interval half-width (points) of a model that is not provisional"
     )
+    style: dict[str, Any] = Field(
+        description=(
+            "The style-controlled fit (live votes only): votes, and per covariate (side_left,"
+            " aspect_*, resolution_*, time_*) its coefficient in logits with a 95% interval"
+        )
+    )
     code_version: str
 
 
@@ -76,6 +82,11 @@ class BoardRow(Answer):
             " neighbour, each confirmed by a refit; null if none was found"
         )
     )
+
+    controlled_rating: Figure = Field(
+        description="Rating with image style (side, aspect, resolution, time) held equal"
+    )
+    style_move: Figure = Field(description="controlled_rating minus the raw rating")
 
 
 class Board(Answer):

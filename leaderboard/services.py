@@ -20,7 +20,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard import bounds, ratings, robustness, tally
+from leaderboard import bounds, ratings, robustness, style, tally
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
@@ -389,6 +389,9 @@ def refresh(
         simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
     )
     flips = robustness.votes_to_flip(counts=pairs, log_strengths=theta, anchor=anchor)
+    # The style-controlled board is centred on the mean as the raw board is without an anchor.
+    styled = style_board(model_ids=counts.model_ids, core=evidence.core) if not category else None
+    raw_centred = np.where(evidence.core, theta * bounds.POINTS_PER_LOG + 1000.0, np.nan)
     battles = ratings.battle_count_matrix(counts.pairs)
     win_rates = ratings.win_rate_matrix(counts.pairs)
     per_model = battles.sum(axis=1)
@@ -436,6 +439,7 @@ def refresh(
             simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
             provisional_votes=threshold,
             provisional_half_width=half_width,
+            style=styled.summary if styled is not None else {},
             code_version=code_version(),
             matrices={
                 "model_ids": counts.model_ids,
@@ -456,6 +460,10 @@ def refresh(
                 rank_best=int(board.rank_best[i]),
                 rank_worst=int(board.rank_worst[i]),
                 votes_to_flip=int(flips[i]) if flips[i] != robustness.NO_FLIP else None,
+                controlled_rating=_finite(styled.controlled[i]) if styled is not None else None,
+                style_move=_finite(styled.controlled[i] - raw_centred[i])
+                if styled is not None
+                else None,
                 votes=int(per_model[i]),
                 win_rate=float(score[i] / per_model[i]) if per_model[i] else 0.0,
                 online_elo=elo.get(counts.model_ids[i]) if not category else None,
@@ -471,6 +479,10 @@ def refresh(
             model_ids=counts.model_ids, resamples=resampled.resamples, snapshot_id=snapshot.pk
         )
     return snapshot
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _json_matrix(matrix: np.ndarray) -> list[list[float | None]]:
@@ -492,3 +504,83 @@ def refresh_all(**options: object) -> list[Snapshot]:
         if snapshot is not None:
             made.append(snapshot)
     return made
+
+
+@dataclass(frozen=True)
+class StyleBoard:
+    """The style-controlled board's parts a snapshot keeps."""
+
+    controlled: np.ndarray  # display points per model index, NaN where not fitted
+    summary: dict[str, object]
+
+
+def style_board(*, model_ids: list[int], core: np.ndarray) -> StyleBoard | None:
+    """Refit the bounded core's live votes with image covariates (side, output aspect and
+    resolution class, generation-time bucket); None without enough such votes. Imported votes
+    carry no images, so this board counts live votes only."""
+    from arena.models import Battle, Vote
+
+    index = {pk: i for i, pk in enumerate(model_ids)}
+    rows = list(
+        Vote.objects.filter(
+            excluded=False, battle__anonymous=True, battle__status=Battle.Status.VOTED
+        ).values_list(
+            "battle__model_left_id",
+            "battle__model_right_id",
+            "choice",
+            "battle__generation_left__output_width",
+            "battle__generation_left__output_height",
+            "battle__generation_left__compute_ms",
+            "battle__generation_right__output_width",
+            "battle__generation_right__output_height",
+            "battle__generation_right__compute_ms",
+        )
+    )
+    kept = [
+        r
+        for r in rows
+        if r[0] in index and r[1] in index and core[index[r[0]]] and core[index[r[1]]]
+    ]
+    if len(kept) < 2:
+        return None
+    data = np.array(
+        [
+            (index[r[0]], index[r[1]], {"left": 1.0, "right": 0.0}.get(r[2], 0.5), *r[3:])
+            for r in kept
+        ],
+        dtype=np.float64,
+    )
+    data = np.nan_to_num(data, nan=0.0)  # an unknown compute time falls in the fast bucket
+    features_left = style.image_covariates(
+        width=data[:, 3], height=data[:, 4], seconds=data[:, 5] / 1000.0, left=True
+    )
+    features_right = style.image_covariates(
+        width=data[:, 6], height=data[:, 7], seconds=data[:, 8] / 1000.0, left=False
+    )
+    counts = style.aggregate_styled_votes(
+        left=data[:, 0].astype(np.int64),
+        right=data[:, 1].astype(np.int64),
+        outcome=data[:, 2],
+        features_left=features_left,
+        features_right=features_right,
+        n_models=len(model_ids),
+    )
+    fit = style.fit_style_controlled(counts=counts)
+    controlled = fit.log_strengths * bounds.POINTS_PER_LOG + 1000.0
+    names = style.covariate_names()
+    # A covariate that never differs between the two sides of a vote is not identified.
+    varies = np.any(counts.features != 0, axis=0)
+    summary: dict[str, object] = {
+        "votes": len(kept),
+        "coefficients": [
+            {
+                "covariate": name,
+                "logit": round(float(fit.coefficients[k]), 6),
+                "lower": round(float(fit.coefficient_lower[k]), 6),
+                "upper": round(float(fit.coefficient_upper[k]), 6),
+            }
+            for k, name in enumerate(names)
+            if varies[k]
+        ],
+    }
+    return StyleBoard(controlled=controlled, summary=summary)

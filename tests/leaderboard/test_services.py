@@ -300,3 +300,22 @@ def test_named_battles_count_only_on_the_all_votes_board(
     (board,) = services.refresh_all()
     assert board.all_votes and board.votes_used == 1
     assert Snapshot.objects.latest_for("") is None
+
+
+def test_the_overall_board_carries_a_style_controlled_fit_of_the_live_votes(
+    models: list[Any], finish_battle: Any
+) -> None:
+    rng = random.Random(8)
+    for i in range(40):
+        battle = arena_services.create_battle(prompt_text=f"a fox {i}", owner="me", rng=rng)
+        finish_battle(battle)
+        # The left image wins three times in four: a side effect the style fit must find.
+        choice = "left" if rng.random() < 0.75 else "right"
+        arena_services.cast_vote(battle=battle, choice=choice, voter=f"v{i}")
+    snapshot = services.refresh()
+    assert snapshot is not None and snapshot.style["votes"] == 40
+    side = next(c for c in snapshot.style["coefficients"] if c["covariate"] == "side_left")
+    assert side["lower"] < side["logit"] < side["upper"] and side["logit"] > 0
+    for row in snapshot.rows.filter(status=""):
+        assert row.controlled_rating is not None and row.style_move is not None
+        assert row.rating is not None
