@@ -382,7 +382,7 @@ def test_the_export_holds_imported_votes_with_their_source(
     played: list[Vote], models: list[Any], tmp_path: Path, fmt: str
 ) -> None:
     import_battles(path=imported_log(tmp_path, models))
-    rows = list(votes.iter_vote_rows())
+    rows = list(dataset.iter_vote_rows())
     sources = [row["source"] for row in rows]
     assert sources.count("live") == len(played)
     assert sources.count("import:old-log.jsonl") == 40, "named imported battles are not counted"

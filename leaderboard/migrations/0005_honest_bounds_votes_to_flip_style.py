@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('leaderboard', '0003_board_options'),
+        ('leaderboard', '0004_online_elo_cursor'),
     ]
 
     operations = [
