@@ -229,7 +229,6 @@ class Readiness(bootsteps.StartStopStep):
                     return
                 alive, warm, models = self._children(worker)
                 ready = bool(alive) and len(alive) >= worker.concurrency and warm == alive
-                self._set_ready_file(sorted(warm) if ready else [])
                 now = time.monotonic()
                 if ready != was_ready or now - last_beat >= interval:
                     if ready != was_ready:
@@ -255,6 +254,8 @@ class Readiness(bootsteps.StartStopStep):
                         # The database is away: readiness goes stale by itself; try again.
                         logger.warning("worker heartbeat not recorded", exc_info=True)
                         connection.close()
+                # After the record, so whoever sees the file change finds the database agree.
+                self._set_ready_file(sorted(warm) if ready else [])
         finally:
             connection.close()
 

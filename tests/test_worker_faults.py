@@ -173,9 +173,9 @@ def test_a_killed_pool_child_is_replaced_by_one_that_loads_its_model_and_serves(
 
         # Not ready from the moment the child is gone until its replacement is warm.
         wait_for(lambda: not ready_pids(started), 5, "the ready file to go")
+        assert WorkerHeartbeat.objects.get().ready is False
         unready = Client().get("/readyz")
         assert unready.status_code == 503 and "workers" in unready.json()["failing"]
-        assert WorkerHeartbeat.objects.get().ready is False
 
         jobs = [
             services.create_generation(model=model, prompt=f"after {i}", seed=i, use_cache=False)
