@@ -7,9 +7,10 @@ Run from the repository root against a scratch database (never one in use):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena_bench \
         .venv/bin/python tests/bench/bench_import.py [--rows N] [--models M] [--reset]
 
-``--baseline REV`` (default ``main``) also times ``leaderboard/imports.py`` as it is at that git
-revision, in the same run on the same file, checks that both store the same counts, and prints
-the ratio; ``--baseline ''`` skips it. ``--imports-only`` stops after the imports.
+``--baseline REV`` (default ``886fd81``, the row-by-row import) also times
+``leaderboard/imports.py`` as it is at that git revision, in the same run on the same file,
+checks that both store the same counts, and prints the ratio; ``--baseline ''`` skips it.
+``--imports-only`` stops after the imports.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reset", action="store_true", help="delete earlier imports first")
-    parser.add_argument("--baseline", default="main", help="git revision to compare with")
+    # 886fd81: the last commit with the row-by-row import (before issue #17's Arrow one).
+    parser.add_argument("--baseline", default="886fd81", help="git revision to compare with")
     parser.add_argument("--imports-only", action="store_true", help="skip the boards")
     args = parser.parse_args()
 
