@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, CharField, Count, Q, Sum, Value, When
@@ -92,7 +93,8 @@ def _histogram(
     )
     family = HistogramMetricFamily(name, documentation, labels=["model"])
     for row in rows:
-        cumulative = [(str(b), float(row[f"le_{i}"])) for i, b in enumerate(buckets)]
+        counted: dict[str, Any] = dict(row)
+        cumulative = [(str(b), float(counted[f"le_{i}"])) for i, b in enumerate(buckets)]
         cumulative.append(("+Inf", float(row["total"])))
         family.add_metric([row["model__key"]], cumulative, (row["sum_ms"] or 0) / 1000)
     return family
@@ -149,14 +151,14 @@ def jobs() -> Iterator[Metric]:
         "Jobs queued or running, per model, status and purpose",
         labels=["model", "status", "purpose"],
     )
-    rows = (
+    unfinished = (
         Generation.objects.unfinished()
         .values("model__key", "status", "purpose")
         .annotate(n=Count("pk"))
         .order_by("model__key", "status", "purpose")
     )
-    for row in rows:
-        in_flight.add_metric([row["model__key"], row["status"], row["purpose"]], float(row["n"]))
+    for job in unfinished:
+        in_flight.add_metric([job["model__key"], job["status"], job["purpose"]], float(job["n"]))
     yield in_flight
 
 
@@ -272,7 +274,7 @@ def render() -> bytes:
     """The exposition text: request metrics (summed over processes if multi-process) + ours."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
-        MultiProcessCollector(processes)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(processes)
         requests = generate_latest(processes)
     else:
         requests = generate_latest(REGISTRY)

@@ -198,29 +198,41 @@ STORAGES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-if ARENA_MEDIA_S3_BUCKET:
-    STORAGES["default"] = {
+
+
+def s3_media_storage(*, bucket: str, endpoint_url: str, region: str) -> dict[str, object]:
+    """django-storages' S3 backend for generated images: private objects, signed URLs."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": ARENA_MEDIA_S3_BUCKET,
-            "endpoint_url": env_str("ARENA_MEDIA_S3_ENDPOINT_URL", "") or None,
-            "region_name": env_str("ARENA_MEDIA_S3_REGION", "") or None,
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
             "addressing_style": "path",
             "signature_version": "s3v4",
-            # Private objects, reached only through signed URLs the proxy fetches.
+            # Private objects, reached only through signed URLs that the proxy fetches.
             "default_acl": None,
             "querystring_auth": True,
             "querystring_expire": 60,
             "file_overwrite": False,
         },
     }
+
+
+if ARENA_MEDIA_S3_BUCKET:
+    STORAGES["default"] = s3_media_storage(
+        bucket=ARENA_MEDIA_S3_BUCKET,
+        endpoint_url=env_str("ARENA_MEDIA_S3_ENDPOINT_URL", ""),
+        region=env_str("ARENA_MEDIA_S3_REGION", ""),
+    )
 # How image bytes reach the browser: "django" streams them from the web process (the default,
 # no proxy needed); "accel" answers with X-Accel-Redirect and the proxy sends the bytes, from
 # MEDIA_ROOT or, with a bucket, from the store through a signed URL (deploy/README.md).
 ARENA_MEDIA_SERVE = env_str("ARENA_MEDIA_SERVE", "django")
 if ARENA_MEDIA_SERVE not in {"django", "accel"}:
-    raise ImproperlyConfigured(f"ARENA_MEDIA_SERVE must be django or accel, got {ARENA_MEDIA_SERVE!r}")
-ARENA_MEDIA_ACCEL_PREFIX = "/" + env_str("ARENA_MEDIA_ACCEL_PREFIX", "/internal-media/").strip("/") + "/"
+    raise ImproperlyConfigured(
+        f"ARENA_MEDIA_SERVE must be django or accel, got {ARENA_MEDIA_SERVE!r}"
+    )
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -9,13 +9,13 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from arena import limits, services
+from arena import limits, media, services
 from arena.forms import ECHO_CHARS, PromptForm, PromptQuery, VoteForm, first_error
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
@@ -128,10 +128,7 @@ def image(request: HttpRequest, name: str) -> HttpResponseBase:
     generation = get_object_or_404(
         Generation, image=f"images/{name}", status=Generation.Status.DONE
     )
-    response = FileResponse(generation.image.open("rb"), content_type="image/png")
-    # Names are random and content never changes; let the browser keep the file privately.
-    response["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    return media.image_response(generation.image)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
