@@ -35,9 +35,10 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None
                 return
         except urllib.error.HTTPError:
             return
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{url} never answered:\n{log.read_text(errors='replace')}")
+                output = log.read_text(errors="replace")
+                raise RuntimeError(f"{url} never answered:\n{output}") from error
             time.sleep(0.2)
 
 
