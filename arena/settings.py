@@ -377,6 +377,11 @@ for _name, _rule in (
 ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
 # Salt for the hashed voter identity kept with each vote.
 ARENA_VOTER_SALT = env_str("ARENA_VOTER_SALT", SECRET_KEY)
+# Retention (arena.retention, the prune_images command, and daily on beat when on): unvoted
+# battles and direct-chat images older than these many days lose their image files; images
+# behind a vote are always kept. 0 keeps everything (no scheduled pruning).
+ARENA_RETENTION_UNVOTED_DAYS = env_int("ARENA_RETENTION_UNVOTED_DAYS", 0)
+ARENA_RETENTION_CHAT_DAYS = env_int("ARENA_RETENTION_CHAT_DAYS", 0)
 # Prometheus (arena.metrics): with DEBUG off, /metrics answers only a scraper that sends this
 # token as "Authorization: Bearer ..." (it names models, so a visitor must never read it).
 ARENA_METRICS_TOKEN = env_str("ARENA_METRICS_TOKEN", "")
@@ -448,3 +453,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(LEADERBOARD_REFRESH_S)},
     },
 }
+if ARENA_RETENTION_UNVOTED_DAYS and ARENA_RETENTION_CHAT_DAYS:
+    CELERY_BEAT_SCHEDULE["prune-images"] = {
+        "task": "arena.tasks.prune_images",
+        "schedule": 86400.0,
+        "options": {"expires": 3600.0},
+    }

@@ -125,8 +125,11 @@ def vote(request: HttpRequest, battle_id: UUID) -> HttpResponse:
 
 @require_safe
 def image(request: HttpRequest, name: str) -> HttpResponseBase:
+    # A job whose file retention deleted keeps its name but not its checksum: 404.
     generation = get_object_or_404(
-        Generation, image=f"images/{name}", status=Generation.Status.DONE
+        Generation.objects.exclude(image_sha256=""),
+        image=f"images/{name}",
+        status=Generation.Status.DONE,
     )
     return media.image_response(generation.image)
 

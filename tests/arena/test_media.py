@@ -173,3 +173,25 @@ def test_nginx_serves_disk_images_without_the_files_times(
             answers.append(headers)
         assert_same_headers(*answers)
         assert fetch(f"{proxy}/internal-media/{battle.generation_left.image.name}")[0] == 404
+
+
+def test_retention_deletes_from_the_bucket_and_keeps_voted_images(
+    models: list[Any], finish_battle: Any, bucket: str, s3_endpoint: str
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from arena import retention
+    from arena.models import Battle
+
+    voted = played_battle(finish_battle)
+    services.cast_vote(battle=voted, choice="right", voter="v" * 64)
+    unvoted = played_battle(finish_battle)
+    old = timezone.now() - timedelta(days=30)
+    Battle.objects.filter(pk__in=[voted.pk, unvoted.pk]).update(created_at=old)
+    retention.prune_images(unvoted_after=timedelta(days=7), chat_after=timedelta(days=7))
+    assert set(objects(s3_endpoint, bucket)) == {
+        voted.generation_left.image.name,
+        voted.generation_right.image.name,
+    }
