@@ -390,6 +390,7 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # logs that it stands by and idles until the lock expires (arena.beat).
 CELERY_BEAT_SCHEDULER = "arena.beat:LockedScheduler"
 ARENA_BEAT_LOCK_TTL_S = env_int("ARENA_BEAT_LOCK_TTL_S", 30, minimum=3)
+ARENA_BEAT_LOCK_KEY = env_str("ARENA_BEAT_LOCK_KEY", "arena:beat-lock")
 
 LOGGING = {
     "version": 1,
