@@ -9,6 +9,7 @@ Redis (the laptop default) it is a file lock under ``ARENA_VAR_DIR``, which cove
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -62,10 +63,8 @@ class RedisBeatLock:
         from redis.exceptions import LockError, RedisError
 
         if self.held:
-            try:
+            with contextlib.suppress(LockError, RedisError):
                 self.lock.release()
-            except (LockError, RedisError):
-                pass
             self.held = False
 
 
