@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from arena import limits, media, services
+from arena import limits, media, polling, services
 from arena.forms import ECHO_CHARS, PromptForm, PromptQuery, VoteForm, first_error
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
@@ -89,7 +89,11 @@ def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
 
 @require_safe
 def battle_panel(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    return _panel(request, battle_for(request, battle_id))
+    # The tag is read before the battle, so it is never newer than what it labels.
+    tag = polling.status_etag(kind="panel", battle_id=battle_id, owner=owner_of(request))
+    if polling.matches(request, tag):
+        return polling.not_modified(tag or "")
+    return polling.with_etag(_panel(request, battle_for(request, battle_id)), tag)
 
 
 def _panel(

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 bind = os.environ.get("ARENA_WEB_BIND", "127.0.0.1:8000")
-worker_class = "sync"
+# Threads: a status poll spends most of its time waiting for PostgreSQL, so a few threads per
+# process serve several polls at once (tests/bench/bench_polling.py measures it).
+worker_class = "gthread"
+threads = int(os.environ.get("ARENA_WEB_THREADS", "4"))
 # Slow clients are the proxy's problem: it buffers requests and responses.
 timeout = 30
 graceful_timeout = 20

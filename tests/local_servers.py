@@ -128,28 +128,39 @@ http {{
         stop(process)
 
 
-def gunicorn_command(port: int, *, workers: int = 1) -> list[str]:
+def gunicorn_command(
+    port: int, *, workers: int = 1, root: Path = ROOT, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """gunicorn on ``port``, with the deployment's config file when ``root`` has one."""
+    config = root / "deploy" / "gunicorn.conf.py"
     return [
         str(Path(sys.executable).parent / "gunicorn"),
         "arena.wsgi:application",
-        "--config",
-        str(ROOT / "deploy" / "gunicorn.conf.py"),
+        *(["--config", str(config)] if config.exists() else []),
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
+        *extra,
     ]
 
 
 @contextlib.contextmanager
-def gunicorn(folder: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """gunicorn with the deployment's config; yields its base URL."""
+def gunicorn(
+    folder: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    root: Path = ROOT,
+    extra: tuple[str, ...] = (),
+) -> Iterator[str]:
+    """gunicorn serving the code under ``root``; yields its base URL."""
     port = free_port()
     log = folder / "gunicorn.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            gunicorn_command(port, workers=workers),
-            cwd=ROOT,
+            gunicorn_command(port, workers=workers, root=root, extra=extra),
+            cwd=root,
             env={**os.environ, **env},
             stdout=out,
             stderr=out,
