@@ -36,8 +36,8 @@ def _statement() -> str:
     left = ", ".join(f"l.{c}" for c in columns.split(", "))
     right = ", ".join(f"r.{c}" for c in columns.split(", "))
     # Table names come from the models, values go in as parameters.
-    return (  # noqa: S608
-        f"SELECT b.status, b.anonymous, b.created_at, b.model_left_id, b.model_right_id, "
+    return (
+        f"SELECT b.status, b.anonymous, b.created_at, b.model_left_id, b.model_right_id, "  # noqa: S608
         f"{left}, {right}, v.choice "
         f"FROM {battle} b "
         f"JOIN {job} l ON l.id = b.generation_left_id "

@@ -88,7 +88,7 @@ def test_a_pruned_battle_cannot_be_voted_on_and_its_images_answer_404(
     models: list[Any], finish_battle: Any, client: Client
 ) -> None:
     client.get("/")
-    owner = services.identity_hash(client.session.session_key)
+    owner = services.identity_hash(client.session.session_key or "")
     battle = services.create_battle(prompt_text="abandoned", owner=owner)
     finish_battle(battle)
     age(battle, 30)
