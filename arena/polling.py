@@ -37,7 +37,7 @@ def _statement() -> str:
     right = ", ".join(f"r.{c}" for c in columns.split(", "))
     # Table names come from the models, values go in as parameters.
     return (
-        f"SELECT b.status, b.anonymous, b.created_at, b.model_left_id, b.model_right_id, "  # noqa: S608
+        f"SELECT b.status, b.anonymous, b.created_at < %s, b.model_left_id, b.model_right_id, "  # noqa: S608
         f"{left}, {right}, v.choice "
         f"FROM {battle} b "
         f"JOIN {job} l ON l.id = b.generation_left_id "
@@ -50,14 +50,19 @@ def _statement() -> str:
 def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
     """The ETag of this owner's battle status as it is now; None if there is no such battle
     or its answer is about to change by itself (past its deadline, it is voided when read)."""
+    deadline = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
+    params = [
+        connection.ops.adapt_datetimefield_value(deadline),
+        battle_id.hex if _uses_char_uuid() else battle_id,
+        owner,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(_statement(), [battle_id.hex if _uses_char_uuid() else battle_id, owner])
+        cursor.execute(_statement(), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    status, created_at = row[0], row[2]
-    deadline = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S)
-    if status == Battle.Status.GENERATING and created_at < deadline:
+    status, overdue = row[0], bool(row[2])
+    if status == Battle.Status.GENERATING and overdue:
         return None
     seen = repr((kind, _DRAWN_BY, row[:2], row[3:]))
     return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
