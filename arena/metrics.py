@@ -297,3 +297,19 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if request.method != "GET" or not authorised(request):
         raise Http404
     return HttpResponse(render(), content_type=CONTENT_TYPE)
+
+
+class MetricsMiddleware:
+    """Answer ``/metrics`` before the Host check and the HTTPS redirect: Prometheus scrapes each
+    web process by its address (``10.1.2.3:8000``, ``web:8000``), which is no public host name,
+    over plain HTTP inside the cluster. The bearer token is what guards it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/metrics":
+            if request.method != "GET" or not authorised(request):
+                return HttpResponse(status=404)
+            return HttpResponse(render(), content_type=CONTENT_TYPE)
+        return self.get_response(request)

@@ -130,6 +130,7 @@ MIDDLEWARE = [
     "arena.outages.ServiceUnavailableMiddleware",
     # Request metrics: the Before middleware first and the After one last, so they time it all.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "arena.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -111,16 +111,7 @@ def test_the_arenas_metrics_move_when_a_battle_is_played(
         + 1
     )
     # Request metrics come from django-prometheus and count the scrapes themselves.
-    assert (
-        value(
-            broken,
-            "django_http_requests_total_by_view_transport_method_total",
-            view="metrics",
-            transport="http",
-            method="GET",
-        )
-        >= 4
-    )
+    assert value(broken, "django_http_requests_before_middlewares_total") >= 4
 
 
 @pytest.mark.django_db
@@ -155,6 +146,17 @@ def test_without_debug_the_endpoint_needs_the_scrapers_token(client: Client, set
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 404
     samples = scrape(client)
     assert ("arena_metrics_part_errors", (("part", "votes"),)) in samples
+
+
+@pytest.mark.django_db
+def test_prometheus_scrapes_by_address_over_plain_http(client: Client, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["arena.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.get(
+        "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, HTTP_HOST="10.1.2.3:8000"
+    )
+    assert response.status_code == 200
+    assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 404
 
 
 @pytest.mark.django_db
