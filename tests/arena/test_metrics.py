@@ -241,3 +241,28 @@ def get(url: str, token: str = "") -> bytes:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback http
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback http
         return bytes(response.read())
+
+
+@pytest.mark.django_db
+def test_every_series_the_grafana_dashboard_draws_is_exported(
+    models: list[Any], finish_battle: Any, client: Client
+) -> None:
+    import json
+    import re
+
+    client.get("/")
+    owner = services.identity_hash(client.session.session_key or "")
+    battle = services.create_battle(prompt_text="a quiet library", owner=owner)
+    client.get(f"/battles/{battle.public_id}/panel")
+    finish_battle(battle)
+    services.cast_vote(battle=battle, choice="left", voter="v" * 64)
+    failed = services.create_battle(prompt_text="a failing job", owner=owner)
+    generation_services.fail(generation_id=failed.generation_left_id, error="boom")
+    leaderboard_services.refresh_all()
+    exported = {name for name, _ in scrape(client)}
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "arena-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    drawn = {n for e in exprs for n in re.findall(r"\b((?:arena|django)_[a-z_]+)\b", e)}
+    assert len(drawn) >= 10
+    assert drawn <= exported, drawn - exported
