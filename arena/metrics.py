@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, CharField, Count, Q, Sum, Value, When
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -290,13 +290,6 @@ def authorised(request: HttpRequest) -> bool:
         return bool(settings.DEBUG)
     sent = request.headers.get("Authorization", "")
     return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
-
-
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``; a 404 for anyone but the scraper (the figures name models)."""
-    if request.method != "GET" or not authorised(request):
-        raise Http404
-    return HttpResponse(render(), content_type=CONTENT_TYPE)
 
 
 class MetricsMiddleware:
