@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, Q, Sum, Value, When
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -40,14 +40,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 QUEUE_WAIT_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 RECENT_VOTES_WINDOW = timedelta(minutes=1)
-
-# A failure's kind, read from the error text that generation.services writes today. When jobs
-# carry a kind field of their own, _failure_kind() uses it instead.
-FAILURE_KINDS_BY_PREFIX = (
-    ("enqueue failed", "enqueue"),
-    ("battle deadline", "deadline"),
-    ("out of attempts", "attempts"),
-)
 
 
 def _queues() -> list[str]:
@@ -116,18 +108,6 @@ def generation_times() -> Iterator[Metric]:
     )
 
 
-def _failure_kind() -> Case | str:
-    """The expression that names a failed job's kind (a field, where jobs have one)."""
-    from generation.models import Generation
-
-    if any(f.name == "failure_kind" for f in Generation._meta.get_fields()):
-        return "failure_kind"
-    whens = [
-        When(error__startswith=prefix, then=Value(kind)) for prefix, kind in FAILURE_KINDS_BY_PREFIX
-    ]
-    return Case(*whens, default=Value("error"), output_field=CharField())
-
-
 def jobs() -> Iterator[Metric]:
     """Failed jobs by model and kind, and jobs in flight by model and status."""
     from generation.models import Generation
@@ -137,13 +117,13 @@ def jobs() -> Iterator[Metric]:
     )
     rows = (
         Generation.objects.filter(status=Generation.Status.FAILED)
-        .annotate(kind=_failure_kind())
-        .values("model__key", "kind")
+        .values("model__key", "failure_kind")
         .annotate(n=Count("pk"))
-        .order_by("model__key", "kind")
+        .order_by("model__key", "failure_kind")
     )
     for row in rows:
-        failures.add_metric([row["model__key"], str(row["kind"])], float(row["n"]))
+        kind = row["failure_kind"] or "unknown"
+        failures.add_metric([row["model__key"], kind], float(row["n"]))
     yield failures
 
     in_flight = GaugeMetricFamily(
@@ -217,25 +197,26 @@ def board_age() -> Iterator[Metric]:
 
 
 def pool_levels() -> Iterator[Metric]:
-    """Finished pool images per model: pregenerated images that battles can start from."""
-    from generation.models import Generation
+    """The single-use image pool per drawable model (arena.pool.levels)."""
+    from arena import pool
 
-    gauge = GaugeMetricFamily(
-        "arena_pool_images", "Finished pool images, per model", labels=["model"]
+    levels = pool.levels()
+    images = GaugeMetricFamily(
+        "arena_pool_images",
+        "Unused pool images per model: ready, or still being made (pending)",
+        labels=["model", "state"],
     )
-    rows = (
-        Generation.objects.filter(
-            purpose=Generation.Purpose.POOL,
-            status=Generation.Status.DONE,
-            model__retired=False,
-        )
-        .values("model__key")
-        .annotate(n=Count("pk"))
-        .order_by("model__key")
+    empty = GaugeMetricFamily(
+        "arena_pool_empty_prompts",
+        "Curated prompts with no ready pool image, per model",
+        labels=["model"],
     )
-    for row in rows:
-        gauge.add_metric([row["model__key"]], float(row["n"]))
-    yield gauge
+    for level in levels.models:
+        images.add_metric([level.key, "ready"], float(level.ready))
+        images.add_metric([level.key, "pending"], float(level.pending))
+        empty.add_metric([level.key], float(level.empty_prompts))
+    yield images
+    yield empty
 
 
 # Each part reads one source; add a function here to export more.

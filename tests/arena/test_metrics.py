@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from arena import services
 from generation import services as generation_services
+from generation.models import Generation
 from leaderboard import services as leaderboard_services
 from tests.conftest import ROOT, _png, _purge, broker_is_redis, child_env, require
 
@@ -99,7 +100,11 @@ def test_the_arenas_metrics_move_when_a_battle_is_played(
 
     failed = services.create_battle(prompt_text="a kite over dunes", owner="o" * 64)
     _purge(test_queue)
-    generation_services.fail(generation_id=failed.generation_left_id, error="enqueue failed: test")
+    generation_services.fail(
+        generation_id=failed.generation_left_id,
+        error="enqueue failed: test",
+        kind=Generation.FailureKind.ENQUEUE,
+    )
     broken = scrape(client)
     assert (
         value(

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from arena import chat, retention, services
+from arena import chat_services as chat
+from arena import retention, services
 from arena.models import Battle, ChatTurn, Vote
 from generation import services as generation_services
 from generation.models import Generation
