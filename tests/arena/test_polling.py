@@ -63,7 +63,7 @@ def test_another_session_with_a_stolen_etag_gets_a_404_not_a_304(
     assert api.status_code == 404
 
 
-def test_a_battle_past_its_deadline_is_voided_even_when_the_poll_holds_its_tag(
+def test_a_battle_the_sweeper_voids_is_a_fresh_answer_for_a_poll_that_holds_its_tag(
     models: list[Any], client: Client, settings: Any
 ) -> None:
     battle = owned_battle(client)
@@ -71,6 +71,7 @@ def test_a_battle_past_its_deadline_is_voided_even_when_the_poll_holds_its_tag(
     tag = client.get(url)["ETag"]
     old = timezone.now() - timedelta(seconds=settings.ARENA_BATTLE_DEADLINE_S + 5)
     Battle.objects.filter(pk=battle.pk).update(created_at=old)
+    assert services.void_overdue_battles(now=timezone.now()) == 1
     answer = client.get(url, headers={"If-None-Match": tag})
     assert answer.status_code == 200 and b'data-status="void"' in answer.content
 
