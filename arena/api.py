@@ -26,7 +26,7 @@ from ninja.decorators import decorate_view
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
-from arena import limits, outages, schemas, services
+from arena import limits, outages, polling, schemas, services
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
 from arena.views import NO_MODELS_MESSAGE
@@ -196,12 +196,19 @@ def create_battle(request: HttpRequest, payload: schemas.BattleIn) -> Any:
 @read(
     battles,
     "/battles/{uuid:battle_id}",
-    response={200: schemas.Battle, 404: schemas.Error},
-    summary="A battle's status and combined progress; images once ready",
+    response={200: schemas.Battle, 304: None, 404: schemas.Error},
+    summary="A battle's status and combined progress; images once ready. Send the ETag back "
+    "as If-None-Match: an unchanged status is an empty 304",
     exclude_none=True,
 )
-def battle(request: HttpRequest, battle_id: UUID) -> Any:
-    return _battle_json(request, battle_for(request, battle_id))
+def battle(request: HttpRequest, battle_id: UUID, response: HttpResponse) -> Any:
+    # The tag is read before the battle, so it is never newer than what it labels.
+    tag = polling.status_etag(kind="api", battle_id=battle_id, owner=owner_of(request))
+    if polling.matches(request, tag):
+        return polling.not_modified(tag or "")
+    data = _battle_json(request, battle_for(request, battle_id))
+    polling.with_etag(response, tag)
+    return data
 
 
 @battles.post(

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -118,6 +119,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_prometheus",
     "generation",
     "leaderboard",
     "arena",
@@ -126,13 +128,18 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: a lost database, broker or cache connection answers 503, never 500.
     "arena.outages.ServiceUnavailableMiddleware",
+    # Request metrics: the Before middleware first and the After one last, so they time it all.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "arena.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "arena.urls"
@@ -183,6 +190,50 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 # Images are served by arena.views.image under random names; MEDIA_URL is never exposed.
 MEDIA_URL = "/media-internal/"
+# Generated images on an S3-compatible store (django-storages) when a bucket is named, else on
+# local disk under MEDIA_ROOT. Credentials come from boto3's usual AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY. Path-style addressing keeps one URL shape for every store, which the
+# proxy's internal location relies on (deploy/README.md, "Media").
+ARENA_MEDIA_S3_BUCKET = env_str("ARENA_MEDIA_S3_BUCKET", "")
+STORAGES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+
+def s3_media_storage(*, bucket: str, endpoint_url: str, region: str) -> dict[str, object]:
+    """django-storages' S3 backend for generated images: private objects, signed URLs."""
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            # Private objects, reached only through signed URLs that the proxy fetches.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": 60,
+            "file_overwrite": False,
+        },
+    }
+
+
+if ARENA_MEDIA_S3_BUCKET:
+    STORAGES["default"] = s3_media_storage(
+        bucket=ARENA_MEDIA_S3_BUCKET,
+        endpoint_url=env_str("ARENA_MEDIA_S3_ENDPOINT_URL", ""),
+        region=env_str("ARENA_MEDIA_S3_REGION", ""),
+    )
+# How image bytes reach the browser: "django" streams them from the web process (the default,
+# no proxy needed); "accel" answers with X-Accel-Redirect and the proxy sends the bytes, from
+# MEDIA_ROOT or, with a bucket, from the store through a signed URL (deploy/README.md).
+ARENA_MEDIA_SERVE = env_str("ARENA_MEDIA_SERVE", "django")
+if ARENA_MEDIA_SERVE not in {"django", "accel"}:
+    raise ImproperlyConfigured(
+        f"ARENA_MEDIA_SERVE must be django or accel, got {ARENA_MEDIA_SERVE!r}"
+    )
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -193,6 +244,34 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 if env_bool("ARENA_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+# HSTS and the HTTP-to-HTTPS redirect (deploy/README.md, "Production settings"). The probes and
+# the metrics are exempt from the redirect: kubelets and Prometheus talk plain HTTP to the pod.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# Content-Security-Policy (django-csp), on by default so every test and browser run sees it.
+# Scripts: our own files plus the one-line inline script of base.html, which carries the
+# request's nonce. Styles: our own file only (htmx's injected indicator style is switched off
+# in base.html's htmx-config). Images, fetches and forms: this origin only.
+ARENA_CSP = env_bool("ARENA_CSP", True)
+ARENA_CSP_REPORT_URI = env_str("ARENA_CSP_REPORT_URI", "")
+_csp_directives: dict[str, object] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", NONCE],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "base-uri": ["'self'"],
+    "object-src": ["'none'"],
+}
+if ARENA_CSP_REPORT_URI:
+    _csp_directives["report-uri"] = ARENA_CSP_REPORT_URI
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": _csp_directives} if ARENA_CSP else None
 
 # --- Celery -------------------------------------------------------------------------------
 # The default broker is a file-system transport: no server to install, and a real worker
@@ -299,6 +378,20 @@ for _name, _rule in (
 ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
 # Salt for the hashed voter identity kept with each vote.
 ARENA_VOTER_SALT = env_str("ARENA_VOTER_SALT", SECRET_KEY)
+# Retention (arena.retention, the prune_images command, and daily on beat when on): unvoted
+# battles and direct-chat images older than these many days lose their image files; images
+# behind a vote are always kept. 0 keeps everything (no scheduled pruning).
+ARENA_RETENTION_UNVOTED_DAYS = env_int("ARENA_RETENTION_UNVOTED_DAYS", 0)
+ARENA_RETENTION_CHAT_DAYS = env_int("ARENA_RETENTION_CHAT_DAYS", 0)
+# Prometheus (arena.metrics): with DEBUG off, /metrics answers only a scraper that sends this
+# token as "Authorization: Bearer ..." (it names models, so a visitor must never read it).
+ARENA_METRICS_TOKEN = env_str("ARENA_METRICS_TOKEN", "")
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# Exactly one beat: the scheduler holds a lock in Redis (REDIS_URL) and renews it; a second beat
+# logs that it stands by and idles until the lock expires (arena.beat).
+CELERY_BEAT_SCHEDULER = "arena.beat:LockedScheduler"
+ARENA_BEAT_LOCK_TTL_S = env_int("ARENA_BEAT_LOCK_TTL_S", 30, minimum=3)
+ARENA_BEAT_LOCK_KEY = env_str("ARENA_BEAT_LOCK_KEY", "arena:beat-lock")
 
 LOGGING = {
     "version": 1,
@@ -362,3 +455,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(LEADERBOARD_REFRESH_S)},
     },
 }
+if ARENA_RETENTION_UNVOTED_DAYS and ARENA_RETENTION_CHAT_DAYS:
+    CELERY_BEAT_SCHEDULE["prune-images"] = {
+        "task": "arena.tasks.prune_images",
+        "schedule": 86400.0,
+        "options": {"expires": 3600.0},
+    }

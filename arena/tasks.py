@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from arena import pool
+from arena import pool, retention
 
 # One refill at a time: two at once would each see room in a queue and overfill it.
 REFILL_LOCK = "arena-pool-refill"
@@ -24,3 +26,11 @@ def refill_pool() -> None:
         )
     finally:
         cache.delete(REFILL_LOCK)
+
+
+@shared_task(ignore_result=True, soft_time_limit=1800, time_limit=1900)
+def prune_images() -> None:
+    retention.prune_images(
+        unvoted_after=timedelta(days=settings.ARENA_RETENTION_UNVOTED_DAYS),
+        chat_after=timedelta(days=settings.ARENA_RETENTION_CHAT_DAYS),
+    )

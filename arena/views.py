@@ -9,13 +9,13 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from arena import limits, services
+from arena import limits, media, polling, services
 from arena.forms import ECHO_CHARS, PromptForm, PromptQuery, VoteForm, first_error
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
@@ -89,7 +89,11 @@ def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
 
 @require_safe
 def battle_panel(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    return _panel(request, battle_for(request, battle_id))
+    # The tag is read before the battle, so it is never newer than what it labels.
+    tag = polling.status_etag(kind="panel", battle_id=battle_id, owner=owner_of(request))
+    if polling.matches(request, tag):
+        return polling.not_modified(tag or "")
+    return polling.with_etag(_panel(request, battle_for(request, battle_id)), tag)
 
 
 def _panel(
@@ -125,13 +129,13 @@ def vote(request: HttpRequest, battle_id: UUID) -> HttpResponse:
 
 @require_safe
 def image(request: HttpRequest, name: str) -> HttpResponseBase:
+    # A job whose file retention deleted keeps its name but not its checksum: 404.
     generation = get_object_or_404(
-        Generation, image=f"images/{name}", status=Generation.Status.DONE
+        Generation.objects.exclude(image_sha256=""),
+        image=f"images/{name}",
+        status=Generation.Status.DONE,
     )
-    response = FileResponse(generation.image.open("rb"), content_type="image/png")
-    # Names are random and content never changes; let the browser keep the file privately.
-    response["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    return media.image_response(generation.image)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -1,4 +1,8 @@
-"""The battle page in a real Chromium, with a real worker and the tiny pipelines."""
+"""The battle page in a real Chromium, with a real worker and the tiny pipelines.
+
+The Content-Security-Policy is on (the default): page scripts cannot eval strings, so every
+``wait_for_function`` predicate is an arrow function, which Playwright runs without eval.
+"""
 
 from __future__ import annotations
 
@@ -42,14 +46,14 @@ def test_a_visitor_draws_a_prompt_watches_progress_votes_by_keyboard_and_sees_th
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(live_server.url + "/")
     page.click("#random-prompt")
-    page.wait_for_function("document.querySelector('#prompt').value.length > 20")
+    page.wait_for_function("() => document.querySelector('#prompt').value.length > 20")
     drawn = page.input_value("#prompt")
     shot(page, f"{label}-1-prompt")
 
     page.click("#start-battle")
     page.wait_for_selector("#progress", state="visible")
     assert page.locator("#vote-form").count() == 0, "no vote buttons while generating"
-    page.wait_for_function("Number(document.querySelector('#progress')?.value) > 0")
+    page.wait_for_function("() => Number(document.querySelector('#progress')?.value) > 0")
     shot(page, f"{label}-2-progress")
     assert "/battles/" in page.url
 
@@ -129,7 +133,8 @@ def test_the_leaderboard_shows_its_table_and_plots_at_desktop_and_phone_widths(
     page.wait_for_selector("#leaderboard tbody tr")
     assert page.locator("#leaderboard tbody tr").count() == 5
     page.wait_for_function(
-        "[...document.querySelectorAll('.plots img')].every(i => i.complete && i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.plots img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
     )
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page itself never scrolls sideways (the table may, in its box)"
@@ -159,7 +164,7 @@ def test_chat_runs_two_turns_refines_the_second_and_downloads_a_png(
     page.select_option("#chat-count", "2")
     page.click("#chat-submit")
     page.wait_for_function(
-        "document.querySelectorAll('.turn').length === 2 && "
+        "() => document.querySelectorAll('.turn').length === 2 && "
         "document.querySelectorAll('.turn')[0].dataset.finished === '1'",
         timeout=60_000,
     )
@@ -169,7 +174,7 @@ def test_chat_runs_two_turns_refines_the_second_and_downloads_a_png(
     newest.locator("form.refine input[name='prompt']").first.fill("make it stormy")
     newest.locator("form.refine button").first.click()
     page.wait_for_function(
-        "document.querySelectorAll('.turn').length === 3 && "
+        "() => document.querySelectorAll('.turn').length === 3 && "
         "document.querySelectorAll('.turn')[0].dataset.finished === '1'",
         timeout=60_000,
     )
