@@ -19,8 +19,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
-from arena import pool, services
-from arena.models import Battle, PoolImage, Prompt, Vote
+from arena import moderation, pool, services
+from arena.models import Battle, BlockedTerm, PoolImage, Prompt, PromptRefusal, Vote, Voter
 from generation.admin import RecordAdmin, export_csv_action
 from generation.models import ImageModel
 from leaderboard import dataset
@@ -136,6 +136,7 @@ VOTE_CSV_FIELDS = (
     "ms_to_vote",
     "created_at",
     "excluded",
+    "standing",
     "excluded_reason",
     "excluded_by",
     "excluded_at",
@@ -152,10 +153,18 @@ class VoteAdmin(RecordAdmin):
         "right_model",
         "category",
         "excluded",
+        "standing",
         "ms_to_vote",
         "created_at",
     )
-    list_filter = ("choice", "excluded", "battle__category", VoteModelFilter, "created_at")
+    list_filter = (
+        "choice",
+        "excluded",
+        "standing",
+        "battle__category",
+        VoteModelFilter,
+        "created_at",
+    )
     list_select_related = ("battle__model_left", "battle__model_right")
     search_fields = (
         "=battle__public_id",
@@ -195,7 +204,9 @@ class VoteAdmin(RecordAdmin):
             changed = services.exclude_votes(
                 votes=queryset, reason=form.cleaned_data["reason"], by=request.user.get_username()
             )
-            self.message_user(request, f"Excluded {changed} vote(s); counts and boards recomputed.")
+            self.message_user(
+                request, f"Excluded {changed} vote(s); counts recomputed, boards refresh shortly."
+            )
             return None
         select_across = request.POST.get("select_across") == "1"
         context = {
@@ -214,7 +225,11 @@ class VoteAdmin(RecordAdmin):
     @admin.action(description="Restore selected excluded votes", permissions=["change"])
     def restore_votes(self, request: HttpRequest, queryset: QuerySet[Vote]) -> None:
         changed = services.restore_votes(votes=queryset, by=request.user.get_username())
-        self.message_user(request, f"Restored {changed} vote(s); counts and boards recomputed.")
+        self.message_user(
+            request,
+            f"Restored {changed} vote(s); counts recomputed, boards refresh shortly. "
+            "Gold-battle votes never count and stay as they were.",
+        )
 
     def get_urls(self) -> list[URLPattern]:
         export = path(
@@ -262,3 +277,74 @@ class PoolImageAdmin(RecordAdmin):
         return super().changelist_view(
             request, extra_context={**(extra_context or {}), "pool_levels": pool.levels()}
         )
+
+
+@admin.register(Voter)
+class VoterAdmin(RecordAdmin):
+    """Voters, flagged ones first for review; unflagging restores their flagged votes."""
+
+    list_display = (
+        "__str__",
+        "flagged",
+        "flagged_at",
+        "vote_count",
+        "gold_passed",
+        "gold_failed",
+        "verified_at",
+        "user",
+        "created_at",
+    )
+    list_filter = ("flagged", "created_at")
+    search_fields = ("=session", "=address", "user__username")
+    readonly_fields = ("evidence",)
+    ordering = ("-flagged", "-flagged_at", "-created_at")
+    actions = ("unflag",)
+
+    @admin.display(description="votes")
+    def vote_count(self, voter: Voter) -> int:
+        return voter.votes.count()
+
+    @admin.action(description="Unflag selected voters and restore their flagged votes")
+    def unflag(self, request: HttpRequest, queryset: QuerySet[Voter]) -> None:
+        voters = list(queryset.filter(flagged=True).values_list("pk", flat=True))
+        Voter.objects.filter(pk__in=voters).update(flagged=False, flagged_at=None)
+        restored = services.restore_votes(
+            votes=Vote.objects.filter(
+                voter_record__in=voters, standing=Vote.Standing.VOTER_FLAGGED
+            ),
+            by=request.user.get_username(),
+        )
+        self.message_user(
+            request, f"Unflagged {len(voters)} voter(s); restored {restored} vote(s)."
+        )
+
+
+@admin.register(BlockedTerm)
+class BlockedTermAdmin(admin.ModelAdmin):
+    """The prompt blocklist; a change applies to new prompts at once."""
+
+    list_display = ("term", "reason", "active", "created_at")
+    list_filter = ("reason", "active")
+    list_editable = ("active",)
+    search_fields = ("term",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        moderation.forget_terms()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        moderation.forget_terms()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        super().delete_queryset(request, queryset)
+        moderation.forget_terms()
+
+
+@admin.register(PromptRefusal)
+class PromptRefusalAdmin(RecordAdmin):
+    """Refused prompts counted per day and reason (the prompts themselves are not kept)."""
+
+    list_display = ("day", "reason", "count")
+    list_filter = ("reason",)
+    date_hierarchy = "day"

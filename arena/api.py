@@ -26,11 +26,21 @@ from ninja.decorators import decorate_view
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
-from arena import limits, outages, polling, schemas, services
+from arena import (
+    captcha,
+    challenge,
+    limits,
+    moderation,
+    outages,
+    polling,
+    schemas,
+    services,
+    visitors,
+)
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
 from arena.views import NO_MODELS_MESSAGE
-from arena.visitors import battle_for, limit_images, owner_of
+from arena.visitors import battle_for, owner_of
 
 BAD_BODY = "The request body must be a JSON object (or a form)."
 # Codes for ninja's own HTTP errors (authentication and throttling, if ever turned on).
@@ -179,17 +189,29 @@ def _battle_json(request: HttpRequest, found: Battle) -> dict[str, Any]:
 
 @battles.post(
     "/battles",
-    response={201: schemas.Battle, 400: schemas.Error, 403: schemas.Error, 503: schemas.Error},
+    response={
+        201: schemas.Battle,
+        400: schemas.Error,
+        403: schemas.Error,
+        429: schemas.Error,
+        503: schemas.Error,
+    },
     summary="Start a battle for a prompt",
     exclude_none=True,
 )
 @decorate_view(csrf_protect)
 def create_battle(request: HttpRequest, payload: schemas.BattleIn) -> Any:
-    limit_images(request)
     try:
+        # A refused prompt or a missing check costs no token from the limits.
+        moderation.check_prompt(services.clean_prompt(payload.prompt))
+        visitors.check_new_session(request, altcha=payload.altcha, captcha_token=payload.captcha)
+        visitors.limit(request, "battles")
         created = services.create_battle(prompt_text=payload.prompt, owner=owner_of(request))
     except services.PromptError as exc:
         raise ApiError(400, "bad_prompt", str(exc)) from exc
+    except challenge.ChallengeFailed as exc:
+        status = 403 if exc.code.endswith("_required") else 400
+        raise ApiError(status, exc.code, exc.message) from exc
     return Status(201, _battle_json(request, battle_for(request, created.public_id)))
 
 
@@ -219,6 +241,7 @@ def battle(request: HttpRequest, battle_id: UUID, response: HttpResponse) -> Any
         403: schemas.Error,
         404: schemas.Error,
         409: schemas.Error,
+        429: schemas.Error,
     },
     summary="Vote once; the answer reveals both models",
     exclude_none=True,
@@ -226,9 +249,22 @@ def battle(request: HttpRequest, battle_id: UUID, response: HttpResponse) -> Any
 @decorate_view(csrf_protect)
 def vote(request: HttpRequest, battle_id: UUID, payload: schemas.VoteIn) -> Any:
     found = battle_for(request, battle_id)
+    visitors.limit(request, "votes")
     try:
-        services.cast_vote(battle=found, choice=payload.choice, voter=owner_of(request))
+        visitors.cast(request, found, payload.choice)
     except services.VoteRejected as exc:
-        raise ApiError(400 if exc.code == "bad_choice" else 409, exc.code, exc.message) from exc
-    found.refresh_from_db()
+        raise ApiError(visitors.vote_status(exc.code), exc.code, exc.message) from exc
     return _battle_json(request, found)
+
+
+@read(battles, "/challenge", response=schemas.Challenge, summary="A proof-of-work puzzle")
+def new_challenge(request: HttpRequest) -> dict[str, Any]:
+    """The puzzle a new session solves before its first battle; ``required`` is false when it
+    has passed one already (or none is needed: signed in, or a captcha provider instead)."""
+    if (
+        visitors.account_of(request) is not None
+        or challenge.passed(request.session)
+        or captcha.enabled()
+    ):
+        return {"required": False}
+    return {"required": True, **challenge.new_challenge()}

@@ -1,56 +1,256 @@
-"""Request limits per browser session and per client address, kept in the cache.
+"""Request limits per browser session, client address and signed-in account, kept in the cache.
 
-Fixed windows: simple and cheap, and with Redis as the cache they hold across web processes.
+Each rule is a token bucket (the generic cell rate algorithm: one stored "theoretical arrival
+time" per bucket), so a burst across a window boundary gets no second budget. With Redis as the
+cache, one Lua script checks every bucket a request touches and takes a token from each only
+when all allow it, atomically for all web processes. Any other cache (the laptop's local
+memory) runs the same algorithm in the process.
+
+The limits fail open: when the cache cannot be reached, requests pass and a warning is logged,
+because refusing every visitor would turn a Redis outage into a site outage.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import logging
+import math
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
-from django.http import HttpRequest
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import render
+from django.utils.html import format_html
+
+logger = logging.getLogger(__name__)
+
+# The setting that holds each scope's rules, and what a refused visitor reads.
+SCOPES = {
+    "sessions": (
+        "ARENA_LIMIT_SESSIONS",
+        "Too many new sessions have come from your network. Try again in {s} seconds.",
+    ),
+    "battles": (
+        "ARENA_LIMIT_BATTLES",
+        "You are starting battles faster than this arena allows. Try again in {s} seconds.",
+    ),
+    "votes": (
+        "ARENA_LIMIT_VOTES",
+        "You are voting faster than this arena allows. Try again in {s} seconds.",
+    ),
+    "chat": (
+        "ARENA_LIMIT_CHAT",
+        "You are making images faster than this arena allows. Try again in {s} seconds.",
+    ),
+}
+
+# KEYS: the buckets. ARGV: per bucket, its emission interval and period in microseconds.
+# Returns 0 (a token taken from every bucket) or the microseconds to wait (nothing taken).
+# The clock is the Redis server's, so web hosts with skewed clocks share one timeline.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait = 0
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  tats[i] = tat + interval
+  local allow_at = tats[i] - period
+  if allow_at > now and allow_at - now > wait then wait = allow_at - now end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tats[i], 'PX', math.ceil((tats[i] - now) / 1000) + 1)
+end
+return 0
+"""
+
+_WARN_EVERY_S = 30.0
+_state = {"warned_at": -math.inf}
+_local_lock = threading.Lock()
 
 
 class RateLimited(Exception):
     """Too many requests; ``retry_after`` says in how many seconds to try again."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, scope: str = "chat") -> None:
         super().__init__(f"Too many requests; try again in {retry_after} s.")
         self.retry_after = retry_after
-        self.message = (
-            f"You are making images faster than this arena allows. "
-            f"Try again in {retry_after} seconds."
-        )
+        self.scope = scope
+        self.message = SCOPES.get(scope, SCOPES["chat"])[1].format(s=retry_after)
 
 
-def _parse(rule: str) -> tuple[int, int]:
-    count, _, window = rule.partition("/")
-    return int(count), int(window)
+@dataclass(frozen=True)
+class Rule:
+    who: str
+    count: int
+    seconds: int
+
+
+def rules(scope: str) -> list[Rule]:
+    """The scope's rules, from its setting (validated at start in settings.py)."""
+    raw = getattr(settings, SCOPES[scope][0])
+    parsed = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        who, _, rate = item.partition("=")
+        count, _, seconds = rate.partition("/")
+        parsed.append(Rule(who=who, count=int(count), seconds=int(seconds)))
+    return parsed
+
+
+def _trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(
+        ip in ipaddress.ip_network(net, strict=False) for net in settings.ARENA_TRUSTED_PROXIES
+    )
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's address: REMOTE_ADDR, which the reverse proxy must set to the real one."""
-    return str(request.META.get("REMOTE_ADDR", "unknown"))
+    """The client's address: REMOTE_ADDR, or behind trusted proxies the nearest address in
+    X-Forwarded-For that is not one of them.
 
-
-def hit(*, scope: str, session: str, address: str) -> None:
-    """Count one generation request; raise RateLimited when a limit is passed."""
-    for name, who, rule in (
-        ("session", session, settings.ARENA_RATE_LIMIT_SESSION),
-        ("address", address, settings.ARENA_RATE_LIMIT_ADDRESS),
-    ):
-        if not rule:
-            continue
-        limit, window = _parse(rule)
-        now = int(time.time())
-        start = now - now % window
-        key = f"rate:{scope}:{name}:{who}:{start}"
-        cache.add(key, 0, timeout=window + 1)
+    The chain is read from the right, the end our own proxies wrote; anything left of the
+    first untrusted hop was written by the client and may be forged.
+    """
+    remote = str(request.META.get("REMOTE_ADDR", "")) or "unknown"
+    if not settings.ARENA_TRUSTED_PROXIES or not _trusted(remote):
+        return remote
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    client = remote
+    for hop in reversed(hops):
         try:
-            used = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=window + 1)
-            used = 1
-        if used > limit:
-            raise RateLimited(retry_after=start + window - now)
+            client = str(ipaddress.ip_address(hop))
+        except ValueError:
+            # Garbage where an address should be: the hop that wrote it is not ours to trust.
+            return client
+        if not _trusted(client):
+            return client
+    return client
+
+
+def login_address(request: HttpRequest) -> str | None:
+    """The client address for django-axes' lockout; None where there is no request address
+    (a login made in code)."""
+    address = client_address(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def _key(scope: str, rule: Rule, subject: str) -> str:
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"limit:{scope}:{rule.who}:{rule.count}/{rule.seconds}:{digest}"
+
+
+def hit(
+    *,
+    scope: str,
+    session: str | None = None,
+    address: str | None = None,
+    account: str | None = None,
+) -> None:
+    """Take one token from each of the scope's buckets for these subjects; raise RateLimited
+    (taking none) when any bucket is empty. Subjects that are None are not limited."""
+    subjects = {"session": session, "address": address, "account": account}
+    buckets = [
+        (_key(scope, rule, subject), rule)
+        for rule in rules(scope)
+        if (subject := subjects[rule.who]) is not None
+    ]
+    if not buckets:
+        return
+    try:
+        wait_us = _take(buckets)
+    except Exception as error:  # noqa: BLE001 - any cache failure must let the request pass
+        now = time.monotonic()
+        if now - _state["warned_at"] >= _WARN_EVERY_S:
+            _state["warned_at"] = now
+            logger.warning("rate limits are off: the cache cannot be reached (%s)", error)
+        return
+    if wait_us > 0:
+        raise RateLimited(retry_after=max(1, math.ceil(wait_us / 1_000_000)), scope=scope)
+
+
+def _take(buckets: list[tuple[str, Rule]]) -> int:
+    """Microseconds until every bucket has a token (0: the tokens were taken)."""
+    arguments: list[int] = []
+    for _, rule in buckets:
+        period = rule.seconds * 1_000_000
+        arguments += [period // rule.count, period]
+    client = redis_client()
+    if client is not None:
+        keys = [cache.make_and_validate_key(key) for key, _ in buckets]
+        return int(client.eval(_GCRA, len(keys), *keys, *arguments))
+    return _take_locally(buckets, arguments)
+
+
+def redis_client() -> Any:
+    """The Redis connection behind Django's cache, or None for any other cache backend."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(write=True)
+
+
+def _take_locally(buckets: list[tuple[str, Rule]], arguments: list[int]) -> int:
+    """The same algorithm through the plain cache API: exact within one process only."""
+    with _local_lock:
+        now = int(time.time() * 1_000_000)
+        stored = cache.get_many([key for key, _ in buckets])
+        tats = []
+        wait = 0
+        for i, (key, _) in enumerate(buckets):
+            interval, period = arguments[2 * i], arguments[2 * i + 1]
+            tat = max(int(stored.get(key, now)), now) + interval
+            tats.append(tat)
+            wait = max(wait, tat - period - now)
+        if wait > 0:
+            return wait
+        for (key, _), tat in zip(buckets, tats, strict=True):
+            cache.set(key, tat, timeout=math.ceil((tat - now) / 1_000_000) + 1)
+        return 0
+
+
+class RateLimitMiddleware:
+    """Answer a RateLimited that a view did not handle (a new session over its address's
+    limit) with 429, Retry-After and the message: JSON for the API, a fragment for htmx, a
+    page otherwise."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, RateLimited):
+            return None
+        response: HttpResponse
+        if request.path.startswith("/api/"):
+            error = {"code": "rate_limited", "message": exception.message}
+            response = JsonResponse({"error": error}, status=429)
+        elif request.headers.get("HX-Request") == "true":
+            response = HttpResponse(
+                format_html('<p class="error" role="alert">{}</p>', exception.message), status=429
+            )
+        else:
+            response = render(
+                request, "arena/error.html", {"message": exception.message}, status=429
+            )
+        response["Retry-After"] = str(exception.retry_after)
+        return response

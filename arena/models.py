@@ -75,6 +75,11 @@ class Battle(models.Model):
     # Sides whose failed model was replaced by the reserve model (at most one each).
     replacements = models.PositiveSmallIntegerField(default=0)
     owner = models.CharField(max_length=64, help_text="Salted hash of the creating session")
+    # An attention check (arena.gold): one model against a degraded copy of its own image on
+    # this side; empty for an ordinary battle. Never shown before the vote.
+    gold_side = models.CharField(
+        max_length=5, blank=True, choices=[("left", "left"), ("right", "right")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
@@ -84,7 +89,8 @@ class Battle(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(model_left=F("model_right")), name="battle_models_differ"
+                condition=~Q(model_left=F("model_right")) | ~Q(gold_side=""),
+                name="battle_models_differ",
             ),
             models.CheckConstraint(
                 condition=~Q(generation_left=F("generation_right")),
@@ -96,8 +102,37 @@ class Battle(models.Model):
         return f"Battle {self.public_id} ({self.status})"
 
 
+class Voter(models.Model):
+    """One voter: a hashed session, the hashed address it started from, and an optional
+    account; what the vote-integrity checks learn about them is kept here."""
+
+    session = models.CharField(max_length=64, unique=True, help_text="Salted session hash")
+    address = models.CharField(max_length=64, db_index=True, help_text="Salted address hash")
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When this session solved the proof-of-work challenge (None: not yet).
+    verified_at = models.DateTimeField(null=True, blank=True)
+    flagged = models.BooleanField(default=False, db_index=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    # The anomaly scores and tests that flagged the voter, as the integrity task wrote them.
+    evidence = models.JSONField(default=dict, blank=True)
+    gold_passed = models.PositiveIntegerField(default=0)
+    gold_failed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Voter {self.session[:12]}"
+
+
 class Vote(models.Model):
-    """A visitor's verdict on one battle; the database allows one per battle."""
+    """A visitor's verdict on one battle; the database allows one per battle.
+
+    Every vote is stored; only votes in good standing (``standing`` empty) count on the boards.
+    """
 
     class Choice(models.TextChoices):
         LEFT = "left", "A is better"
@@ -105,23 +140,50 @@ class Vote(models.Model):
         TIE = "tie", "Tie"
         BOTH_BAD = "both_bad", "Both are bad"
 
+    class Standing(models.TextChoices):
+        COUNTED = "", "Counts"
+        ADMIN = "admin", "Excluded by an admin"
+        OVER_CAP_ADDRESS = "over_cap_address", "Over its address's daily cap"
+        OVER_CAP_VOTER = "over_cap_voter", "Over its voter's daily cap"
+        OVER_CAP_ACCOUNT = "over_cap_account", "Over its account's daily cap"
+        VOTER_FLAGGED = "voter_flagged", "Voter flagged"
+        FAILED_ATTENTION = "failed_attention", "Failed attention check"
+        TOO_FAST = "too_fast", "Implausibly fast"
+        GOLD = "gold", "Gold battle (attention check)"
+
     # One-to-one: the database's unique index allows one vote per battle, whatever races.
     battle = models.OneToOneField(Battle, on_delete=models.CASCADE, related_name="vote")
     choice = models.CharField(max_length=10, choices=Choice.choices)
     voter = models.CharField(max_length=64, help_text="Salted hash of the voting session")
+    voter_record = models.ForeignKey(
+        Voter, null=True, blank=True, on_delete=models.SET_NULL, related_name="votes"
+    )
+    address = models.CharField(max_length=64, blank=True, help_text="Salted address hash")
     ms_to_vote = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Excluded votes stay in the data (and in exports, flagged) but not in the counts.
+    # Excluded votes stay in the data (and in exports, with their standing) but not in the
+    # counts. ``standing`` says why; ``excluded_reason`` holds an admin's note or the evidence.
     excluded = models.BooleanField(default=False)
+    standing = models.CharField(max_length=20, choices=Standing.choices, blank=True, default="")
     excluded_reason = models.CharField(max_length=500, blank=True)
     excluded_by = models.CharField(max_length=150, blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(excluded=False, standing="") | (Q(excluded=True) & ~Q(standing="")),
+                name="vote_excluded_has_a_standing",
+            ),
+        ]
+        indexes = [models.Index(fields=["address", "created_at"], name="vote_address_time")]
 
     def __str__(self) -> str:
         return f"{self.choice} on {self.battle_id}"
+
+    # Votes that can never count: restoring them changes nothing.
+    NEVER_COUNTED = (Standing.GOLD, Standing.FAILED_ATTENTION)
 
 
 class Conversation(models.Model):
@@ -241,3 +303,36 @@ class PoolImage(models.Model):
 
     def __str__(self) -> str:
         return f"Pool image {self.pk} ({'taken' if self.taken_at else 'unused'})"
+
+
+class BlockedTerm(models.Model):
+    """A word or phrase that refuses a typed prompt (``arena.moderation``); edited in the
+    admin, seeded from ``ARENA_BLOCKLIST`` by ``manage.py load_blocklist``."""
+
+    term = models.CharField(max_length=200, unique=True, help_text="Matched as whole words")
+    reason = models.CharField(max_length=40, default="blocklist", help_text="Counted by this")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["term"]
+
+    def __str__(self) -> str:
+        return self.term
+
+
+class PromptRefusal(models.Model):
+    """How many typed prompts moderation refused, per UTC day and reason."""
+
+    day = models.DateField()
+    reason = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "reason"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "reason"], name="unique_refusal_day_reason")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.reason}: {self.count}"

@@ -52,6 +52,29 @@ class Session(Answer):
 
 class BattleIn(Schema):
     prompt: Text = Field("", description="The prompt both models draw; 1 to 1000 characters")
+    altcha: Text = Field(
+        "",
+        max_length=4000,
+        description="A new session's first battle: the solved GET /challenge puzzle, "
+        "base64(JSON {algorithm, challenge, number, salt, signature})",
+    )
+    captcha: Text = Field(
+        "",
+        max_length=4096,
+        description="With Turnstile or hCaptcha configured: the widget's token (first battle)",
+    )
+
+
+class Challenge(Answer):
+    """A proof-of-work puzzle (ALTCHA v1): find n up to maxNumber with SHA-256(salt + n) equal
+    to challenge; each answer is accepted once."""
+
+    required: bool
+    algorithm: str | None = None
+    challenge: str | None = None
+    maxNumber: int | None = None  # noqa: N815 - ALTCHA's field name
+    salt: str | None = None
+    signature: str | None = None
 
 
 Choice = Literal["left", "right", "tie", "both_bad"]  # Vote.Choice's values (a test checks)

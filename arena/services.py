@@ -14,14 +14,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from arena import pool
+from arena import gold, pool, voters
 from arena.categories import CATEGORIES, classify_prompt
 from arena.matchmaking import available_weights, pick_pair
-from arena.models import Battle, Prompt, Vote
+from arena.models import Battle, Prompt, Vote, Voter
 from generation import capacity, images
 from generation import services as generation_services
 from generation.models import Generation, ImageModel
@@ -136,6 +136,7 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
     left_id, right_id = pick_pair(
         ids=[m.pk for m in models], weights=match_weights(models), rng=rng
     )
+    left_id, right_id, gold_side = gold.plan(left_id=left_id, right_id=right_id, rng=rng)
     by_id = {m.pk: m for m in models}
     left_model, right_model = by_id[left_id], by_id[right_id]
     size = battle_size(left=left_model, right=right_model)
@@ -182,9 +183,11 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
         # Provenance: the left side's seed; each side's own is on its job.
         seed=left.seed,
         owner=owner,
+        gold_side=gold_side,
     )
     if sides is not None:
         # Both images came from the pool: the battle is ready before anything is queued.
+        gold.prepare(battle)
         finalise_battle_images(battle=battle)
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
@@ -269,6 +272,7 @@ def on_generation_finished(*, generation: Generation) -> None:
     if failed and not _replace_with_reserve(battle, failed[0]):
         _void(battle, reason="a side failed")
     elif not failed and all(g.status == Generation.Status.DONE for g in sides):
+        gold.prepare(battle)
         finalise_battle_images(battle=battle)
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
@@ -413,33 +417,50 @@ def battle_state(battle: Battle) -> BattleState:
 
 
 def exclude_votes(*, votes: QuerySet[Vote], reason: str, by: str) -> int:
-    """Take votes out of the counts, recording why and by whom; the board is recomputed."""
+    """Take votes out of the counts, recording why and by whom; the boards are refreshed by
+    the board worker once this commits."""
     if not reason.strip():
         raise ValueError("a reason is required to exclude votes")
     with transaction.atomic():
         changed = votes.filter(excluded=False).update(
             excluded=True,
+            standing=Vote.Standing.ADMIN,
             excluded_reason=reason.strip()[:500],
             excluded_by=by[:150],
             excluded_at=timezone.now(),
         )
-        leaderboard_services.rebuild_counts()
-    leaderboard_services.refresh_all()
+        if changed:
+            _recount_on_commit()
     return changed
 
 
 def restore_votes(*, votes: QuerySet[Vote], by: str) -> int:
-    """Put excluded votes back into the counts; the record keeps who restored them."""
+    """Put excluded votes back into the counts; the record keeps who restored them. Votes
+    that can never count (gold battles, failed attention checks) stay as they are."""
     with transaction.atomic():
-        changed = votes.filter(excluded=True).update(
-            excluded=False,
-            excluded_reason=f"restored by {by}"[:500],
-            excluded_by=by[:150],
-            excluded_at=timezone.now(),
+        changed = (
+            votes.filter(excluded=True)
+            .exclude(standing__in=Vote.NEVER_COUNTED)
+            .update(
+                excluded=False,
+                standing=Vote.Standing.COUNTED,
+                excluded_reason=f"restored by {by}"[:500],
+                excluded_by=by[:150],
+                excluded_at=timezone.now(),
+            )
         )
-        leaderboard_services.rebuild_counts()
-    leaderboard_services.refresh_all()
+        if changed:
+            _recount_on_commit()
     return changed
+
+
+def _recount_on_commit() -> None:
+    """Recount the pairs in this transaction; queue the boards' refresh for after it commits,
+    so the web request never fits a board."""
+    from leaderboard import tasks as leaderboard_tasks
+
+    leaderboard_services.rebuild_counts()
+    transaction.on_commit(leaderboard_tasks.refresh.delay)
 
 
 def _file_name(generation: Generation) -> str:
@@ -447,38 +468,68 @@ def _file_name(generation: Generation) -> str:
     return str(generation.image.name).rsplit("/", 1)[-1]
 
 
-def cast_vote(*, battle: Battle, choice: str, voter: str) -> Vote:
-    """Record the one vote a battle may have and count it for its pair, atomically."""
+def cast_vote(
+    *,
+    battle: Battle,
+    choice: str,
+    voter: str,
+    voter_record: Voter | None = None,
+    address: str = "",
+) -> Vote:
+    """Record the one vote a battle may have; when it is in good standing, count it for its
+    pair in the same transaction. Every vote is stored; ``Vote.standing`` says why one does
+    not count.
+
+    The lean path: one conditional UPDATE claims the battle, one INSERT stores the vote, and
+    the pair count; ``battle`` is updated in place (status, vote), so the answer needs no
+    re-read.
+    """
     if choice not in Vote.Choice.values:
         raise VoteRejected("bad_choice", f"choice must be one of {', '.join(Vote.Choice.values)}")
     battle = void_if_overdue(battle)
+    now = timezone.now()
     with transaction.atomic():
-        locked = Battle.objects.select_for_update().get(pk=battle.pk)
-        if locked.status == Battle.Status.VOTED:
-            raise VoteRejected("already_voted", "This battle already has a vote.")
-        if locked.status == Battle.Status.VOID:
-            raise VoteRejected("void", VOID_MESSAGE)
-        if locked.status != Battle.Status.READY:
-            raise VoteRejected("not_ready", "The images are not ready yet.")
-        ready_at = locked.ready_at or timezone.now()
-        ms_to_vote = int((timezone.now() - ready_at).total_seconds() * 1000)
-        try:
-            with transaction.atomic():
-                vote = Vote.objects.create(
-                    battle=locked, choice=choice, voter=voter, ms_to_vote=ms_to_vote
-                )
-        except IntegrityError:
-            raise VoteRejected("already_voted", "This battle already has a vote.") from None
-        locked.status = Battle.Status.VOTED
-        locked.save(update_fields=["status"])
-        leaderboard_services.count_vote(
-            left_id=locked.model_left_id,
-            right_id=locked.model_right_id,
-            category=locked.category,
-            choice=choice,
-            anonymous=locked.anonymous,
+        # The row lock this UPDATE takes serialises concurrent votes: the second one finds
+        # the status already changed and updates nothing.
+        claimed = Battle.objects.filter(pk=battle.pk, status=Battle.Status.READY).update(
+            status=Battle.Status.VOTED
         )
-    battle.refresh_from_db()
+        if not claimed:
+            status = Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first()
+            if status == Battle.Status.VOTED:
+                raise VoteRejected("already_voted", "This battle already has a vote.")
+            if status == Battle.Status.VOID:
+                raise VoteRejected("void", VOID_MESSAGE)
+            raise VoteRejected("not_ready", "The images are not ready yet.")
+        ready_at = battle.ready_at
+        if ready_at is None:  # it became ready after the caller read it
+            ready_at = Battle.objects.values_list("ready_at", flat=True).get(pk=battle.pk)
+        ms_to_vote = max(0, int((now - (ready_at or now)).total_seconds() * 1000))
+        if battle.gold_side:
+            standing = gold.outcome(battle=battle, choice=choice)
+            gold.record(voter=voter_record, battle=battle, choice=choice)
+        else:
+            standing = voters.standing(voter=voter_record, address=address, ms_to_vote=ms_to_vote)
+        vote = Vote.objects.create(
+            battle=battle,
+            choice=choice,
+            voter=voter,
+            voter_record=voter_record,
+            address=address,
+            ms_to_vote=ms_to_vote,
+            excluded=standing != Vote.Standing.COUNTED,
+            standing=standing,
+        )
+        if standing == Vote.Standing.COUNTED:
+            leaderboard_services.count_vote(
+                left_id=battle.model_left_id,
+                right_id=battle.model_right_id,
+                category=battle.category,
+                choice=choice,
+                anonymous=battle.anonymous,
+            )
+    battle.status = Battle.Status.VOTED
+    battle.vote = vote
     return vote
 
 

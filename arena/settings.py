@@ -8,6 +8,7 @@ A bad value stops the process at start with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -120,6 +121,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_prometheus",
+    "axes",
     "generation",
     "leaderboard",
     "arena",
@@ -137,8 +139,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "arena.limits.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -156,6 +161,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "arena.captcha.context",
             ],
         },
     },
@@ -168,7 +174,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A dead Redis must cost a request a fraction of a second, not a hang: the rate
+            # limits fail open (arena.limits).
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -363,19 +375,140 @@ ARENA_RESERVE_MODEL = env_str("ARENA_RESERVE_MODEL", "")
 ARENA_POOL_SIZE = env_int("ARENA_POOL_SIZE", 2, minimum=0)
 ARENA_POOL_REFILL_S = env_int("ARENA_POOL_REFILL_S", 30, minimum=1)
 ARENA_POOL_REFILL_PENDING = env_int("ARENA_POOL_REFILL_PENDING", 1, minimum=1)
-# Image requests (battles and chat turns) allowed per window, as "count/seconds"; empty turns a
-# limit off. Per browser session, and per client address (behind a proxy, REMOTE_ADDR must be
-# the client's: see deploy/README.md).
-ARENA_RATE_LIMIT_SESSION = env_str("ARENA_RATE_LIMIT_SESSION", "30/60")
-ARENA_RATE_LIMIT_ADDRESS = env_str("ARENA_RATE_LIMIT_ADDRESS", "120/60")
-for _name, _rule in (
-    ("ARENA_RATE_LIMIT_SESSION", ARENA_RATE_LIMIT_SESSION),
-    ("ARENA_RATE_LIMIT_ADDRESS", ARENA_RATE_LIMIT_ADDRESS),
+# Request limits (arena.limits): token buckets shared by every web process through the cache.
+# Each scope takes rules "who=count/seconds", comma-separated; "who" is session, address or
+# account (a signed-in user), and one who may have several rules (a burst and a daily budget).
+# An empty value turns a scope's limits off.
+ARENA_LIMIT_SESSIONS = env_str("ARENA_LIMIT_SESSIONS", "address=30/600")
+ARENA_LIMIT_BATTLES = env_str("ARENA_LIMIT_BATTLES", "session=30/60,address=120/60,account=60/60")
+ARENA_LIMIT_VOTES = env_str("ARENA_LIMIT_VOTES", "session=30/60,address=120/60,account=60/60")
+ARENA_LIMIT_CHAT = env_str("ARENA_LIMIT_CHAT", "session=30/60,address=120/60,account=60/60")
+for _name in (
+    "ARENA_LIMIT_SESSIONS",
+    "ARENA_LIMIT_BATTLES",
+    "ARENA_LIMIT_VOTES",
+    "ARENA_LIMIT_CHAT",
 ):
-    if _rule and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", _rule):
-        raise ImproperlyConfigured(f"{_name} must look like 30/60 (count/seconds), got {_rule!r}")
+    for _rule in filter(None, (r.strip() for r in globals()[_name].split(","))):
+        if not re.fullmatch(r"(session|address|account)=[1-9][0-9]*/[1-9][0-9]*", _rule):
+            raise ImproperlyConfigured(
+                f"{_name} must look like session=30/60,address=120/60 "
+                f"(who=count/seconds), got {_rule!r}"
+            )
+# Reverse proxies whose X-Forwarded-For is believed: addresses or networks, comma-separated
+# (e.g. 127.0.0.1,::1 for nginx on the same host). Empty: the client is REMOTE_ADDR.
+ARENA_TRUSTED_PROXIES = [
+    p.strip() for p in env_str("ARENA_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
+for _proxy in ARENA_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"ARENA_TRUSTED_PROXIES: {_proxy!r} is not an address or network"
+        ) from None
+# Votes that count: a vote sooner than this after its images were ready does not count.
+ARENA_MIN_MS_TO_VOTE = env_int("ARENA_MIN_MS_TO_VOTE", 1000)
+# Counted votes per UTC day; later votes are stored but do not count (0: no cap).
+ARENA_DAILY_CAP_VOTER = env_int("ARENA_DAILY_CAP_VOTER", 100)
+ARENA_DAILY_CAP_ADDRESS = env_int("ARENA_DAILY_CAP_ADDRESS", 300)
+ARENA_DAILY_CAP_ACCOUNT = env_int("ARENA_DAILY_CAP_ACCOUNT", 200)
+# Proof of work (ALTCHA, self-hosted) that a new session solves before its first battle:
+# about ARENA_CHALLENGE_MAX_NUMBER / 2 SHA-256 hashes on average; 0 turns the check off.
+ARENA_CHALLENGE_MAX_NUMBER = env_int("ARENA_CHALLENGE_MAX_NUMBER", 100_000)
+ARENA_CHALLENGE_TTL_S = env_int("ARENA_CHALLENGE_TTL_S", 600, minimum=10)
+# Anomaly detection (arena.integrity), every ARENA_INTEGRITY_SCAN_S on beat, over the last
+# ARENA_INTEGRITY_WINDOW_H hours: the preference test's false-positive rate per voter or
+# address, and the thresholds of the other signals.
+ARENA_INTEGRITY_SCAN_S = env_int("ARENA_INTEGRITY_SCAN_S", 300, minimum=10)
+ARENA_INTEGRITY_WINDOW_H = env_int("ARENA_INTEGRITY_WINDOW_H", 168, minimum=1)
+try:
+    ARENA_INTEGRITY_ALPHA = float(env_str("ARENA_INTEGRITY_ALPHA", "0.001"))
+except ValueError:
+    raise ImproperlyConfigured("ARENA_INTEGRITY_ALPHA must be a number") from None
+if not 0 < ARENA_INTEGRITY_ALPHA < 1:
+    raise ImproperlyConfigured("ARENA_INTEGRITY_ALPHA must be between 0 and 1")
+ARENA_INTEGRITY_BURST = env_int("ARENA_INTEGRITY_BURST", 30, minimum=1)
+ARENA_INTEGRITY_FAST_MS = env_int("ARENA_INTEGRITY_FAST_MS", 1500)
+ARENA_INTEGRITY_ONE_VOTE_SESSIONS = env_int("ARENA_INTEGRITY_ONE_VOTE_SESSIONS", 20, minimum=2)
+# Prompt moderation: the blocklist file `manage.py load_blocklist` loads (then edited in the
+# admin), and an optional classifier: a dotted path to a callable(prompt) -> reason or None.
+ARENA_BLOCKLIST = env_path("ARENA_BLOCKLIST", BASE_DIR / "arena" / "data" / "blocklist.txt")
+ARENA_PROMPT_CLASSIFIER = env_str("ARENA_PROMPT_CLASSIFIER", "")
+# Share of battles that are attention checks (arena.gold): a model against a degraded copy.
+try:
+    ARENA_GOLD_RATE = float(env_str("ARENA_GOLD_RATE", "0.05"))
+except ValueError:
+    raise ImproperlyConfigured("ARENA_GOLD_RATE must be a number") from None
+if not 0 <= ARENA_GOLD_RATE <= 1:
+    raise ImproperlyConfigured("ARENA_GOLD_RATE must be between 0 and 1")
 # The admin lives under this prefix (keep it unguessable in production).
 ADMIN_URL = env_str("ADMIN_URL", "admin/").strip("/") + "/"
+# The admin login locks out (django-axes) after this many failed attempts from one client
+# address or for one user name, for ADMIN_LOCKOUT_HOURS; `manage.py axes_reset` lifts it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOCKOUT_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("ADMIN_LOCKOUT_HOURS", 1, minimum=1)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_CLIENT_IP_CALLABLE = "arena.limits.login_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Optional sign-in (django-allauth): ARENA_ACCOUNTS=1 turns it on at /accounts/;
+# ARENA_SOCIAL_PROVIDERS lists allauth provider ids (e.g. github,google), each configured by
+# ARENA_<ID>_CLIENT_ID and ARENA_<ID>_SECRET. ARENA_REQUIRE_SIGN_IN=1 lets only signed-in
+# people vote (and needs ARENA_ACCOUNTS).
+ARENA_ACCOUNTS = env_bool("ARENA_ACCOUNTS", False)
+ARENA_SOCIAL_PROVIDERS = [
+    p.strip() for p in env_str("ARENA_SOCIAL_PROVIDERS", "").split(",") if p.strip()
+]
+ARENA_REQUIRE_SIGN_IN = env_bool("ARENA_REQUIRE_SIGN_IN", False)
+if (ARENA_REQUIRE_SIGN_IN or ARENA_SOCIAL_PROVIDERS) and not ARENA_ACCOUNTS:
+    raise ImproperlyConfigured(
+        "ARENA_REQUIRE_SIGN_IN and ARENA_SOCIAL_PROVIDERS need ARENA_ACCOUNTS=1"
+    )
+if ARENA_ACCOUNTS:
+    INSTALLED_APPS += [
+        "allauth",
+        "allauth.account",
+        "allauth.socialaccount",
+        *(f"allauth.socialaccount.providers.{p}" for p in ARENA_SOCIAL_PROVIDERS),
+    ]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("axes.middleware.AxesMiddleware"),
+        "allauth.account.middleware.AccountMiddleware",
+    )
+    AUTHENTICATION_BACKENDS.append("allauth.account.auth_backends.AuthenticationBackend")
+    SOCIALACCOUNT_PROVIDERS = {
+        p: {
+            "APP": {
+                "client_id": env_str(f"ARENA_{p.upper()}_CLIENT_ID", ""),
+                "secret": env_str(f"ARENA_{p.upper()}_SECRET", ""),
+            }
+        }
+        for p in ARENA_SOCIAL_PROVIDERS
+    }
+    ACCOUNT_LOGIN_METHODS = {"email"}
+    ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+    ACCOUNT_EMAIL_VERIFICATION = env_str("ARENA_ACCOUNT_EMAIL_VERIFICATION", "mandatory")
+    LOGIN_REDIRECT_URL = "/"
+    # Outgoing mail for account e-mails; the console backend prints them.
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Optional Cloudflare Turnstile or hCaptcha (arena.captcha) in place of the proof of work:
+# "turnstile" or "hcaptcha", with the provider's site key and secret.
+ARENA_CAPTCHA = env_str("ARENA_CAPTCHA", "")
+if ARENA_CAPTCHA not in {"", "turnstile", "hcaptcha"}:
+    raise ImproperlyConfigured("ARENA_CAPTCHA must be empty, turnstile or hcaptcha")
+ARENA_CAPTCHA_SITE_KEY = env_str("ARENA_CAPTCHA_SITE_KEY", "")
+ARENA_CAPTCHA_SECRET = env_str("ARENA_CAPTCHA_SECRET", "")
+if ARENA_CAPTCHA and not (ARENA_CAPTCHA_SITE_KEY and ARENA_CAPTCHA_SECRET):
+    raise ImproperlyConfigured(
+        "ARENA_CAPTCHA needs ARENA_CAPTCHA_SITE_KEY and ARENA_CAPTCHA_SECRET"
+    )
+# Where tokens are checked; empty: the provider's own siteverify address.
+ARENA_CAPTCHA_VERIFY_URL = env_str("ARENA_CAPTCHA_VERIFY_URL", "")
 # Salt for the hashed voter identity kept with each vote.
 ARENA_VOTER_SALT = env_str("ARENA_VOTER_SALT", SECRET_KEY)
 # Retention (arena.retention, the prune_images command, and daily on beat when on): unvoted
@@ -448,6 +581,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "arena.tasks.refill_pool",
         "schedule": float(ARENA_POOL_REFILL_S),
         "options": {"expires": float(ARENA_POOL_REFILL_S)},
+    },
+    "scan-votes": {
+        "task": "arena.tasks.scan_votes",
+        "schedule": float(ARENA_INTEGRITY_SCAN_S),
+        "options": {"expires": float(ARENA_INTEGRITY_SCAN_S)},
     },
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh",

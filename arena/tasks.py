@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from arena import pool, retention
+from arena import integrity, pool, retention
 
 # One refill at a time: two at once would each see room in a queue and overfill it.
 REFILL_LOCK = "arena-pool-refill"
@@ -34,3 +34,15 @@ def prune_images() -> None:
         unvoted_after=timedelta(days=settings.ARENA_RETENTION_UNVOTED_DAYS),
         chat_after=timedelta(days=settings.ARENA_RETENTION_CHAT_DAYS),
     )
+
+
+# A scan reads a week of votes once; far below any broker visibility timeout.
+SCAN_TIME_LIMIT_S = 600
+
+
+@shared_task(
+    ignore_result=True, soft_time_limit=SCAN_TIME_LIMIT_S - 30, time_limit=SCAN_TIME_LIMIT_S
+)
+def scan_votes() -> None:
+    """Score voters and addresses; flag anomalies and stop counting their votes."""
+    integrity.scan()

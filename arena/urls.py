@@ -56,3 +56,5 @@ urlpatterns = [
     path("leaderboard/", include("leaderboard.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]
+if settings.ARENA_ACCOUNTS:
+    urlpatterns.append(path("accounts/", include("allauth.urls")))

@@ -15,11 +15,11 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from arena import limits, media, polling, services
+from arena import captcha, challenge, limits, media, moderation, polling, services, visitors
 from arena.forms import ECHO_CHARS, PromptForm, PromptQuery, VoteForm, first_error
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
-from arena.visitors import battle_for, limit_images, owner_of
+from arena.visitors import battle_for, owner_of
 from generation.models import Generation
 
 NO_MODELS_MESSAGE = "The arena needs at least two enabled models; none can be drawn right now."
@@ -54,16 +54,30 @@ def create_battle(request: HttpRequest) -> HttpResponse:
     try:
         if not form.is_valid():
             raise services.PromptError(first_error(form))
-        limit_images(request)
+        # A refused prompt or a missing check costs no token from the limits.
+        moderation.check_prompt(form.cleaned_data["prompt"])
+        visitors.check_new_session(
+            request,
+            altcha=request.POST.get("altcha"),
+            captcha_token=request.POST.get(captcha.field_name()) if captcha.enabled() else None,
+        )
+        visitors.limit(request, "battles")
         battle = services.create_battle(
             prompt_text=form.cleaned_data["prompt"], owner=owner_of(request)
         )
-    except (services.PromptError, NotEnoughModels, limits.RateLimited) as exc:
+    except (
+        services.PromptError,
+        NotEnoughModels,
+        limits.RateLimited,
+        challenge.ChallengeFailed,
+    ) as exc:
         status, message = 400, NO_MODELS_MESSAGE
         if isinstance(exc, services.PromptError):
             message = str(exc)
         elif isinstance(exc, limits.RateLimited):
             status, message = 429, exc.message
+        elif isinstance(exc, challenge.ChallengeFailed):
+            status, message = (403 if exc.code.endswith("_required") else 400), exc.message
         echo = form.cleaned_data.get("prompt", "") if form.is_valid() else ""
         context = {"prompt_text": echo[:ECHO_CHARS], "error": message}
         template = "arena/_arena_start.html" if _is_htmx(request) else "arena/index.html"
@@ -108,20 +122,27 @@ def _panel(
 def vote(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     found = battle_for(request, battle_id)
     form = VoteForm(request.POST)
+    retry_after = None
     try:
         if not form.is_valid():
             raise services.VoteRejected("bad_choice", first_error(form))
-        services.cast_vote(
-            battle=found, choice=form.cleaned_data["choice"], voter=owner_of(request)
-        )
-    except services.VoteRejected as exc:
-        status = 400 if exc.code == "bad_choice" else 409
-        found.refresh_from_db()
+        visitors.limit(request, "votes")
+        visitors.cast(request, found, form.cleaned_data["choice"])
+    except (services.VoteRejected, limits.RateLimited) as exc:
+        if isinstance(exc, limits.RateLimited):
+            status, retry_after = 429, exc.retry_after
+        else:
+            status = visitors.vote_status(exc.code)
+            found.refresh_from_db()
         if _is_htmx(request):
-            return _panel(request, found, status=status, error=exc.message)
-        state = services.battle_state(found)
-        context = {"battle": found, "state": state, "error": exc.message}
-        return render(request, "arena/battle.html", context, status=status)
+            response = _panel(request, found, status=status, error=exc.message)
+        else:
+            state = services.battle_state(found)
+            context = {"battle": found, "state": state, "error": exc.message}
+            response = render(request, "arena/battle.html", context, status=status)
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
+        return response
     if _is_htmx(request):
         return _panel(request, found)
     return redirect("arena:battle", battle_id=found.public_id)

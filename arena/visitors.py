@@ -1,22 +1,53 @@
-"""Who is asking: a browser session's salted identity, its battles, and its request budget."""
+"""Who is asking: a browser session's salted identity, its voter record, its battles, its
+request budget, and the checks a new session passes before its first battle."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from arena import limits, services
-from arena.models import Battle
+from arena import captcha, challenge, limits, services, voters
+from arena.models import Battle, Voter
+
+SIGN_IN_MESSAGE = "Sign in to vote (at /accounts/login/); your vote then counts for you."
 
 
 def owner_of(request: HttpRequest) -> str:
-    """The salted hash of this browser's session, creating the session if needed."""
+    """The salted hash of this browser's session, creating the session if needed (which
+    counts against the address's limit on new sessions, and makes its voter record)."""
     if request.session.session_key is None:
+        limits.hit(scope="sessions", address=limits.client_address(request))
         request.session.save()
+        assert request.session.session_key is not None
+        owner = services.identity_hash(request.session.session_key)
+        # The voter record is made with the session, so a vote only reads it.
+        voters.voter_for(session=owner, address=address_of(request), user_id=None)
+        return owner
     assert request.session.session_key is not None
     return services.identity_hash(request.session.session_key)
+
+
+def address_of(request: HttpRequest) -> str:
+    """The salted hash of the client's address (behind trusted proxies: see arena.limits)."""
+    return services.identity_hash(f"address:{limits.client_address(request)}")
+
+
+def account_of(request: HttpRequest) -> str | None:
+    user = getattr(request, "user", None)
+    return str(user.pk) if user is not None and user.is_authenticated else None
+
+
+def voter_of(request: HttpRequest) -> Voter:
+    account = account_of(request)
+    return voters.voter_for(
+        session=owner_of(request),
+        address=address_of(request),
+        user_id=int(account) if account else None,
+    )
 
 
 def battle_for(request: HttpRequest, battle_id: UUID) -> Battle:
@@ -30,6 +61,50 @@ def battle_for(request: HttpRequest, battle_id: UUID) -> Battle:
     )
 
 
+def limit(request: HttpRequest, scope: str) -> None:
+    """Count a request against the scope's limits for this session, address and account."""
+    limits.hit(
+        scope=scope,
+        session=owner_of(request),
+        address=limits.client_address(request),
+        account=account_of(request),
+    )
+
+
 def limit_images(request: HttpRequest) -> None:
-    """Count a request for images against this session's and this address's limits."""
-    limits.hit(scope="images", session=owner_of(request), address=limits.client_address(request))
+    """Count a direct-chat image request against its limits."""
+    limit(request, "chat")
+
+
+def check_new_session(request: HttpRequest, *, altcha: object, captcha_token: object) -> None:
+    """The gate before a session's first battle: Turnstile/hCaptcha when configured, else the
+    proof of work; signed-in people skip it. Raises challenge.ChallengeFailed."""
+    if account_of(request) is not None:
+        return
+    if captcha.enabled():
+        captcha.require(
+            session=request.session,
+            token=captcha_token,
+            address=limits.client_address(request),
+        )
+        return
+    if challenge.require(session=request.session, payload=altcha):
+        Voter.objects.filter(pk=voter_of(request).pk).update(verified_at=timezone.now())
+
+
+def cast(request: HttpRequest, found: Battle, choice: str) -> None:
+    """This visitor's vote on ``found`` (updated in place; nothing is read back)."""
+    if settings.ARENA_REQUIRE_SIGN_IN and account_of(request) is None:
+        raise services.VoteRejected("sign_in_required", SIGN_IN_MESSAGE)
+    services.cast_vote(
+        battle=found,
+        choice=choice,
+        voter=owner_of(request),
+        voter_record=voter_of(request),
+        address=address_of(request),
+    )
+
+
+def vote_status(code: str) -> int:
+    """The HTTP status of a refused vote."""
+    return {"bad_choice": 400, "sign_in_required": 403}.get(code, 409)

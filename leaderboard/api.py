@@ -248,6 +248,15 @@ def vote_stats(*, days: int) -> dict[str, Any]:
         .annotate(n=Count("pk"))
         .values_list("day", "n")
     )
+    # Every stored anonymous vote per day, counted or not: the share counted is published.
+    stored_per_day = dict(
+        Vote.objects.filter(battle__anonymous=True, created_at__date__gte=first)
+        .annotate(day=TruncDate("created_at"))
+        .order_by()
+        .values("day")
+        .annotate(n=Count("pk"))
+        .values_list("day", "n")
+    )
     tally: dict[str, dict[str, int]] = {}
     for category, choice, n in (
         counted.order_by()
@@ -269,7 +278,14 @@ def vote_stats(*, days: int) -> dict[str, Any]:
     return {
         "days": days,
         "votes_per_day": [
-            {"date": day.isoformat(), "votes": per_day.get(day, 0)}
+            {
+                "date": day.isoformat(),
+                "votes": per_day.get(day, 0),
+                "stored_votes": stored_per_day.get(day, 0),
+                "counted_share": (
+                    per_day.get(day, 0) / stored_per_day[day] if stored_per_day.get(day) else None
+                ),
+            }
             for day in (first + timedelta(days=i) for i in range(days))
         ],
         "total_votes": Vote.objects.count(),

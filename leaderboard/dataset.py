@@ -5,7 +5,9 @@ time order; the ``source`` column says which (``live``, or ``import:`` and the l
 ``model_a`` is the left side. The FastChat columns (``model_a``, ``model_b``, ``winner``,
 ``tstamp``, ``anony``, ``judge``) come first, so ``leaderboard.imports`` reads the file back;
 ours follow: the battle's public id, prompt, settings of each side, image hashes, the time to
-vote, whether the vote is excluded from the counts and why, and each model's key and version.
+vote, whether the vote is excluded from the counts and why (``standing``, a
+``Vote.Standing`` code, empty when it counts; ``excluded_reason``, a note), and each model's
+key and version.
 Rows are streamed from the database and written in bounded batches, whatever the table's size,
 to a file or, chunk by chunk, to an HTTP response.
 """
@@ -67,6 +69,7 @@ COLUMNS = (
     "ms_to_vote",
     "excluded",
     "excluded_reason",
+    "standing",
     "model_a_key",
     "model_a_version",
     "model_b_key",
@@ -89,6 +92,7 @@ _LOOKUPS = {
     "ms_to_vote": "ms_to_vote",
     "excluded": "excluded",
     "excluded_reason": "excluded_reason",
+    "standing": "standing",
     "model_a_key": "battle__model_left__key",
     "model_a_version": "battle__model_left__version",
     "model_b_key": "battle__model_right__key",

@@ -153,7 +153,11 @@ class Outcomes(Answer):
 
 class DayCount(Answer):
     date: datetime.date
-    votes: int = Field(ge=0)
+    votes: int = Field(ge=0, description="Counted votes")
+    stored_votes: int = Field(ge=0, description="Every anonymous vote stored, counted or not")
+    counted_share: float | None = Field(
+        description="votes / stored_votes; null on a day without votes"
+    )
 
 
 class OutcomeBreakdown(Answer):

@@ -359,3 +359,13 @@ def _api_answers_match_their_schema(monkeypatch: pytest.MonkeyPatch) -> None:
         return response
 
     monkeypatch.setattr(Client, "request", checked)
+
+
+@pytest.fixture(autouse=True)
+def _votes_count_by_default(settings: Any) -> None:
+    """Tests vote the moment a battle is ready and start battles without a browser: the
+    time-to-vote floor, the proof-of-work check and gold battles are off unless a test turns
+    them on."""
+    settings.ARENA_MIN_MS_TO_VOTE = 0
+    settings.ARENA_CHALLENGE_MAX_NUMBER = 0
+    settings.ARENA_GOLD_RATE = 0.0

@@ -192,27 +192,44 @@ def test_excluding_votes_first_asks_for_a_reason(admin_client: Client, played: l
     assert not Vote.objects.filter(excluded=True).exists()
 
 
-def test_excluding_votes_with_a_reason_changes_the_counts_and_the_latest_board(
-    admin_client: Client, played: list[Vote]
+@pytest.fixture
+def queued_refreshes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Board refreshes queued on commit, recorded instead of sent to a broker."""
+    from leaderboard import tasks
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.refresh, "delay", lambda: queued.append(1))
+    return queued
+
+
+def test_excluding_votes_with_a_reason_changes_the_counts_and_queues_the_board(
+    admin_client: Client,
+    played: list[Vote],
+    queued_refreshes: list[int],
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     counts, ratings = pair_totals(), latest_ratings()
     board = Snapshot.objects.latest_for("")
     chosen = [v for v in played if v.choice in {"left", "right"}][:6]
-    response = act(
-        admin_client,
-        Vote,
-        "exclude_votes",
-        [v.pk for v in chosen],
-        confirm="yes",
-        reason="one session voted in bursts",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(
+            admin_client,
+            Vote,
+            "exclude_votes",
+            [v.pk for v in chosen],
+            confirm="yes",
+            reason="one session voted in bursts",
+        )
     assert response.status_code == 302
     excluded = Vote.objects.filter(excluded=True)
     assert set(excluded.values_list("pk", flat=True)) == {v.pk for v in chosen}
-    assert set(excluded.values_list("excluded_reason", "excluded_by")) == {
-        ("one session voted in bursts", "admin")
+    assert set(excluded.values_list("excluded_reason", "excluded_by", "standing")) == {
+        ("one session voted in bursts", "admin", Vote.Standing.ADMIN)
     }
     assert sum(map(sum, pair_totals().values())) == sum(map(sum, counts.values())) - 6
+    assert Snapshot.objects.latest_for("") == board, "the request fits no board"
+    assert queued_refreshes == [1], "the board worker refreshes once the exclusion commits"
+    leaderboard_services.refresh_all()  # what the queued task does
     latest = Snapshot.objects.latest_for("")
     assert latest is not None and board is not None and latest.pk != board.pk
     assert latest.votes_used == board.votes_used - 6
@@ -220,7 +237,7 @@ def test_excluding_votes_with_a_reason_changes_the_counts_and_the_latest_board(
 
 
 def test_restoring_votes_puts_the_counts_and_the_board_back(
-    admin_client: Client, played: list[Vote]
+    admin_client: Client, played: list[Vote], queued_refreshes: list[int]
 ) -> None:
     counts, ratings = pair_totals(), latest_ratings()
     pks = [v.pk for v in played[:5]]
@@ -231,7 +248,26 @@ def test_restoring_votes_puts_the_counts_and_the_board_back(
     assert not Vote.objects.filter(excluded=True).exists()
     assert set(Vote.objects.filter(pk__in=pks).values_list("excluded_by", flat=True)) == {"admin"}
     assert pair_totals() == counts
+    leaderboard_services.refresh_all()
     assert latest_ratings() == pytest.approx(ratings, abs=1e-9)
+
+
+def test_restoring_a_vote_that_never_counted_changes_nothing(
+    played: list[Vote], queued_refreshes: list[int], django_capture_on_commit_callbacks: Any
+) -> None:
+    counts = pair_totals()
+    gold, counted = played[0], played[1]
+    Vote.objects.filter(pk=gold.pk).update(excluded=True, standing=Vote.Standing.GOLD)
+    leaderboard_services.rebuild_counts()
+    before = pair_totals()
+    with django_capture_on_commit_callbacks(execute=True):
+        restored = services.restore_votes(
+            votes=Vote.objects.filter(pk__in=[gold.pk, counted.pk]), by="admin"
+        )
+    assert restored == 0 and queued_refreshes == []
+    assert pair_totals() == before != counts
+    assert Vote.objects.get(pk=gold.pk).standing == Vote.Standing.GOLD
+    assert Vote.objects.get(pk=counted.pk).excluded_by == ""
 
 
 def test_voiding_battles_voids_only_those_generating_or_ready(

@@ -84,7 +84,8 @@ def same_image(a: np.ndarray, b: np.ndarray) -> bool:
 def test_no_oracle_names_a_side_of_a_blind_battle(
     models: list[Any], worker: Any, live_server: Any, settings: Any
 ) -> None:
-    settings.ARENA_RATE_LIMIT_SESSION = settings.ARENA_RATE_LIMIT_ADDRESS = ""
+    for scope in ("SESSIONS", "BATTLES", "VOTES", "CHAT"):
+        setattr(settings, f"ARENA_LIMIT_{scope}", "")
     services.load_prompts()
     curated = list(Prompt.objects.curated().order_by("pk")[:2])
     services.pregenerate(per_pair=2, limit=2)

@@ -138,7 +138,8 @@ def main() -> int:
     from generation.models import Generation, ImageModel
 
     # One client submits every battle: the per-session request budget would stop it.
-    settings.ARENA_RATE_LIMIT_SESSION = settings.ARENA_RATE_LIMIT_ADDRESS = ""
+    for scope in ("SESSIONS", "BATTLES", "VOTES", "CHAT"):
+        setattr(settings, f"ARENA_LIMIT_{scope}", "")
     if PoolImage.objects.exists():
         raise SystemExit("use an empty scratch database: this one already has a pool")
     services.load_prompts()

@@ -406,8 +406,10 @@ def main() -> int:
             "ARENA_WORKER_HEARTBEAT_S": "1",
             "ARENA_MAX_EXPECTED_WAIT_S": "0",
             # Far above the load (an empty value means the default here, not "off").
-            "ARENA_RATE_LIMIT_SESSION": "100000/60",
-            "ARENA_RATE_LIMIT_ADDRESS": "100000/60",
+            "ARENA_LIMIT_SESSIONS": "address=1000000/60",
+            "ARENA_LIMIT_BATTLES": "address=1000000/60",
+            "ARENA_LIMIT_VOTES": "address=1000000/60",
+            "ARENA_LIMIT_CHAT": "address=1000000/60",
             "LEADERBOARD_REFRESH_S": "3600",
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",

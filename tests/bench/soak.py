@@ -217,8 +217,10 @@ def main() -> int:
     env.update(
         ARENA_VAR_DIR=str(var),
         ARENA_PORT=str(port),
-        ARENA_RATE_LIMIT_SESSION="",
-        ARENA_RATE_LIMIT_ADDRESS="",
+        ARENA_LIMIT_SESSIONS="address=1000000/60",
+        ARENA_LIMIT_BATTLES="address=1000000/60",
+        ARENA_LIMIT_VOTES="address=1000000/60",
+        ARENA_LIMIT_CHAT="address=1000000/60",
         # The tiny models are built once, in the repository's var/, and shared with the demo.
         ARENA_MODELS_DIR=env.get("ARENA_MODELS_DIR", str(ROOT / "var" / "models")),
     )

@@ -116,6 +116,7 @@ def test_each_row_has_fastchat_columns_then_ours(played: list[Vote]) -> None:
         "ms_to_vote": vote.ms_to_vote,
         "excluded": False,
         "excluded_reason": "",
+        "standing": "",
         "model_a_key": battle.model_left.key,
         "model_a_version": battle.model_left.version,
         "model_b_key": battle.model_right.key,
@@ -138,8 +139,8 @@ def test_excluded_votes_are_flagged_or_left_out(played: list[Vote]) -> None:
     services.exclude_votes(votes=chosen, reason="burst from one session", by="admin")
     rows = list(dataset.iter_vote_rows())
     flagged = [r for r in rows if r["excluded"]]
-    assert len(flagged) == 3 and {r["excluded_reason"] for r in flagged} == {
-        "burst from one session"
+    assert len(flagged) == 3 and {(r["excluded_reason"], r["standing"]) for r in flagged} == {
+        ("burst from one session", "admin")
     }
     assert len(list(dataset.iter_vote_rows(include_excluded=False))) == len(played) - 3
 

@@ -44,5 +44,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"registry {registry} unchanged since the last sync")
         call_command("load_prompts")
+        call_command("load_blocklist")
         queues = sorted(set(ImageModel.objects.enabled().values_list("queue", flat=True)))
         self.stdout.write(",".join(sorted({"default", settings.LEADERBOARD_QUEUE, *queues})))
