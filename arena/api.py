@@ -257,7 +257,13 @@ def vote(request: HttpRequest, battle_id: UUID, payload: schemas.VoteIn) -> Any:
     return _battle_json(request, found)
 
 
-@read(battles, "/challenge", response=schemas.Challenge, summary="A proof-of-work puzzle")
+@read(
+    battles,
+    "/challenge",
+    response=schemas.Challenge,
+    summary="A proof-of-work puzzle",
+    exclude_none=True,
+)
 def new_challenge(request: HttpRequest) -> dict[str, Any]:
     """The puzzle a new session solves before its first battle; ``required`` is false when it
     has passed one already (or none is needed: signed in, or a captcha provider instead)."""

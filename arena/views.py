@@ -55,7 +55,7 @@ def create_battle(request: HttpRequest) -> HttpResponse:
         if not form.is_valid():
             raise services.PromptError(first_error(form))
         # A refused prompt or a missing check costs no token from the limits.
-        moderation.check_prompt(form.cleaned_data["prompt"])
+        moderation.check_prompt(services.clean_prompt(form.cleaned_data["prompt"]))
         visitors.check_new_session(
             request,
             altcha=request.POST.get("altcha"),
