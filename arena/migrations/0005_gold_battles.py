@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('arena', '0003_prompt_moderation'),
+        ('arena', '0004_prompt_moderation'),
         ('generation', '0002_generation_purpose'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('arena', '0002_voters_and_vote_standing'),
+        ('arena', '0003_voters_and_vote_standing'),
     ]
 
     operations = [

@@ -13,7 +13,7 @@ def excluded_votes_were_excluded_by_an_admin(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('arena', '0001_initial'),
+        ('arena', '0002_pool_image'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
