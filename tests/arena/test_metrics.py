@@ -206,7 +206,11 @@ def test_request_metrics_add_up_over_every_gunicorn_process(tmp_path: Path) -> N
         "--access-logformat",
         "%(p)s %(U)s",
     ]
-    env = child_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc), ARENA_METRICS_TOKEN=TOKEN)
+    env = child_env(
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        ARENA_METRICS_TOKEN=TOKEN,
+        ARENA_LIMIT_SESSIONS="address=1000000/60",
+    )
     with (tmp_path / "gunicorn.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
