@@ -45,6 +45,8 @@ HTTP_RETRIES = 2
 WARM_UP_STEPS = 2
 # Progress is written at most this often: enough for a smooth bar, cheap for the database.
 PROGRESS_INTERVAL_S = 0.25
+# A pool job looks this often for a live job waiting on its queue, and gives way to it.
+PREEMPT_LOOK_S = 0.05
 
 
 def sync_models(*, path: Path | None = None) -> tuple[list[ImageModel], list[ImageModel]]:
@@ -377,11 +379,16 @@ def run(*, generation_id: int, task_id: str = "") -> None:
         return
     assert generation.started_at is not None  # set by the claim
     queue_wait_ms = int((generation.started_at - generation.created_at).total_seconds() * 1000)
-    last_write = 0.0
+    last_write = last_look = 0.0
+    yields = generation.purpose == Generation.Purpose.POOL
 
     def on_step(done: int) -> None:
-        nonlocal last_write
+        nonlocal last_write, last_look
         now = time.monotonic()
+        if yields and now - last_look >= PREEMPT_LOOK_S:
+            last_look = now
+            if _someone_waits(generation):
+                raise Preempted
         if now - last_write >= PROGRESS_INTERVAL_S or done == generation.steps:
             last_write = now
             try:
@@ -400,6 +407,9 @@ def run(*, generation_id: int, task_id: str = "") -> None:
         )
     except DATABASE_UNREACHABLE:
         raise
+    except Preempted:
+        _requeue_preempted(generation)
+        return
     except SoftTimeLimitExceeded:
         fail(generation_id=generation.pk, error="timed out", kind=Generation.FailureKind.TIMEOUT)
         return
@@ -427,6 +437,38 @@ def run(*, generation_id: int, task_id: str = "") -> None:
             error=f"recording failed: {exc!r}",
             kind=Generation.FailureKind.RECORDING,
         )
+
+
+class Preempted(Exception):
+    """A pool image gives way: a battle or chat job waits on the same queue."""
+
+
+def _someone_waits(generation: Generation) -> bool:
+    """Whether a live (battle or chat) job is queued for this job's queue."""
+    return Generation.objects.filter(
+        status=Generation.Status.QUEUED,
+        purpose__in=[Generation.Purpose.BATTLE, Generation.Purpose.CHAT],
+        model__queue=generation.model.queue,
+    ).exists()
+
+
+def _requeue_preempted(generation: Generation) -> None:
+    """Put a preempted pool job back in the queue, behind the live job, without spending an
+    attempt: the broker priority sends the waiting live job to this process first."""
+    requeued = Generation.objects.filter(
+        pk=generation.pk, status=Generation.Status.RUNNING, claimed_by=generation.claimed_by
+    ).update(
+        status=Generation.Status.QUEUED,
+        steps_done=0,
+        started_at=None,
+        claimed_by="",
+        attempts=F("attempts") - 1,
+        queued_at=timezone.now(),
+    )
+    if requeued:
+        logger.info("pool generation %s gave way to a live job", generation.pk)
+        generation.refresh_from_db()
+        enqueue(generation)
 
 
 def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str, str]:

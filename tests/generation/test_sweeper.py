@@ -282,3 +282,46 @@ def test_progress_is_written_at_most_about_four_times_a_second(
     # (On a quiet machine about 120 / 4 or fewer; the time bound above holds under any load.)
     assert 2 <= len(writes) < 120, "fewer writes than steps, but some"
     assert job.scheduler and job.model_version == models[0].version
+
+
+def _pool_job(model: Any, steps: int) -> Generation:
+    return services.create_generation(
+        model=model, prompt="a fox", seed=7, steps=steps, purpose=Generation.Purpose.POOL
+    )
+
+
+def test_a_pool_job_gives_way_to_a_live_job_waiting_on_its_queue_at_no_attempt(
+    models: list[Any], tiny_models_dir: Any
+) -> None:
+    pool_job = _pool_job(models[0], steps=40)
+    live = services.create_generation(model=models[1], prompt="a cat", seed=1)  # same queue
+    assert live.status == Generation.Status.QUEUED and live.model.queue == models[0].queue
+    services.run(generation_id=pool_job.pk)
+    pool_job.refresh_from_db()
+    assert pool_job.status == Generation.Status.QUEUED
+    assert pool_job.attempts == 0 and pool_job.steps_done == 0 and not pool_job.image
+    # Once nothing live waits, the same pool job runs to the end.
+    Generation.objects.filter(pk=live.pk).update(status=Generation.Status.DONE)
+    services.run(generation_id=pool_job.pk)
+    pool_job.refresh_from_db()
+    assert pool_job.status == Generation.Status.DONE and pool_job.steps_done == 40
+
+
+def test_live_jobs_never_give_way(models: list[Any], tiny_models_dir: Any) -> None:
+    job = services.create_generation(model=models[0], prompt="a fox", seed=7, steps=20)
+    services.create_generation(model=models[1], prompt="a cat", seed=1)  # waits on the queue
+    services.run(generation_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Generation.Status.DONE
+
+
+def test_a_pool_job_does_not_give_way_to_jobs_on_other_queues(
+    models: list[Any], tiny_models_dir: Any
+) -> None:
+    pool_job = _pool_job(models[0], steps=20)
+    other = services.create_generation(model=models[1], prompt="a cat", seed=1)
+    ImageModel.objects.filter(pk=models[1].pk).update(queue="elsewhere")
+    assert other.status == Generation.Status.QUEUED
+    services.run(generation_id=pool_job.pk)
+    pool_job.refresh_from_db()
+    assert pool_job.status == Generation.Status.DONE
