@@ -9,7 +9,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -39,18 +46,33 @@ def index(request: HttpRequest) -> HttpResponse:
     given = query.cleaned_data if query.is_valid() else {}
     drawn = services.draw_prompt() if given.get("draw") else None
     text = drawn.text if drawn else given.get("prompt", "")[: settings.ARENA_MAX_PROMPT_CHARS]
-    return render(request, "arena/index.html", {"prompt_text": text})
+    context = {"prompt_text": text, "max_chars": settings.ARENA_MAX_PROMPT_CHARS}
+    return render(request, "arena/index.html", context)
 
 
 @require_safe
 def random_prompt(request: HttpRequest) -> HttpResponse:
     prompt = services.draw_prompt()
-    return render(request, "arena/_prompt_box.html", {"prompt_text": prompt.text if prompt else ""})
+    context = {
+        "prompt_text": prompt.text if prompt else "",
+        "max_chars": settings.ARENA_MAX_PROMPT_CHARS,
+    }
+    return render(request, "arena/_prompt_box.html", context)
+
+
+def _with_drawn_prompt(data: QueryDict) -> QueryDict:
+    """``random=1`` (the "random battle" button and key) replaces the prompt with a drawn one."""
+    if not data.get("random"):
+        return data
+    drawn = services.draw_prompt()
+    data = data.copy()
+    data["prompt"] = drawn.text if drawn else data.get("prompt", "")
+    return data
 
 
 @require_POST
 def create_battle(request: HttpRequest) -> HttpResponse:
-    form = PromptForm(request.POST)
+    form = PromptForm(_with_drawn_prompt(request.POST))
     try:
         if not form.is_valid():
             raise services.PromptError(first_error(form))
@@ -79,7 +101,11 @@ def create_battle(request: HttpRequest) -> HttpResponse:
         elif isinstance(exc, challenge.ChallengeFailed):
             status, message = (403 if exc.code.endswith("_required") else 400), exc.message
         echo = form.cleaned_data.get("prompt", "") if form.is_valid() else ""
-        context = {"prompt_text": echo[:ECHO_CHARS], "error": message}
+        context = {
+            "prompt_text": echo[:ECHO_CHARS],
+            "error": message,
+            "max_chars": settings.ARENA_MAX_PROMPT_CHARS,
+        }
         template = "arena/_arena_start.html" if _is_htmx(request) else "arena/index.html"
         response = render(request, template, context, status=status)
         if isinstance(exc, limits.RateLimited):
@@ -96,7 +122,15 @@ def create_battle(request: HttpRequest) -> HttpResponse:
 @require_safe
 @ensure_csrf_cookie
 def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    found = battle_for(request, battle_id)
+    try:
+        found = battle_for(request, battle_id)
+    except Http404:
+        # A link opened in another browser: a plain page (never DEBUG's 404 page), same status.
+        message = (
+            "This battle is not yours to see: battles stay with the browser that started them "
+            "until they are shared. Start your own battle instead."
+        )
+        return render(request, "arena/error.html", {"message": message}, status=404)
     state = services.battle_state(found)
     return render(request, "arena/battle.html", {"battle": found, "state": state})
 

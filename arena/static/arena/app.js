@@ -25,8 +25,84 @@
     });
   }
 
+  // Full-screen view of both images: flip between them (arrows, space) or see them side by
+  // side (C); Escape closes. Built here so the page has no inline script.
+  function viewer() {
+    var dialog = document.getElementById("viewer");
+    if (dialog) return dialog;
+    dialog = document.createElement("dialog");
+    dialog.id = "viewer";
+    dialog.innerHTML = '<div class="viewer-bar"><button type="button" data-show="0">A</button>' +
+      '<button type="button" data-show="1">B</button>' +
+      '<button type="button" data-side="1">Side by side <kbd>C</kbd></button>' +
+      '<span class="hint">← → or space to flip</span>' +
+      '<button type="button" data-close="1">Close <kbd>Esc</kbd></button></div>' +
+      '<div class="viewer-images"></div>';
+    dialog.addEventListener("click", function (event) {
+      var b = event.target.closest("button");
+      if (!b) return;
+      if (b.dataset.show) showSide(Number(b.dataset.show));
+      if (b.dataset.side) dialog.classList.toggle("side");
+      if (b.dataset.close) dialog.close();
+    });
+    document.body.appendChild(dialog);
+    return dialog;
+  }
+
+  function showSide(index) {
+    var images = viewer().querySelectorAll("img");
+    images.forEach(function (img, i) { img.classList.toggle("current", i === index); });
+    viewer().dataset.current = String(index);
+  }
+
+  function openViewer(index) {
+    var sources = document.querySelectorAll("#battle .panes img");
+    if (sources.length !== 2) return;
+    var dialog = viewer();
+    var holder = dialog.querySelector(".viewer-images");
+    holder.textContent = "";
+    sources.forEach(function (source, i) {
+      var img = document.createElement("img");
+      img.src = source.currentSrc || source.src;
+      img.alt = i === 0 ? "Image A" : "Image B";
+      holder.appendChild(img);
+    });
+    showSide(index || 0);
+    if (!dialog.open) dialog.showModal();
+  }
+
+  function viewerKey(event) {
+    var dialog = document.getElementById("viewer");
+    if (!dialog || !dialog.open) return false;
+    var key = event.key;
+    if (key === "ArrowLeft" || key === "ArrowRight" || key === " ") {
+      showSide(dialog.dataset.current === "0" ? 1 : 0);
+    } else if (key.toLowerCase() === "c") {
+      dialog.classList.toggle("side");
+    } else if (key.toLowerCase() === "f") {
+      dialog.close();
+    } else {
+      // A vote key still votes; the view closes so the reveal is seen.
+      if ("abtx1234".indexOf(key.toLowerCase()) !== -1) dialog.close();
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  // The prompt box's character count against its limit.
+  function countPrompt() {
+    var box = document.getElementById("prompt");
+    var counter = document.getElementById("prompt-count");
+    if (!box || !counter) return;
+    var max = Number(counter.dataset.max);
+    counter.textContent = box.value.length + " / " + max;
+    counter.classList.toggle("over", box.value.length > max);
+  }
+
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (viewerKey(event)) return;
     var target = event.target;
     if (target && (target.tagName === "TEXTAREA" || target.tagName === "INPUT")) return;
     var key = event.key.toLowerCase();
@@ -53,6 +129,13 @@
   }
 
   document.addEventListener("click", function (event) {
+    var image = event.target.closest && event.target.closest("#battle .panes img");
+    var opener = event.target.closest && event.target.closest("#open-viewer");
+    if (image || opener) {
+      var all = Array.prototype.slice.call(document.querySelectorAll("#battle .panes img"));
+      openViewer(image ? all.indexOf(image) : 0);
+      return;
+    }
     var link = event.target.closest && event.target.closest(".copy-settings");
     if (!link || !navigator.clipboard) return;
     event.preventDefault();
@@ -64,6 +147,11 @@
     if (event.target.id === "chat-model") showBounds();
   });
   document.addEventListener("DOMContentLoaded", showBounds);
+  document.addEventListener("DOMContentLoaded", countPrompt);
+  document.addEventListener("htmx:load", countPrompt);
+  document.addEventListener("input", function (event) {
+    if (event.target.id === "prompt") countPrompt();
+  });
   document.addEventListener("DOMContentLoaded", function () { revealTogether(document); });
   document.addEventListener("htmx:load", function (event) { revealTogether(event.target); });
   document.addEventListener("keydown", onKey);
