@@ -243,6 +243,44 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# Every 5xx answer any browser test's page received: pages, fragments, images, plots.
+SERVER_ERRORS: list[str] = []
+
+
+def _record_server_error(response: Any) -> None:
+    if response.status >= 500:
+        SERVER_ERRORS.append(f"{response.status} {response.request.method} {response.url}")
+
+
+class GuardedBrowser:
+    """Chromium whose every page and context records 5xx answers for the guard below."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
+
+    def new_context(self, **kwargs: Any) -> Any:
+        context = self._browser.new_context(**kwargs)
+        context.on("response", _record_server_error)
+        return context
+
+    def new_page(self, **kwargs: Any) -> Any:
+        page = self._browser.new_page(**kwargs)
+        page.on("response", _record_server_error)
+        return page
+
+
+@pytest.fixture(autouse=True)
+def no_server_error_reaches_the_browser() -> Iterator[None]:
+    """The global guard: a browser test fails when any request it made answered 5xx."""
+    SERVER_ERRORS.clear()
+    yield
+    found, SERVER_ERRORS[:] = list(SERVER_ERRORS), []
+    assert not found, f"5xx answers in the browser: {found}"
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Chromium through Playwright, shared by the browser tests."""
@@ -254,7 +292,7 @@ def browser() -> Iterator[Any]:
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield launched
+        yield GuardedBrowser(launched)
         launched.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from arena import services
+from arena.models import Prompt
 from generation.models import ImageModel
 
 pytestmark = [pytest.mark.browser]
@@ -96,7 +97,7 @@ def test_both_images_and_the_vote_buttons_fit_one_screen_and_one_key_starts_the_
     wait_ready(page)
     drawn = page.inner_text(".prompt-shown").strip("“”")
     assert drawn != "a paper boat on a puddle"
-    assert services.Prompt.objects.curated().filter(text=drawn).exists()
+    assert Prompt.objects.curated().filter(text=drawn).exists()
     assert errors == []
     page.close()
 
@@ -112,7 +113,7 @@ def test_the_random_battle_and_same_prompt_buttons_work_without_javascript(
     page.click("#random-battle")  # the box is empty: no required-field block
     assert "/battles/" in page.url
     drawn = page.inner_text(".prompt-shown").strip("“”")
-    assert services.Prompt.objects.curated().filter(text=drawn).exists()
+    assert Prompt.objects.curated().filter(text=drawn).exists()
     for _ in range(100):
         if page.locator("#vote-form").count():
             break
@@ -216,3 +217,14 @@ def test_a_voided_battle_says_so_once(transactional_db: None, models: list[Any])
     )
     assert html.count(services.VOID_MESSAGE) == 1
     assert ImageModel.objects.count() >= 2
+
+
+def test_the_guard_catches_a_server_error_answer(browser: Any, live_server: Any) -> None:
+    from tests import conftest
+
+    page = browser.new_page()
+    page.route("**/boom", lambda route: route.fulfill(status=503, body="down"))
+    page.goto(live_server.url + "/boom")
+    page.close()
+    assert conftest.SERVER_ERRORS and conftest.SERVER_ERRORS[0].startswith("503 GET")
+    conftest.SERVER_ERRORS.clear()  # seen; this test's own 503 is the point
