@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +338,7 @@ def refresh(
     rounds: int | None = None,
     seed: int | None = None,
     all_votes: bool = False,
+    only_if_changed: bool = False,
 ) -> Snapshot | None:
     """Compute one board from the counts and store it as a snapshot; None without votes."""
     started = time.perf_counter()
@@ -343,6 +346,20 @@ def refresh(
     counts = load_counts(category=category, all_votes=all_votes)
     if counts.votes == 0 or len(counts.model_ids) < 2:
         return None
+    digest = _counts_digest(counts, method=method)
+    if only_if_changed and interval_method is None and rounds is None and seed is None:
+        # The periodic refresh stores a board only when its counts changed, or once a day.
+        latest = (
+            Snapshot.objects.filter(category=category, all_votes=all_votes)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if (
+            latest is not None
+            and latest.matrices.get("counts_digest") == digest
+            and latest.created_at > timezone.now() - timedelta(days=1)
+        ):
+            return latest
     # Only the bounded core of each group is fitted; the rest get open intervals (bounds.py).
     evidence = bounds.evidence(counts.pairs)
     pairs = bounds.core_counts(counts.pairs, evidence.core)
@@ -446,6 +463,7 @@ def refresh(
                 "win_rate": _json_matrix(win_rates),
                 "battles": battles.astype(int).tolist(),
                 "predicted": _json_matrix(ratings.predicted_win_matrix(theta)),
+                "counts_digest": digest,
             },
         )
         SnapshotRow.objects.bulk_create(
@@ -483,6 +501,25 @@ def refresh(
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def _counts_digest(counts: Counts, *, method: str) -> str:
+    """A fingerprint of what a board is computed from: the counts and the settings that read
+    them."""
+    pairs = counts.pairs
+    digest = hashlib.sha256(
+        repr(
+            (
+                counts.model_ids,
+                method,
+                settings.LEADERBOARD_BOTH_BAD_AS_TIE,
+                settings.LEADERBOARD_ANCHOR,
+            )
+        ).encode()
+    )
+    for column in (pairs.a, pairs.b, pairs.wins_a, pairs.wins_b, pairs.ties):
+        digest.update(np.ascontiguousarray(column).tobytes())
+    return digest.hexdigest()
 
 
 def _json_matrix(matrix: np.ndarray) -> list[list[float | None]]:

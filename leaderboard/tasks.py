@@ -12,4 +12,4 @@ REFRESH_TIME_LIMIT_S = 300
     ignore_result=True, soft_time_limit=REFRESH_TIME_LIMIT_S - 30, time_limit=REFRESH_TIME_LIMIT_S
 )
 def refresh() -> None:
-    services.refresh_all()
+    services.refresh_all(only_if_changed=True)
