@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -20,6 +21,8 @@ from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
 PLOT_KINDS = ("ratings", "win_rate", "battles")
 # A model's history plot shows at most this many snapshots per version (evenly spread).
 HISTORY_POINTS = 400
+# Past boards offered in the page's picker.
+PAST_BOARDS = 50
 
 
 class BoardPageQuery(BaseModel):
@@ -74,6 +77,11 @@ def index(request: HttpRequest) -> HttpResponse:
         "plot_kinds": PLOT_KINDS,
         "all_votes_offered": offered,
         "all_votes": all_votes,
+        "min_votes": settings.LEADERBOARD_CATEGORY_MIN_VOTES,
+        # The picker of past boards: the newest of this kind (each stored on a change of counts).
+        "past_boards": Snapshot.objects.filter(category=category, all_votes=all_votes)
+        .only("pk", "created_at", "votes_used")
+        .order_by("-created_at", "-pk")[:PAST_BOARDS],
     }
     return render(request, "leaderboard/index.html", context)
 

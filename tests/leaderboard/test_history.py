@@ -44,3 +44,21 @@ def test_an_explicit_refresh_always_computes(
     services.refresh(only_if_changed=True)
     services.refresh(only_if_changed=True, **option)
     assert Snapshot.objects.filter(category="").count() == 2
+
+
+def test_the_page_offers_past_boards_and_explains_an_empty_category_board(
+    client: Any, db: None, models: list[Any]
+) -> None:
+    ids = [m.pk for m in models[:2]]
+    for choice in ["left", "right"]:
+        services.count_vote(left_id=ids[0], right_id=ids[1], category="animals", choice=choice)
+        services.refresh_all(only_if_changed=True)
+    boards = list(Snapshot.objects.filter(category="").order_by("created_at", "pk"))
+    assert len(boards) == 2
+    page = client.get("/leaderboard/").content.decode()
+    assert 'id="past-board"' in page and f'value="{boards[0].pk}"' in page
+    past = client.get(f"/leaderboard/?snapshot={boards[0].pk}").content.decode()
+    assert 'id="historical"' in past
+    # Two votes are far below a category board's minimum: the empty table says why.
+    animals = client.get("/leaderboard/?category=animals").content.decode()
+    assert 'id="board-empty"' in animals and "votes in the category" in animals
