@@ -17,6 +17,10 @@ def scratch_arena(*, broker_url: str, warm: str, database_url: str | None = None
     folder, migrate, and register the tiny models; returns the environment a worker needs."""
     scratch = Path(tempfile.mkdtemp(prefix="arena-bench-"))
     env = {
+        # Benchmarks time the server: the first-battle proof of work (a browser's job) and
+        # attention checks are off unless the caller's environment turns them on.
+        "ARENA_CHALLENGE_MAX_NUMBER": "0",
+        "ARENA_GOLD_RATE": "0",
         **os.environ,
         "DATABASE_URL": database_url or f"sqlite:///{scratch / 'bench.sqlite3'}",
         "ARENA_VAR_DIR": str(scratch),
