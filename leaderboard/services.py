@@ -22,7 +22,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard import bounds, ratings, robustness, style, tally
+from leaderboard import board, bounds, ratings, robustness, tally
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
@@ -339,8 +339,12 @@ def refresh(
     seed: int | None = None,
     all_votes: bool = False,
     only_if_changed: bool = False,
+    with_votes_to_flip: bool = True,
 ) -> Snapshot | None:
-    """Compute one board from the counts and store it as a snapshot; None without votes."""
+    """Compute one board from the counts (board.compute_board) and store it as a snapshot;
+    None without votes. The snapshot is saved, and ``compute_ms`` measured, without votes to
+    flip; then, with ``with_votes_to_flip``, they are computed and filled into its rows
+    (fill_votes_to_flip), which costs several times the board itself on large boards."""
     started = time.perf_counter()
     method = interval_method or settings.LEADERBOARD_INTERVALS
     counts = load_counts(category=category, all_votes=all_votes)
@@ -360,81 +364,53 @@ def refresh(
             and latest.created_at > timezone.now() - timedelta(days=1)
         ):
             return latest
-    # Only the bounded core of each group is fitted; the rest get open intervals (bounds.py).
-    evidence = bounds.evidence(counts.pairs)
-    pairs = bounds.core_counts(counts.pairs, evidence.core)
-    theta = ratings.fit_bradley_terry(counts=pairs)
     used_rounds = 0
     key = (category, all_votes, settings.LEADERBOARD_BOTH_BAD_AS_TIE)
-    resampled: ratings.Bootstrap | None = None
+    previous: ratings.Resamples | None = None
     base: Snapshot | None = None
+    rng = None
     if method == Snapshot.IntervalMethod.BOOTSTRAP:
         used_rounds = rounds or settings.LEADERBOARD_BOOTSTRAP_ROUNDS
         # A seed given by the caller asks for a board reproducible from it: draw afresh.
         previous, base = (None, None) if seed is not None else _previous_resamples(key, counts)
         seed = seed if seed is not None else random.SystemRandom().randrange(2**63)
-        resampled = ratings.bootstrap(
-            counts=pairs,
-            rounds=used_rounds,
-            rng=np.random.default_rng(seed),
-            log_strengths=theta,
-            previous=previous,
-            threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
-        )
-        if not resampled.extended:
-            base = None
+        rng = np.random.default_rng(seed)
     else:
         seed = None
     models = ImageModel.objects.in_bulk(counts.model_ids)
     anchor_key = settings.LEADERBOARD_ANCHOR
-    # An anchor the data do not bound cannot pin the board: it is then centred on the mean.
-    anchor = next(
-        (
-            i
-            for i, pk in enumerate(counts.model_ids)
-            if models[pk].key == anchor_key and evidence.core[i]
-        ),
-        None,
-    )
-    board = bounds.board(
-        counts=counts.pairs,
-        evidence=evidence,
-        log_strengths=theta,
-        samples=resampled.samples if resampled is not None else None,
-        anchor=anchor,
-        anchor_rating=settings.LEADERBOARD_ANCHOR_RATING,
-        simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
-    )
-    flips = robustness.votes_to_flip(counts=pairs, log_strengths=theta, anchor=anchor)
-    # The style-controlled board is centred on the mean as the raw board is without an anchor.
-    styled = style_board(model_ids=counts.model_ids, core=evidence.core) if not category else None
-    raw_centred = np.where(evidence.core, theta * bounds.POINTS_PER_LOG + 1000.0, np.nan)
-    battles = ratings.battle_count_matrix(counts.pairs)
-    win_rates = ratings.win_rate_matrix(counts.pairs)
-    per_model = battles.sum(axis=1)
-    score = np.nansum(win_rates * battles, axis=1)
-    parts = board.group
     threshold = (
         settings.LEADERBOARD_CATEGORY_MIN_VOTES
         if category
         else settings.LEADERBOARD_PROVISIONAL_VOTES
     )
     half_width = settings.LEADERBOARD_PROVISIONAL_HALF_WIDTH
-    provisional = bounds.provisional(
-        lower=board.lower,
-        upper=board.upper,
-        votes=per_model,
-        max_half_width=half_width,
+    computed = board.compute_board(
+        counts=counts.pairs,
+        intervals=str(method),
+        rng=rng,
+        rounds=used_rounds or 1,
+        previous=previous,
+        threads=settings.LEADERBOARD_BOOTSTRAP_THREADS,
+        anchor=next(
+            (i for i, pk in enumerate(counts.model_ids) if models[pk].key == anchor_key), None
+        ),
+        anchor_rating=settings.LEADERBOARD_ANCHOR_RATING,
+        simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
         min_votes=threshold,
+        max_half_width=half_width,
+        hide_below_min=bool(category),
+        # The style-controlled board is the overall board's only.
+        style_votes=None if category else style_votes(model_ids=counts.model_ids),
     )
-    # Overall, thin models are shown and marked provisional; a category board hides them.
-    shown = [i for i in range(len(counts.model_ids)) if not category or per_model[i] >= threshold]
-    ranks: list[int] = (
-        bounds.rank_ub_within_groups(
-            lower=board.lower[shown], upper=board.upper[shown], group=parts[shown]
-        ).tolist()
-        if shown
-        else []
+    if not computed.extended:
+        base = None
+    shown = computed.shown_board
+    styled = computed.style
+    raw_centred = np.where(
+        np.isfinite(computed.log_strengths),
+        computed.log_strengths * bounds.POINTS_PER_LOG + 1000.0,
+        np.nan,
     )
     if not category and not all_votes:
         fold_online_elo()  # only the overall anonymous board shows online Elo
@@ -451,8 +427,8 @@ def refresh(
             resample_steps=base.resample_steps + 1 if base is not None else 0,
             votes_used=counts.votes,
             both_bad_as_tie=settings.LEADERBOARD_BOTH_BAD_AS_TIE,
-            anchor=anchor_key if anchor is not None else "",
-            components=int(parts.max()) + 1 if parts.size else 0,
+            anchor=anchor_key if computed.anchor is not None else "",
+            components=computed.components,
             simultaneous=settings.LEADERBOARD_SIMULTANEOUS,
             provisional_votes=threshold,
             provisional_half_width=half_width,
@@ -460,9 +436,9 @@ def refresh(
             code_version=code_version(),
             matrices={
                 "model_ids": counts.model_ids,
-                "win_rate": _json_matrix(win_rates),
-                "battles": battles.astype(int).tolist(),
-                "predicted": _json_matrix(ratings.predicted_win_matrix(theta)),
+                "win_rate": _json_matrix(computed.win_rates),
+                "battles": computed.battles.astype(int).tolist(),
+                "predicted": _json_matrix(computed.predicted),
                 "counts_digest": digest,
             },
         )
@@ -471,32 +447,46 @@ def refresh(
                 snapshot=snapshot,
                 model_id=counts.model_ids[i],
                 rank=int(rank),
-                rating=float(board.rating[i]) if np.isfinite(board.rating[i]) else None,
-                lower=float(board.lower[i]),
-                upper=float(board.upper[i]),
-                status=str(board.status[i]),
-                rank_best=int(board.rank_best[i]),
-                rank_worst=int(board.rank_worst[i]),
-                votes_to_flip=int(flips[i]) if flips[i] != robustness.NO_FLIP else None,
+                rating=_finite(shown.rating[i]),
+                lower=float(shown.lower[i]),
+                upper=float(shown.upper[i]),
+                status=str(shown.status[i]),
+                rank_best=int(shown.rank_best[i]),
+                rank_worst=int(shown.rank_worst[i]),
+                votes_to_flip=None,
                 controlled_rating=_finite(styled.controlled[i]) if styled is not None else None,
                 style_move=_finite(styled.controlled[i] - raw_centred[i])
                 if styled is not None
                 else None,
-                votes=int(per_model[i]),
-                win_rate=float(score[i] / per_model[i]) if per_model[i] else 0.0,
+                votes=int(computed.votes[i]),
+                win_rate=float(computed.win_rate[i]),
                 online_elo=elo.get(counts.model_ids[i]) if not category else None,
-                provisional=bool(provisional[i]),
-                component=int(parts[i]),
+                provisional=bool(computed.provisional[i]),
+                component=int(shown.group[i]),
             )
-            for i, rank in zip(shown, ranks, strict=True)
+            for i, rank in zip(computed.shown.tolist(), computed.rank.tolist(), strict=True)
         )
         snapshot.compute_ms = (time.perf_counter() - started) * 1000
         snapshot.save(update_fields=["compute_ms"])
-    if resampled is not None:
+    if computed.resamples is not None:
         _RESAMPLES[key] = _KeptResamples(
-            model_ids=counts.model_ids, resamples=resampled.resamples, snapshot_id=snapshot.pk
+            model_ids=counts.model_ids, resamples=computed.resamples, snapshot_id=snapshot.pk
         )
+    if with_votes_to_flip:
+        fill_votes_to_flip(snapshot=snapshot, computed=computed, model_ids=counts.model_ids)
     return snapshot
+
+
+def fill_votes_to_flip(*, snapshot: Snapshot, computed: board.Board, model_ids: list[int]) -> None:
+    """Compute a saved snapshot's votes to flip (each confirmed by a refit) and store them in
+    its rows; a row keeps None where no removal along the searched orders flips the model."""
+    flips = board.votes_to_flip(computed)
+    rows = list(SnapshotRow.objects.filter(snapshot=snapshot))
+    index = {pk: i for i, pk in enumerate(model_ids)}
+    for row in rows:
+        found = int(flips[index[row.model_id]])
+        row.votes_to_flip = found if found != robustness.NO_FLIP else None
+    SnapshotRow.objects.bulk_update(rows, ["votes_to_flip"])
 
 
 def _finite(value: float) -> float | None:
@@ -543,81 +533,29 @@ def refresh_all(**options: object) -> list[Snapshot]:
     return made
 
 
-@dataclass(frozen=True)
-class StyleBoard:
-    """The style-controlled board's parts a snapshot keeps."""
-
-    controlled: np.ndarray  # display points per model index, NaN where not fitted
-    summary: dict[str, object]
-
-
-def style_board(*, model_ids: list[int], core: np.ndarray) -> StyleBoard | None:
-    """Refit the bounded core's live votes with image covariates (side, output aspect and
-    resolution class, generation-time bucket); None without enough such votes. Imported votes
-    carry no images, so this board counts live votes only."""
+def style_votes(*, model_ids: list[int]) -> np.ndarray:
+    """The live anonymous votes between models of ``model_ids`` as board.STYLE_COLUMNS rows
+    (model indices, left's score, each image's width, height and compute ms) for the
+    style-controlled fit. Imported votes carry no images, so that board counts live votes only."""
     from arena.models import Battle, Vote
 
     index = {pk: i for i, pk in enumerate(model_ids)}
-    rows = list(
-        Vote.objects.filter(
-            excluded=False, battle__anonymous=True, battle__status=Battle.Status.VOTED
-        ).values_list(
-            "battle__model_left_id",
-            "battle__model_right_id",
-            "choice",
-            "battle__generation_left__output_width",
-            "battle__generation_left__output_height",
-            "battle__generation_left__compute_ms",
-            "battle__generation_right__output_width",
-            "battle__generation_right__output_height",
-            "battle__generation_right__compute_ms",
-        )
+    rows = Vote.objects.filter(
+        excluded=False, battle__anonymous=True, battle__status=Battle.Status.VOTED
+    ).values_list(
+        "battle__model_left_id",
+        "battle__model_right_id",
+        "choice",
+        "battle__generation_left__output_width",
+        "battle__generation_left__output_height",
+        "battle__generation_left__compute_ms",
+        "battle__generation_right__output_width",
+        "battle__generation_right__output_height",
+        "battle__generation_right__compute_ms",
     )
-    kept = [
-        r
+    data = [
+        (index[r[0]], index[r[1]], {"left": 1.0, "right": 0.0}.get(r[2], 0.5), *r[3:])
         for r in rows
-        if r[0] in index and r[1] in index and core[index[r[0]]] and core[index[r[1]]]
+        if r[0] in index and r[1] in index
     ]
-    if len(kept) < 2:
-        return None
-    data = np.array(
-        [
-            (index[r[0]], index[r[1]], {"left": 1.0, "right": 0.0}.get(r[2], 0.5), *r[3:])
-            for r in kept
-        ],
-        dtype=np.float64,
-    )
-    data = np.nan_to_num(data, nan=0.0)  # an unknown compute time falls in the fast bucket
-    features_left = style.image_covariates(
-        width=data[:, 3], height=data[:, 4], seconds=data[:, 5] / 1000.0, left=True
-    )
-    features_right = style.image_covariates(
-        width=data[:, 6], height=data[:, 7], seconds=data[:, 8] / 1000.0, left=False
-    )
-    counts = style.aggregate_styled_votes(
-        left=data[:, 0].astype(np.int64),
-        right=data[:, 1].astype(np.int64),
-        outcome=data[:, 2],
-        features_left=features_left,
-        features_right=features_right,
-        n_models=len(model_ids),
-    )
-    fit = style.fit_style_controlled(counts=counts)
-    controlled = fit.log_strengths * bounds.POINTS_PER_LOG + 1000.0
-    names = style.covariate_names()
-    # A covariate that never differs between the two sides of a vote is not identified.
-    varies = np.any(counts.features != 0, axis=0)
-    summary: dict[str, object] = {
-        "votes": len(kept),
-        "coefficients": [
-            {
-                "covariate": name,
-                "logit": round(float(fit.coefficients[k]), 6),
-                "lower": round(float(fit.coefficient_lower[k]), 6),
-                "upper": round(float(fit.coefficient_upper[k]), 6),
-            }
-            for k, name in enumerate(names)
-            if varies[k]
-        ],
-    }
-    return StyleBoard(controlled=controlled, summary=summary)
+    return np.array(data, dtype=np.float64).reshape(-1, board.STYLE_COLUMNS)

@@ -2,8 +2,8 @@
 
 One module per concern: ``counts`` (the input), ``fit`` (the Bradley-Terry fit and the display
 scale), ``intervals`` (sandwich intervals, rank by interval), ``resampling`` (bootstrap),
-``matrices`` (heatmaps), ``elo`` (online Elo) and ``board`` (all of it for one board);
-their public names are all here.
+``matrices`` (heatmaps) and ``elo`` (online Elo); their public names are all here
+(``leaderboard.board`` computes a whole board from them).
 
 Pure numerical code: numpy and scipy only, arrays in and arrays out, an explicit
 ``rng`` wherever randomness is used, no Django, no settings, no module state.
@@ -18,7 +18,6 @@ Conventions (ARCHITECTURE.md, section 4):
 * Display ratings are ``init + scale * log_base(strength)``; every constant is a parameter.
 """
 
-from leaderboard.ratings.board import Board, compute_board
 from leaderboard.ratings.counts import Floats, Ints, PairCounts, aggregate_votes, components
 from leaderboard.ratings.elo import elo_change, online_elo
 from leaderboard.ratings.fit import (
@@ -34,7 +33,6 @@ from leaderboard.ratings.matrices import battle_count_matrix, predicted_win_matr
 from leaderboard.ratings.resampling import Bootstrap, Resamples, bootstrap
 
 __all__ = [
-    "Board",
     "Bootstrap",
     "ConvergenceError",
     "Floats",
@@ -47,7 +45,6 @@ __all__ = [
     "bradley_terry_gradient",
     "bradley_terry_loss",
     "components",
-    "compute_board",
     "elo_change",
     "fit_bradley_terry",
     "intervals_to_display",
