@@ -313,6 +313,11 @@ def _previous_resamples(
     return kept.resamples.renumbered(mapping, counts.pairs.n_models), base
 
 
+# The last votes to flip of each kind of board this process computed, with the counts they were
+# computed from (fill_votes_to_flip). A cache only.
+_FLIPS: dict[tuple[str, bool, bool], tuple[object, np.ndarray]] = {}
+
+
 @functools.cache
 def code_version() -> str:
     """The code's version for provenance: ARENA_CODE_VERSION, else the git commit."""
@@ -473,14 +478,41 @@ def refresh(
             model_ids=counts.model_ids, resamples=computed.resamples, snapshot_id=snapshot.pk
         )
     if with_votes_to_flip:
-        fill_votes_to_flip(snapshot=snapshot, computed=computed, model_ids=counts.model_ids)
+        fill_votes_to_flip(
+            snapshot=snapshot, computed=computed, model_ids=counts.model_ids, key=key
+        )
     return snapshot
 
 
-def fill_votes_to_flip(*, snapshot: Snapshot, computed: board.Board, model_ids: list[int]) -> None:
+def fill_votes_to_flip(
+    *,
+    snapshot: Snapshot,
+    computed: board.Board,
+    model_ids: list[int],
+    key: tuple[str, bool, bool] | None = None,
+) -> None:
     """Compute a saved snapshot's votes to flip (each confirmed by a refit) and store them in
     its rows; a row keeps None where no removal along the searched orders flips the model."""
-    flips = board.votes_to_flip(computed)
+    pairs = computed.core_counts
+    # Votes to flip are a deterministic function of the core's counts and the anchor: when no
+    # vote arrived since this board's last refresh (a quiet beat), the kept answer, confirmed
+    # by refits of these very counts, is reused.
+    fingerprint = (
+        tuple(model_ids),
+        computed.anchor,
+        pairs.a.tobytes(),
+        pairs.b.tobytes(),
+        pairs.wins_a.tobytes(),
+        pairs.wins_b.tobytes(),
+        pairs.ties.tobytes(),
+    )
+    kept = _FLIPS.get(key) if key is not None else None
+    if kept is not None and kept[0] == fingerprint:
+        flips = kept[1]
+    else:
+        flips = board.votes_to_flip(computed)
+        if key is not None:
+            _FLIPS[key] = (fingerprint, flips)
     rows = list(SnapshotRow.objects.filter(snapshot=snapshot))
     index = {pk: i for i, pk in enumerate(model_ids)}
     for row in rows:

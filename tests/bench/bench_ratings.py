@@ -29,7 +29,7 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from leaderboard import bounds, ratings, robustness  # noqa: E402
+from leaderboard import board, ratings  # noqa: E402
 
 T = TypeVar("T")
 Votes = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
@@ -293,32 +293,23 @@ def main() -> None:
     )
 
     def honest(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> dict[str, float]:
-        """An honest board's refresh from kept counts, stage by stage (services.refresh's
-        maths): bounded core, fit, intervals (sandwich, or the extended bootstrap when
-        ``previous`` is given), open bounds, ranks and rank sets, votes to flip."""
+        """An honest board's refresh from kept counts (services.refresh's maths): the board
+        (board.compute_board: bounded core, fit, intervals, sandwich or the extended bootstrap
+        when ``previous`` is given, open bounds, ranks and rank sets; what the snapshot is saved
+        with), then votes to flip (filled into the saved snapshot afterwards)."""
         times: dict[str, float] = {}
         start = time.perf_counter()
-        evidence = bounds.evidence(grown)
-        core = bounds.core_counts(grown, evidence.core)
-        point = ratings.fit_bradley_terry(counts=core)
-        times["core + fit"] = time.perf_counter() - start
-        samples = None
-        if previous is not None:
-            mark = time.perf_counter()
-            samples = ratings.bootstrap(
-                counts=core,
-                rounds=args.rounds,
-                rng=np.random.default_rng(args.seed + 2),
-                log_strengths=point,
-                previous=previous,
-            ).samples
-            times["bootstrap (extended)"] = time.perf_counter() - mark
+        computed = board.compute_board(
+            counts=grown,
+            intervals="bootstrap" if previous is not None else "sandwich",
+            rng=np.random.default_rng(args.seed + 2),
+            rounds=args.rounds,
+            previous=previous,
+        )
+        times["board (saved)"] = time.perf_counter() - start
         mark = time.perf_counter()
-        bounds.board(counts=grown, evidence=evidence, log_strengths=point, samples=samples)
-        times["intervals, ranks, rank sets"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        robustness.votes_to_flip(counts=core, log_strengths=point)
-        times["votes to flip"] = time.perf_counter() - mark
+        board.votes_to_flip(computed)
+        times["votes to flip (filled after)"] = time.perf_counter() - mark
         times["total"] = time.perf_counter() - start
         return times
 
@@ -464,8 +455,8 @@ def main() -> None:
         )
         print(f"  {label:<34}{seconds:>10.4f}  {speed:<22} {note}")
     print(
-        "honest refresh from kept counts (bounds.py + robustness.py, what services.refresh"
-        f" computes; no style-controlled fit yet), seconds, median of {args.repeats}:"
+        "honest refresh from kept counts (board.py + robustness.py, what services.refresh"
+        f" computes; no style-controlled fit), seconds, median of {args.repeats}:"
     )
     for label, runs in honest_runs.items():
         stages = ", ".join(
