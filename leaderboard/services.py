@@ -495,7 +495,7 @@ def fill_votes_to_flip(
     its rows; a row keeps None where no removal along the searched orders flips the model."""
     pairs = computed.core_counts
     # Votes to flip are a deterministic function of the core's counts and the anchor: when no
-    # vote arrived since this board's last refresh (a quiet beat), the kept answer, confirmed
+    # vote arrived since this board's last refresh (a forced refresh), the kept answer, confirmed
     # by refits of these very counts, is reused.
     fingerprint = (
         tuple(model_ids),
