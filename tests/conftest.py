@@ -200,8 +200,8 @@ def running_worker(
     if os.environ.get("CI"):
         require(broker_is_redis(), "CI runs the worker tests on the Redis broker")
     started = Worker(queue, log_path, concurrency=concurrency, env=env)
-    started.start()
     try:
+        started.start()  # inside the try: a worker that never got ready is stopped too
         yield started
     finally:
         started.stop()
