@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 
 from leaderboard.ratings.counts import Floats, Ints, PairCounts, battles_per_model, components
@@ -63,6 +64,14 @@ def fit_bradley_terry(
     if l2_prior < 0:
         raise ValueError(f"l2_prior must be non-negative, got {l2_prior}")
     problem = Problem.build(counts=counts, weights=weights)
+    if l2_prior == 0.0 and not problem.mle_is_finite:
+        # Decided from the graph, not from Newton running out of steps: on separable data the
+        # steps shrink into rounding at a rate that depends on the BLAS, so "did not converge"
+        # alone was a different answer on different machines.
+        raise ConvergenceError(
+            "Bradley-Terry MLE is infinite: some set of models won or lost all its battles against"
+            " the rest of its group (use bounds.evidence to find it, or a positive l2_prior)"
+        )
     theta = newton(
         problem=problem, theta=np.zeros(problem.size), l2_prior=l2_prior, tol=tol, max_iter=max_iter
     )
@@ -191,6 +200,18 @@ class Problem:
         indicator = np.zeros((self.size, int(self.component.max(initial=-1)) + 1))
         indicator[np.arange(self.size), self.component] = 1.0
         return np.asarray((indicator / indicator.sum(axis=0)) @ indicator.T, dtype=np.float64)
+
+    @property
+    def mle_is_finite(self) -> bool:
+        """Whether the unpenalised MLE exists: in every connected group, each model reaches each
+        other through a chain of "scored against" (won or tied) edges (Zermelo's condition)."""
+        forward = self.wins_a + self.ties > 0
+        backward = self.wins_b + self.ties > 0
+        src = np.concatenate([self.index_a[forward], self.index_b[backward]])
+        dst = np.concatenate([self.index_b[forward], self.index_a[backward]])
+        graph = csr_matrix((np.ones(src.size), (src, dst)), shape=(self.size, self.size))
+        strong, _ = connected_components(graph, directed=True, connection="strong")
+        return int(strong) == int(self.component.max(initial=-1)) + 1
 
     def difference(self, theta: Floats) -> Floats:
         return theta[self.index_a] - theta[self.index_b]

@@ -44,6 +44,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import altcha_client
+
 ROOT = Path(__file__).resolve().parents[2]
 BOX_MARK = "Image Arena is ready at"
 PROMPTS = [
@@ -71,6 +73,8 @@ class Visitor:
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
         self.token = self.call("GET", "api/v1/session")["csrf_token"]
+        self.last_refusal: str | None = None
+        self.checked = False
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json", "Referer": self.base}
@@ -87,10 +91,18 @@ class Visitor:
                 result: dict[str, Any] = json.load(response)
                 return result
         except urllib.error.HTTPError as error:
-            return {"http_status": error.code}
+            return {"http_status": error.code, "detail": error.read(300).decode(errors="replace")}
 
     def create_battle(self) -> str | None:
-        made = self.call("POST", "api/v1/battles", {"prompt": random.choice(PROMPTS)})  # noqa: S311
+        """The new battle's id, or None when refused (the refusal is kept in ``last_refusal``)."""
+        body: dict[str, Any] = {"prompt": random.choice(PROMPTS)}  # noqa: S311
+        if not self.checked:  # a new session passes the proof-of-work check, as a browser does
+            answer = altcha_client.solve(self.call("GET", "api/v1/challenge"))
+            if answer is not None:
+                body["altcha"] = answer
+        made = self.call("POST", "api/v1/battles", body)
+        self.checked = self.checked or bool(made.get("id"))
+        self.last_refusal = None if made.get("id") else str(made.get("http_status", "no id"))
         return made.get("id")
 
     def wait(self, battle_id: str, *, limit_s: float = 120.0) -> str:
@@ -124,7 +136,7 @@ def play_battles(base: str, stop: threading.Event, tally: Tally) -> None:
         try:
             battle = visitor.create_battle()
             if battle is None:
-                tally.add("battle refused")
+                tally.add(f"battle refused {visitor.last_refusal}")
                 time.sleep(1)
                 continue
             tally.add("battles played")
@@ -149,7 +161,8 @@ def flood(base: str, seconds: float, threads: int, tally: Tally) -> None:
         visitor = Visitor(base)
         while time.monotonic() < deadline:
             try:
-                tally.add("flood battles" if visitor.create_battle() else "flood refused")
+                made = visitor.create_battle()
+                tally.add("flood battles" if made else f"flood refused {visitor.last_refusal}")
             except OSError as error:
                 tally.error(f"flood: {error!r}")
 
