@@ -8,7 +8,7 @@ class ArenaConfig(AppConfig):
     verbose_name = "Arena"
 
     def ready(self) -> None:
-        from generation.services import generation_finished
+        from generation.jobs import generation_finished
         from generation.sweeper import sweeping
 
         generation_finished.connect(_finish_battle, dispatch_uid="arena.finish_battle")

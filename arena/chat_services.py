@@ -18,7 +18,7 @@ from arena.categories import classify_prompt
 from arena.models import Battle, ChatImage, ChatTurn, Conversation
 from arena.pool import BATTLE_SEED_MIN
 from arena.services import clean_prompt
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 
 MAX_IMAGES_PER_TURN = 4
@@ -193,7 +193,7 @@ def start_turn(
         strength=strength,
     )
     for index in range(settings.count):
-        job = generation_services.create_generation(
+        job = generation_jobs.create_generation(
             model=settings.model,
             prompt=settings.prompt,
             negative_prompt=settings.negative_prompt,
@@ -206,7 +206,7 @@ def start_turn(
             purpose=Generation.Purpose.CHAT,
         )
         ChatImage.objects.create(turn=turn, generation=job, index=index)
-        generation_services.enqueue(job)
+        generation_jobs.enqueue(job)
     return turn
 
 
@@ -272,7 +272,7 @@ def image_states(turn: ChatTurn) -> list[ImageState]:
             ImageState(
                 generation=job,
                 status=job.status,
-                progress=int(generation_services.progress(job) * 100),
+                progress=int(generation_jobs.progress(job) * 100),
                 queue_position=ahead,
             )
         )
@@ -307,7 +307,7 @@ def create_named_battle(
         raise ChatError("seed", f"The seed must be between 0 and {MAX_SEED}.")
     size = (min(left.width, right.width), min(left.height, right.height))
     jobs = [
-        generation_services.create_generation(
+        generation_jobs.create_generation(
             model=m, prompt=text, seed=seed, output_size=size, purpose=Generation.Purpose.CHAT
         )
         for m in (left, right)
@@ -328,5 +328,5 @@ def create_named_battle(
 
         on_generation_finished(generation=jobs[0])
     for job in jobs:
-        generation_services.enqueue(job)
+        generation_jobs.enqueue(job)
     return battle

@@ -17,7 +17,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from arena.models import PoolImage, Prompt
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 
 # Battle seeds lie above every seed direct chat and compare accept (0 to BATTLE_SEED_MIN - 1),
@@ -155,7 +155,7 @@ def _room_per_queue(models: list[ImageModel], *, cap: int) -> dict[str, int]:
 
 
 def _queue_one(*, prompt: Prompt, model: ImageModel) -> int:
-    job = generation_services.create_generation(
+    job = generation_jobs.create_generation(
         model=model,
         prompt=prompt.text,
         seed=secret_seed(),
@@ -163,7 +163,7 @@ def _queue_one(*, prompt: Prompt, model: ImageModel) -> int:
         purpose=Generation.Purpose.POOL,
     )
     PoolImage.objects.create(prompt=prompt, model=model, generation=job)
-    generation_services.enqueue(job)
+    generation_jobs.enqueue(job)
     return job.pk
 
 

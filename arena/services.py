@@ -23,7 +23,7 @@ from arena.categories import CATEGORIES, classify_prompt
 from arena.matchmaking import available_weights, pick_pair
 from arena.models import Battle, Prompt, Vote, Voter
 from generation import capacity, images
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 from leaderboard import services as leaderboard_services
 
@@ -161,7 +161,7 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
     else:
         seed = pool.secret_seed()
         left, right = (
-            generation_services.create_generation(
+            generation_jobs.create_generation(
                 model=model,
                 prompt=text,
                 seed=seed,
@@ -192,8 +192,8 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
         battle.status = Battle.Status.READY
         battle.ready_at = timezone.now()
         battle.save(update_fields=["status", "ready_at"])
-    generation_services.enqueue(left)
-    generation_services.enqueue(right)
+    generation_jobs.enqueue(left)
+    generation_jobs.enqueue(right)
     return battle
 
 
@@ -298,7 +298,7 @@ def _replace_with_reserve(battle: Battle, failed: Generation) -> bool:
     )
     if reserve is None:
         return False
-    replacement = generation_services.create_generation(
+    replacement = generation_jobs.create_generation(
         model=reserve,
         prompt=failed.prompt,
         seed=failed.seed,
@@ -309,7 +309,7 @@ def _replace_with_reserve(battle: Battle, failed: Generation) -> bool:
     setattr(battle, f"generation_{side}", replacement)
     battle.replacements += 1
     battle.save(update_fields=[f"model_{side}", f"generation_{side}", "replacements"])
-    generation_services.enqueue(replacement)
+    generation_jobs.enqueue(replacement)
     if replacement.status == Generation.Status.DONE:
         on_generation_finished(generation=replacement)
     return True
@@ -349,7 +349,7 @@ def void_if_overdue(battle: Battle, *, now: datetime | None = None) -> Battle:
             )
             if overdue:
                 for generation_id in (battle.generation_left_id, battle.generation_right_id):
-                    generation_services.fail(
+                    generation_jobs.fail(
                         generation_id=generation_id,
                         error="battle deadline",
                         kind=Generation.FailureKind.DEADLINE,
@@ -394,7 +394,7 @@ def battle_state(battle: Battle) -> BattleState:
     if battle.status == Battle.Status.GENERATING:
         # The mean of the two sides' fractions, not summed steps: a total of steps would hint
         # at which models run.
-        fraction = (generation_services.progress(left) + generation_services.progress(right)) / 2
+        fraction = (generation_jobs.progress(left) + generation_jobs.progress(right)) / 2
         return BattleState(status="generating", progress=min(int(fraction * 100), 99))
     state = BattleState(
         status=battle.status,

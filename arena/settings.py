@@ -311,7 +311,7 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
         # One Redis list per step; a worker pops the lowest step first, whatever the queue
-        # (generation.services.PRIORITY: battle 0, chat 3, pool 9).
+        # (generation.jobs.PRIORITY: battle 0, chat 3, pool 9).
         "priority_steps": [0, 3, 6, 9],
         "queue_order_strategy": "priority",
     }

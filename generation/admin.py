@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
-from generation import services
+from generation import registry_sync
 from generation.models import Generation, ImageModel, WorkerHeartbeat
 from generation.records import csv_response
 
@@ -114,7 +114,7 @@ class ImageModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected models (not retired ones)", permissions=["change"])
     def enable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
-        enabled = services.set_enabled(
+        enabled = registry_sync.set_enabled(
             models=queryset, enabled=True, by=request.user.get_username()
         )
         retired = queryset.filter(retired=True).count()
@@ -123,7 +123,7 @@ class ImageModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable_models(self, request: HttpRequest, queryset: QuerySet[ImageModel]) -> None:
-        disabled = services.set_enabled(
+        disabled = registry_sync.set_enabled(
             models=queryset, enabled=False, by=request.user.get_username()
         )
         self.message_user(request, f"Disabled {disabled} model(s); no new battles will use them.")

@@ -26,8 +26,8 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
+from generation.jobs import enqueue, fail
 from generation.models import Generation
-from generation.services import enqueue, fail
 
 logger = logging.getLogger(__name__)
 

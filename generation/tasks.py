@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_init
 
-from generation import services, sweeper, worker
+from generation import jobs, runner, sweeper, worker
 
 # Hard ceiling for any generation task; each call passes its model's own, lower limit.
 # It must stay below the broker's visibility timeout (a test checks every task).
@@ -29,8 +29,8 @@ DATABASE_RETRY_MAX_S = 4
 )
 def generate(self: Any, generation_id: int) -> None:
     try:
-        services.run(generation_id=generation_id, task_id=self.request.id or "")
-    except services.DATABASE_UNREACHABLE as exc:
+        runner.run(generation_id=generation_id, task_id=self.request.id or "")
+    except jobs.DATABASE_UNREACHABLE as exc:
         delay = min(2**self.request.retries, DATABASE_RETRY_MAX_S)
         raise self.retry(exc=exc, countdown=delay, max_retries=DATABASE_RETRIES) from exc
 

@@ -67,12 +67,12 @@ def warm_keys() -> list[str] | None:
 def prepare_child() -> None:
     """In a new pool child: warm the listed models, then mark this child warm; or record why it
     cannot and exit (the parent stops the worker)."""
-    from generation import services
+    from generation import runner
 
     keys = warm_keys()
     folder = _state_dir()
     try:
-        warmed = services.warm(keys=keys) if keys != [] else []
+        warmed = runner.warm(keys=keys) if keys != [] else []
     except Exception as exc:  # WarmUpError, or anything a loader raised
         try:
             logger.critical("worker child %s cannot serve: %s", os.getpid(), exc)

@@ -75,10 +75,10 @@ def test_queue() -> str:
 def models(tiny_models_dir: Path, test_queue: str, db: None) -> list[Any]:
     """The tiny demo models (three Stable Diffusion, one SDXL, one PixArt), from the demo registry
     file."""
-    from generation import services
+    from generation import registry_sync
     from generation.models import ImageModel
 
-    current, _ = services.sync_models(path=ROOT / "deploy" / "models.tiny.toml")
+    current, _ = registry_sync.sync_models(path=ROOT / "deploy" / "models.tiny.toml")
     ImageModel.objects.update(queue=test_queue)
     for model in current:
         model.refresh_from_db()
@@ -310,13 +310,13 @@ def _png(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
 @pytest.fixture
 def finish_battle() -> Any:
     """Finish both sides of a battle by hand, through the real services, without a worker."""
-    from generation import services as generation_services
+    from generation import jobs as generation_jobs
 
     def finish(battle: Any) -> None:
         for generation in (battle.generation_left, battle.generation_right):
-            claimed = generation_services.claim(generation_id=generation.pk)
+            claimed = generation_jobs.claim(generation_id=generation.pk)
             assert claimed is not None
-            generation_services.finish(
+            generation_jobs.finish(
                 generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
             )
         battle.refresh_from_db()

@@ -90,13 +90,13 @@ def world(models: list[Any], finish_battle: Any, settings: Any) -> dict[str, Any
 
 
 def finish_battle_image(generation: Generation) -> None:
-    from generation import services as generation_services
+    from generation import jobs as generation_jobs
 
     from .conftest import _png
 
-    claimed = generation_services.claim(generation_id=generation.pk)
+    claimed = generation_jobs.claim(generation_id=generation.pk)
     assert claimed is not None
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
     )
 

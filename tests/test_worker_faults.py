@@ -21,7 +21,8 @@ from django.test import Client
 from django.utils import timezone
 from kombu import Connection
 
-from generation import services, sweeper
+from generation import jobs as generation_jobs
+from generation import sweeper
 from generation.models import Generation, ImageModel, WorkerHeartbeat
 from generation.tasks import generate
 
@@ -54,8 +55,10 @@ def test_a_job_whose_worker_is_killed_is_finished_once_by_another_worker(
 ) -> None:
     model = models[0]
     with transaction.atomic():
-        job = services.create_generation(model=model, prompt="a fox", seed=3, steps=SLOW_STEPS)
-        services.enqueue(job)
+        job = generation_jobs.create_generation(
+            model=model, prompt="a fox", seed=3, steps=SLOW_STEPS
+        )
+        generation_jobs.enqueue(job)
     before = image_files()
 
     def running() -> bool:
@@ -123,7 +126,7 @@ def send(job: Generation, queue: str, broker_folder: Path | None) -> None:
     """Queue ``job`` on Redis (this process's broker) or on the embedded broker in a folder."""
     if broker_folder is None:
         with transaction.atomic():
-            services.enqueue(job)
+            generation_jobs.enqueue(job)
         return
     box = str(broker_folder / "broker" / "queue")
     options = {"data_folder_in": box, "data_folder_out": box, "store_processed": False}
@@ -159,7 +162,9 @@ def test_a_killed_pool_child_is_replaced_by_one_that_loads_its_model_and_serves(
         assert ready_pids(started) == [child]
         wait_for(lambda: Client().get("/readyz").status_code == 200, 20, "readiness")
         if victim == "busy":
-            slow = services.create_generation(model=model, prompt="slow", seed=1, steps=SLOW_STEPS)
+            slow = generation_jobs.create_generation(
+                model=model, prompt="slow", seed=1, steps=SLOW_STEPS
+            )
             send(slow, test_queue, broker_folder)
 
             def running() -> bool:
@@ -178,7 +183,9 @@ def test_a_killed_pool_child_is_replaced_by_one_that_loads_its_model_and_serves(
         assert unready.status_code == 503 and "workers" in unready.json()["failing"]
 
         jobs = [
-            services.create_generation(model=model, prompt=f"after {i}", seed=i, use_cache=False)
+            generation_jobs.create_generation(
+                model=model, prompt=f"after {i}", seed=i, use_cache=False
+            )
             for i in range(3)
         ]
         for job in jobs:
@@ -246,13 +253,13 @@ def test_battle_jobs_run_before_chat_jobs_and_chat_jobs_before_pool_jobs_on_redi
     order = ["pool", "pool", "chat", "pool", "battle", "chat", "battle"]
     with transaction.atomic():
         jobs = [
-            services.create_generation(
+            generation_jobs.create_generation(
                 model=model, prompt=f"job {i}", seed=i, use_cache=False, purpose=purpose
             )
             for i, purpose in enumerate(order)
         ]
         for job in jobs:
-            services.enqueue(job)
+            generation_jobs.enqueue(job)
     env = {"ARENA_WARM_MODELS": model.key}
     with running_worker(test_queue, tmp_path / "worker.log", concurrency=1, env=env) as started:
 
@@ -345,8 +352,10 @@ def test_jobs_hit_by_a_database_blip_are_retried_within_seconds_not_left_to_the_
     try:
         with running_worker(test_queue, tmp_path / "w.log", concurrency=1, env=env) as started:
             with transaction.atomic():
-                slow = services.create_generation(model=model, prompt="slow", seed=1, steps=120)
-                services.enqueue(slow)
+                slow = generation_jobs.create_generation(
+                    model=model, prompt="slow", seed=1, steps=120
+                )
+                generation_jobs.enqueue(slow)
 
             def running() -> bool:
                 slow.refresh_from_db()
@@ -356,11 +365,11 @@ def test_jobs_hit_by_a_database_blip_are_retried_within_seconds_not_left_to_the_
             relay.cut()  # mid-job: progress writes and the finish meet a dead connection
             with transaction.atomic():
                 queued = [
-                    services.create_generation(model=model, prompt=f"q {i}", seed=i)
+                    generation_jobs.create_generation(model=model, prompt=f"q {i}", seed=i)
                     for i in range(2)
                 ]
                 for job in queued:
-                    services.enqueue(job)
+                    generation_jobs.enqueue(job)
             time.sleep(4)
             relay.resume()
             back = time.monotonic()

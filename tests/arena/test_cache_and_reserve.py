@@ -9,7 +9,7 @@ import pytest
 
 from arena import services
 from arena.models import Battle, Prompt
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 
 from .test_services import finish_side
@@ -23,16 +23,14 @@ CHAT = Generation.Purpose.CHAT
 def test_a_repeated_chat_request_reuses_the_image_under_a_new_name(
     models: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:
-    first = generation_services.create_generation(
-        model=models[0], prompt="a fox", seed=1, purpose=CHAT
-    )
+    first = generation_jobs.create_generation(model=models[0], prompt="a fox", seed=1, purpose=CHAT)
     finish_side(first)
     first.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        again = generation_services.create_generation(
+        again = generation_jobs.create_generation(
             model=models[0], prompt=" a  fox ", seed=1, purpose=CHAT
         )
-        generation_services.enqueue(again)
+        generation_jobs.enqueue(again)
     assert sent == [], "nothing to queue"
     assert again.status == Generation.Status.DONE and again.cached_from == first
     assert again.image.name != first.image.name
@@ -44,10 +42,10 @@ def test_any_change_to_what_decides_the_pixels_misses_the_cache(
     models: list[Any], change: dict[str, Any]
 ) -> None:
     finish_side(
-        generation_services.create_generation(model=models[0], prompt="a fox", seed=1, purpose=CHAT)
+        generation_jobs.create_generation(model=models[0], prompt="a fox", seed=1, purpose=CHAT)
     )
     request = {"model": models[0], "prompt": "a fox", "seed": 1, "purpose": CHAT, **change}
-    assert generation_services.create_generation(**request).status == Generation.Status.QUEUED
+    assert generation_jobs.create_generation(**request).status == Generation.Status.QUEUED
 
 
 @pytest.mark.parametrize("first_purpose", list(Generation.Purpose))
@@ -55,11 +53,11 @@ def test_any_change_to_what_decides_the_pixels_misses_the_cache(
 def test_only_chat_images_are_ever_reused_and_only_by_chat(
     models: list[Any], first_purpose: str, then_purpose: str
 ) -> None:
-    first = generation_services.create_generation(
+    first = generation_jobs.create_generation(
         model=models[0], prompt="a fox", seed=1, purpose=first_purpose
     )
     finish_side(first)
-    again = generation_services.create_generation(
+    again = generation_jobs.create_generation(
         model=models[0], prompt="a fox", seed=1, purpose=then_purpose
     )
     reused = first_purpose == then_purpose == CHAT
@@ -104,7 +102,7 @@ def test_a_failed_side_is_handed_to_the_reserve_model_and_the_battle_goes_on(
 ) -> None:
     battle = services.create_battle(prompt_text="a harbour", owner="me")
     failed_model = battle.model_left_id
-    generation_services.fail(generation_id=battle.generation_left_id, error="CUDA error")
+    generation_jobs.fail(generation_id=battle.generation_left_id, error="CUDA error")
     battle.refresh_from_db()
     assert battle.status == Battle.Status.GENERATING and battle.replacements == 1
     assert battle.model_left_id == reserve.pk != failed_model
@@ -118,9 +116,9 @@ def test_a_failed_side_is_handed_to_the_reserve_model_and_the_battle_goes_on(
 
 def test_when_the_reserve_fails_too_the_battle_is_voided(reserve: ImageModel) -> None:
     battle = services.create_battle(prompt_text="a harbour", owner="me")
-    generation_services.fail(generation_id=battle.generation_right_id, error="boom")
+    generation_jobs.fail(generation_id=battle.generation_right_id, error="boom")
     battle.refresh_from_db()
-    generation_services.fail(generation_id=battle.generation_right_id, error="boom again")
+    generation_jobs.fail(generation_id=battle.generation_right_id, error="boom again")
     battle.refresh_from_db()
     assert battle.status == Battle.Status.VOID
     assert services.battle_state(battle).message == services.VOID_MESSAGE

@@ -42,12 +42,12 @@ def striped_png() -> bytes:
 
 
 def finish_with(battle: Battle, data: bytes) -> None:
-    from generation import services as generation_services
+    from generation import jobs as generation_jobs
 
     for generation in (battle.generation_left, battle.generation_right):
-        claimed = generation_services.claim(generation_id=generation.pk)
+        claimed = generation_jobs.claim(generation_id=generation.pk)
         assert claimed is not None
-        generation_services.finish(
+        generation_jobs.finish(
             generation=claimed, data=data, compute_ms=5, queue_wait_ms=1, device="cpu"
         )
     battle.refresh_from_db()

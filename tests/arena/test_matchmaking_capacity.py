@@ -13,7 +13,7 @@ from django.utils import timezone
 from arena import services
 from arena.matchmaking import NotEnoughModels, available_weights
 from generation import capacity
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel, WorkerHeartbeat
 
 
@@ -84,14 +84,13 @@ def test_a_model_with_a_long_battle_backlog_is_not_drawn_until_it_drains(
     )
     slow.refresh_from_db()
     for model, compute_ms in ((slow, 5000), (live[1], 1), (live[2], 1)):
-        done = generation_services.create_generation(model=model, prompt="x", seed=1)
+        done = generation_jobs.create_generation(model=model, prompt="x", seed=1)
         Generation.objects.filter(pk=done.pk).update(
             status=Generation.Status.DONE, compute_ms=compute_ms, finished_at=timezone.now()
         )
     # 12 battle jobs of 5 s each: a new one would wait 60 s; one more and it is over budget.
     backlog = [
-        generation_services.create_generation(model=slow, prompt=f"q {i}", seed=i)
-        for i in range(13)
+        generation_jobs.create_generation(model=slow, prompt=f"q {i}", seed=i) for i in range(13)
     ]
     waits = capacity.expected_waits(models=[slow], workers=capacity.serving_workers())
     assert waits[slow.pk] == pytest.approx(65.0)

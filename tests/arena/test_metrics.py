@@ -16,7 +16,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from arena import services
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation
 from leaderboard import services as leaderboard_services
 from tests.conftest import ROOT, _png, _purge, broker_is_redis, child_env, require
@@ -100,7 +100,7 @@ def test_the_arenas_metrics_move_when_a_battle_is_played(
 
     failed = services.create_battle(prompt_text="a kite over dunes", owner="o" * 64)
     _purge(test_queue)
-    generation_services.fail(
+    generation_jobs.fail(
         generation_id=failed.generation_left_id,
         error="enqueue failed: test",
         kind=Generation.FailureKind.ENQUEUE,
@@ -271,13 +271,13 @@ def test_every_series_the_grafana_dashboard_draws_is_exported(
     finish_battle(battle)
     services.cast_vote(battle=battle, choice="left", voter="v" * 64)
     failed = services.create_battle(prompt_text="a failing job", owner=owner)
-    generation_services.fail(generation_id=failed.generation_left_id, error="boom")
-    pool = generation_services.create_generation(
+    generation_jobs.fail(generation_id=failed.generation_left_id, error="boom")
+    pool = generation_jobs.create_generation(
         model=models[0], prompt="a pool image", seed=5, purpose="pool"
     )
-    claimed = generation_services.claim(generation_id=pool.pk)
+    claimed = generation_jobs.claim(generation_id=pool.pk)
     assert claimed is not None
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
     )
     leaderboard_services.refresh_all()

@@ -16,7 +16,7 @@ from arena import chat_services as chat
 from arena import pool, schemas, services
 from arena.models import Battle, PoolImage, Prompt
 from generation import images
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 
 from ..conftest import require
@@ -38,9 +38,9 @@ def noise_png(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
 
 
 def finish_with(generation: Generation, data: bytes) -> None:
-    claimed = generation_services.claim(generation_id=generation.pk)
+    claimed = generation_jobs.claim(generation_id=generation.pk)
     assert claimed is not None
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=data, compute_ms=5, queue_wait_ms=1, device="cpu"
     )
 
@@ -217,7 +217,7 @@ def test_pool_jobs_go_out_at_the_lowest_priority(
     monkeypatch.setattr(tasks.generate, "apply_async", lambda **kw: sent.append(kw))
     with django_capture_on_commit_callbacks(execute=True):
         pool.refill(per_pair=1, prompt_limit=1)
-    lowest = max(generation_services.PRIORITY.values())
+    lowest = max(generation_jobs.PRIORITY.values())
     assert len(sent) == len(models) and {kw["priority"] for kw in sent} == {lowest}
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from arena import chat_services as chat
 from arena import retention, services
 from arena.models import Battle, ChatTurn, Vote
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation
 
 pytestmark = pytest.mark.django_db
@@ -49,11 +49,11 @@ def chat_turn(models: list[Any], days_old: int) -> Generation:
     turn = chat.start_turn(conversation=conversation, settings=settings)
     ChatTurn.objects.filter(pk=turn.pk).update(created_at=timezone.now() - timedelta(days=days_old))
     job = turn.chat_images.get().generation
-    claimed = generation_services.claim(generation_id=job.pk)
+    claimed = generation_jobs.claim(generation_id=job.pk)
     assert claimed is not None
     from tests.conftest import _png
 
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
     )
     job.refresh_from_db()
@@ -110,7 +110,7 @@ def test_a_pruned_image_is_never_reused_by_the_cache(models: list[Any], finish_b
     retention.prune_images(unvoted_after=UNVOTED, chat_after=CHAT)
     left = Generation.objects.get(pk=battle.generation_left_id)
     assert left.cache_key == "" and left.image_sha256 == ""
-    again = generation_services.create_generation(
+    again = generation_jobs.create_generation(
         model=left.model, prompt=left.prompt, seed=left.seed, steps=left.steps
     )
     assert again.status == Generation.Status.QUEUED, "a fresh job, not a copy of a missing file"
@@ -121,15 +121,15 @@ def test_old_chat_images_go_and_recent_ones_and_pool_images_stay(
 ) -> None:
     old = chat_turn(models, days_old=40)
     recent = chat_turn(models, days_old=3)
-    pool = generation_services.create_generation(
+    pool = generation_jobs.create_generation(
         model=models[0], prompt="pool image", seed=1, purpose=Generation.Purpose.POOL
     )
     Generation.objects.filter(pk=pool.pk).update(created_at=timezone.now() - timedelta(days=90))
-    claimed = generation_services.claim(generation_id=pool.pk)
+    claimed = generation_jobs.claim(generation_id=pool.pk)
     assert claimed is not None
     from tests.conftest import _png
 
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=_png(), compute_ms=5, queue_wait_ms=1, device="cpu"
     )
     pool.refresh_from_db()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from arena import services
 from arena.models import Battle, Vote
-from generation import services as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 from leaderboard.models import PairCount
 
@@ -28,9 +28,9 @@ def png_bytes(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
 
 
 def finish_side(generation: Generation) -> None:
-    claimed = generation_services.claim(generation_id=generation.pk)
+    claimed = generation_jobs.claim(generation_id=generation.pk)
     assert claimed is not None
-    generation_services.finish(
+    generation_jobs.finish(
         generation=claimed, data=png_bytes(), compute_ms=5, queue_wait_ms=1, device="cpu"
     )
 
@@ -126,7 +126,7 @@ def test_a_battle_is_ready_only_when_both_sides_are_done(models: list[Any]) -> N
 
 def test_a_failed_side_voids_the_battle_with_a_message_naming_no_model(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
-    generation_services.fail(generation_id=battle.generation_right_id, error="CUDA out of memory")
+    generation_jobs.fail(generation_id=battle.generation_right_id, error="CUDA out of memory")
     battle.refresh_from_db()
     state = services.battle_state(battle)
     assert battle.status == Battle.Status.VOID
@@ -198,7 +198,7 @@ def test_a_vote_before_both_images_are_ready_is_refused(models: list[Any]) -> No
 
 def test_a_void_battle_cannot_be_voted_on(models: list[Any]) -> None:
     battle = services.create_battle(prompt_text="a lighthouse", owner="me")
-    generation_services.fail(generation_id=battle.generation_left_id, error="boom")
+    generation_jobs.fail(generation_id=battle.generation_left_id, error="boom")
     with pytest.raises(services.VoteRejected) as rejected:
         services.cast_vote(battle=battle, choice="tie", voter="v")
     assert rejected.value.code == "void"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation import services
+from generation import jobs, runner
 from generation.models import Generation, ImageModel
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +64,8 @@ def http_model(url: str) -> ImageModel:
 
 
 def test_a_job_on_an_http_model_is_done_with_the_served_image(endpoint: Any) -> None:
-    job = services.create_generation(model=http_model(endpoint.url), prompt="a fox", seed=1)
-    services.run(generation_id=job.pk)
+    job = jobs.create_generation(model=http_model(endpoint.url), prompt="a fox", seed=1)
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE and job.device == "http"
     with job.image.open("rb") as handle:
@@ -74,8 +74,8 @@ def test_a_job_on_an_http_model_is_done_with_the_served_image(endpoint: Any) -> 
 
 def test_a_failing_http_model_fails_its_job_with_the_reason_kept_internal(endpoint: Any) -> None:
     endpoint.fail = True
-    job = services.create_generation(model=http_model(endpoint.url), prompt="a fox", seed=1)
-    services.run(generation_id=job.pk)
+    job = jobs.create_generation(model=http_model(endpoint.url), prompt="a fox", seed=1)
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.FAILED and "500" in job.error
 
@@ -89,8 +89,8 @@ def test_a_model_failing_again_and_again_is_disabled_with_a_reason(
     for seed in range(3):
         model.refresh_from_db()
         assert model.enabled
-        job = services.create_generation(model=model, prompt="a fox", seed=seed)
-        services.run(generation_id=job.pk)
+        job = jobs.create_generation(model=model, prompt="a fox", seed=seed)
+        runner.run(generation_id=job.pk)
     model.refresh_from_db()
     assert not model.enabled
     assert "after 3 failed jobs in a row" in model.disabled_reason
@@ -101,8 +101,8 @@ def test_failures_that_are_not_the_models_fault_never_disable_it(
 ) -> None:
     settings.ARENA_DISABLE_AFTER_FAILURES = 2
     for seed in range(3):
-        job = services.create_generation(model=models[0], prompt="a fox", seed=seed)
-        services.fail(
+        job = jobs.create_generation(model=models[0], prompt="a fox", seed=seed)
+        jobs.fail(
             generation_id=job.pk,
             error="enqueue failed: ConnectionRefusedError()",
             kind=Generation.FailureKind.ENQUEUE,
@@ -116,7 +116,7 @@ def test_warming_loads_and_runs_each_named_model_once(
 ) -> None:
     from generation import pipelines
 
-    services.warm(keys=["tiny-baseline-a", "tiny-pixart"])
+    runner.warm(keys=["tiny-baseline-a", "tiny-pixart"])
     cached = {key for key, _ in pipelines.cached_pipeline_keys()}
     assert {"tiny-baseline-a", "tiny-pixart"} <= cached
     assert "could not warm" not in caplog.text

@@ -73,7 +73,7 @@ def test_the_in_house_source_is_a_local_directory(entries: list[ModelEntry]) -> 
 
 
 def test_every_timeout_ends_before_the_visibility_timeout(entries: list[ModelEntry]) -> None:
-    # The hard limit each job runs under is timeout_s + 15 (generation.services.enqueue).
+    # The hard limit each job runs under is timeout_s + 15 (generation.jobs.enqueue).
     for entry in entries:
         assert entry.timeout_s + 15 < VISIBILITY_TIMEOUT_S, entry.key
 
@@ -121,12 +121,12 @@ def test_the_http_example_names_its_secret_by_environment_variable(
 def test_sync_refuses_the_example_until_its_placeholders_are_replaced(
     tmp_path: Path, settings: object
 ) -> None:
-    from generation import services
+    from generation import registry_sync
     from generation.models import ImageModel
     from generation.registry import RegistryError
 
     with pytest.raises(RegistryError, match="model ours-v3: field 'source': directory"):
-        services.sync_models(path=EXAMPLE)
+        registry_sync.sync_models(path=EXAMPLE)
     # With the in-house directory present, the first placeholder revision is what stops it.
     ours = tmp_path / "ours-v3"
     ours.mkdir()
@@ -137,14 +137,14 @@ def test_sync_refuses_the_example_until_its_placeholders_are_replaced(
         encoding="utf-8",
     )
     with pytest.raises(RegistryError, match="model sdxl-base: field 'revision' is the all-zero"):
-        services.sync_models(path=edited)
+        registry_sync.sync_models(path=edited)
     assert not ImageModel.objects.exists()
     pinned = tmp_path / "pinned.toml"
     pinned.write_text(
         edited.read_text(encoding="utf-8").replace("0" * 40, "0123456789abcdef" * 2 + "01234567"),
         encoding="utf-8",
     )
-    current, _ = services.sync_models(path=pinned)
+    current, _ = registry_sync.sync_models(path=pinned)
     refine = {m.key: m.can_refine for m in current}
     assert refine["flux1-dev"] and refine["qwen-image"] and refine["sd35-large"]
     assert not refine["pixart-sigma"] and not refine["sana-1600m"]

@@ -346,7 +346,7 @@ def test_a_header_variable_with_a_line_break_is_refused_without_echoing_it() -> 
 def test_an_http_models_job_sends_the_header_from_the_environment(
     server: ModelServer, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generation import services
+    from generation import jobs, registry_sync, runner
     from generation.models import Generation
 
     monkeypatch.setenv("PARTNER_AUTH", "Bearer from-env-42")
@@ -358,16 +358,16 @@ def test_an_http_models_job_sends_the_header_from_the_environment(
         'headers_from_env = { Authorization = "PARTNER_AUTH" }\n',
         encoding="utf-8",
     )
-    (model,), _ = services.sync_models(path=registry)
-    job = services.create_generation(model=model, prompt="a red fox", seed=1)
-    services.run(generation_id=job.pk)
+    (model,), _ = registry_sync.sync_models(path=registry)
+    job = jobs.create_generation(model=model, prompt="a red fox", seed=1)
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE, job.error
     assert server.request_headers[0]["Authorization"] == "Bearer from-env-42"
 
     monkeypatch.delenv("PARTNER_AUTH")
-    job = services.create_generation(model=model, prompt="a blue fox", seed=2)
-    services.run(generation_id=job.pk)
+    job = jobs.create_generation(model=model, prompt="a blue fox", seed=2)
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.FAILED
     assert "PARTNER_AUTH" in job.error and "from-env-42" not in job.error

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from generation import services
+from generation import jobs, registry_sync, runner
 from generation.models import ImageModel
 from generation.registry import RegistryError, load_registry
 
@@ -85,12 +85,12 @@ def test_a_new_version_becomes_a_new_entry_and_retires_the_old_one(
         '[[model]]\nkey = "ours"\ndisplay_name = "Ours"\nsource = "x"\nversion = "{v}"\n'
         "dev_skip_source_check = true\n"
     )
-    services.sync_models(path=write(tmp_path, entry.format(v="1")))
-    services.sync_models(path=write(tmp_path, entry.format(v="2")))
+    registry_sync.sync_models(path=write(tmp_path, entry.format(v="1")))
+    registry_sync.sync_models(path=write(tmp_path, entry.format(v="2")))
     old, new = ImageModel.objects.order_by("version")
     assert (old.version, old.retired, old.enabled) == ("1", True, False)
     assert (new.version, new.retired, new.enabled) == ("2", False, True)
-    services.sync_models(path=write(tmp_path, entry.format(v="2")))
+    registry_sync.sync_models(path=write(tmp_path, entry.format(v="2")))
     assert ImageModel.objects.count() == 2, "syncing again changes nothing"
 
 
@@ -125,7 +125,7 @@ def test_a_misspelt_pipeline_class_is_refused_at_sync(tmp_path: Path, settings: 
         "dev_skip_source_check = true\n"
     )
     with pytest.raises(RegistryError, match="diffusers has no FluxPipelin"):
-        services.sync_models(path=write(tmp_path, body))
+        registry_sync.sync_models(path=write(tmp_path, body))
     assert not ImageModel.objects.exists()
 
 
@@ -151,7 +151,7 @@ def test_sync_refuses_a_hub_source_not_pinned_to_a_commit(
     settings.MODELS_DIR = tmp_path
     path = write(tmp_path, HUB + fields)
     with pytest.raises(RegistryError, match=re.escape(message)) as error:
-        services.sync_models(path=path)
+        registry_sync.sync_models(path=path)
     assert str(path) in str(error.value)
     assert not ImageModel.objects.exists()
 
@@ -161,7 +161,7 @@ def test_sync_refuses_a_local_directory_that_does_not_exist(tmp_path: Path, sett
     settings.MODELS_DIR = tmp_path
     body = '[[model]]\nkey = "gone"\ndisplay_name = "Gone"\nsource = "nowhere"\n'
     with pytest.raises(RegistryError, match=r"model gone: field 'source': directory .*nowhere"):
-        services.sync_models(path=write(tmp_path, body))
+        registry_sync.sync_models(path=write(tmp_path, body))
     assert not ImageModel.objects.exists()
 
 
@@ -173,7 +173,7 @@ def test_sync_refuses_a_directory_that_holds_no_saved_pipeline(
     (tmp_path / "empty").mkdir()
     body = '[[model]]\nkey = "empty"\ndisplay_name = "E"\nsource = "empty"\n'
     with pytest.raises(RegistryError, match="model empty: field 'source': .* no model_index.json"):
-        services.sync_models(path=write(tmp_path, body))
+        registry_sync.sync_models(path=write(tmp_path, body))
 
 
 @pytest.mark.django_db
@@ -182,7 +182,7 @@ def test_one_bad_entry_keeps_every_entry_out(tmp_path: Path, settings: Any) -> N
     good = HUB + PINNED
     bad = '[[model]]\nkey = "gone"\ndisplay_name = "Gone"\nsource = "nowhere"\n'
     with pytest.raises(RegistryError, match="model gone"):
-        services.sync_models(path=write(tmp_path, good + bad))
+        registry_sync.sync_models(path=write(tmp_path, good + bad))
     assert not ImageModel.objects.exists()
 
 
@@ -197,14 +197,14 @@ def test_the_development_override_lets_an_unchecked_source_in(
         + '[[model]]\nkey = "gone"\ndisplay_name = "G"\nsource = "nowhere"\n'
         + "dev_skip_source_check = true\n"
     )
-    current, _ = services.sync_models(path=write(tmp_path, body))
+    current, _ = registry_sync.sync_models(path=write(tmp_path, body))
     assert sorted(m.key for m in current) == ["gone", "hub"]
 
 
 @pytest.mark.django_db
 def test_a_pinned_hub_source_is_accepted(tmp_path: Path, settings: Any) -> None:
     settings.MODELS_DIR = tmp_path
-    (model,), _ = services.sync_models(path=write(tmp_path, HUB + PINNED))
+    (model,), _ = registry_sync.sync_models(path=write(tmp_path, HUB + PINNED))
     assert model.revision == PINNED.split('"')[1]
 
 
@@ -230,7 +230,7 @@ def test_can_refine_is_read_from_model_index_when_no_class_is_named(
         '[[model]]\nkey = "a"\ndisplay_name = "A"\nsource = "tiny-flux-dev"\n'
         '[[model]]\nkey = "b"\ndisplay_name = "B"\nsource = "tiny-sana"\n'
     )
-    services.sync_models(path=write(tmp_path, body))
+    registry_sync.sync_models(path=write(tmp_path, body))
     assert dict(ImageModel.objects.values_list("key", "can_refine")) == {"a": True, "b": False}
 
 
@@ -283,7 +283,7 @@ def test_a_custom_pipeline_that_is_not_an_importable_pipeline_is_refused_at_sync
         "dev_skip_source_check = true\n"
     )
     with pytest.raises(RegistryError, match=r"model ours: field 'custom_pipeline': .*" + message):
-        services.sync_models(path=write(tmp_path, body))
+        registry_sync.sync_models(path=write(tmp_path, body))
 
 
 @pytest.mark.django_db
@@ -297,7 +297,7 @@ def test_http_secrets_stay_in_the_environment_never_in_the_database_or_the_admin
         '[[model]]\nkey = "partner"\ndisplay_name = "P"\nbackend = "http"\n'
         'source = "https://x.example/g"\nheaders_from_env = { Authorization = "PARTNER_AUTH" }\n'
     )
-    (model,), _ = services.sync_models(path=write(tmp_path, body))
+    (model,), _ = registry_sync.sync_models(path=write(tmp_path, body))
     model.refresh_from_db()
     assert model.http_header_env == {"Authorization": "PARTNER_AUTH"}
     row = ImageModel.objects.filter(pk=model.pk).values().get()
@@ -329,12 +329,12 @@ def test_an_in_house_custom_pipeline_runs_through_the_arenas_job_path(
         '[[model]]\nkey = "ours-custom"\ndisplay_name = "Ours"\nsource = "tiny-inhouse"\n'
         'custom_pipeline = "ourlab_marked:MarkedPipeline"\nsteps = 3\n'
     )
-    (model,), _ = services.sync_models(path=write(tmp_path, body))
+    (model,), _ = registry_sync.sync_models(path=write(tmp_path, body))
     assert model.custom_pipeline == "ourlab_marked:MarkedPipeline"
     assert not model.can_refine, "diffusers maps no image-to-image twin for an unknown class"
-    job = services.create_generation(model=model, prompt="a red fox", seed=3)
-    services.run(generation_id=job.pk)
+    job = jobs.create_generation(model=model, prompt="a red fox", seed=3)
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE, job.error
-    pipe = pipelines.get_pipeline(services.spec_for(model))
+    pipe = pipelines.get_pipeline(runner.spec_for(model))
     assert type(pipe).__name__ == "MarkedPipeline" and type(pipe).calls == 1

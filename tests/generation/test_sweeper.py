@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from arena import services as arena_services
 from arena.models import Battle
-from generation import services, sweeper
+from generation import jobs as generation_jobs
+from generation import runner, sweeper
 from generation.models import Generation, ImageModel
 
 from ..conftest import _purge
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def job(models: list[Any]) -> Generation:
-    return services.create_generation(model=models[0], prompt="a fox", seed=1)
+    return generation_jobs.create_generation(model=models[0], prompt="a fox", seed=1)
 
 
 def later(job: Generation, seconds: float) -> Any:
@@ -68,11 +69,11 @@ def test_the_sweeper_reads_the_real_broker_and_adds_no_message_for_a_backlog(
     try:
         with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
             jobs = [
-                services.create_generation(model=models[0], prompt=f"a fox {i}", seed=i)
+                generation_jobs.create_generation(model=models[0], prompt=f"a fox {i}", seed=i)
                 for i in range(6)
             ]
             for queued in jobs:
-                services.enqueue(queued)
+                generation_jobs.enqueue(queued)
         ids = {queued.pk for queued in jobs}
         found = sweeper.messages_in_broker(queues={test_queue}, max_age_s=60)
         assert found is not None and ids <= found
@@ -108,7 +109,7 @@ def _messages_on(queue: str) -> int:
 def test_a_running_job_whose_worker_died_is_queued_again(
     job: Generation, django_capture_on_commit_callbacks: Any
 ) -> None:
-    assert services.claim(generation_id=job.pk) is not None
+    assert generation_jobs.claim(generation_id=job.pk) is not None
     Generation.objects.filter(pk=job.pk).update(steps_done=3)
     with django_capture_on_commit_callbacks(execute=False) as sent:
         result = sweeper.sweep(now=later(job, 3600), waiting=set())
@@ -118,7 +119,7 @@ def test_a_running_job_whose_worker_died_is_queued_again(
 
 
 def test_a_running_job_within_its_deadline_is_left_alone(job: Generation) -> None:
-    assert services.claim(generation_id=job.pk) is not None
+    assert generation_jobs.claim(generation_id=job.pk) is not None
     assert sweeper.sweep(now=later(job, 0), waiting=set()) == sweeper.SweepResult(
         requeued=[], failed=[]
     )
@@ -146,10 +147,13 @@ def test_jobs_out_of_attempts_never_disable_their_model_in_the_sweeper_or_the_cl
     settings.ARENA_MAX_ATTEMPTS = 1
     settings.ARENA_DISABLE_AFTER_FAILURES = 3
     model = models[0]
-    jobs = [services.create_generation(model=model, prompt=f"a fox {i}", seed=i) for i in range(6)]
+    jobs = [
+        generation_jobs.create_generation(model=model, prompt=f"a fox {i}", seed=i)
+        for i in range(6)
+    ]
     Generation.objects.filter(pk__in=[j.pk for j in jobs]).update(attempts=1)
     for refused in jobs[:3]:  # a late delivery: the claim's guard
-        assert services.claim(generation_id=refused.pk) is None
+        assert generation_jobs.claim(generation_id=refused.pk) is None
     result = sweeper.sweep(now=later(jobs[0], 3600), waiting=set())  # the sweeper's guard
     assert sorted(result.failed) == sorted(j.pk for j in jobs[3:])
     kinds = set(
@@ -179,8 +183,8 @@ def test_only_the_models_own_failures_disable_it(
     settings.ARENA_DISABLE_AFTER_FAILURES = 3
     model = models[0]
     for i in range(3):
-        failing = services.create_generation(model=model, prompt=f"a fox {i}", seed=i)
-        services.fail(generation_id=failing.pk, error="whatever the text says", kind=kind)
+        failing = generation_jobs.create_generation(model=model, prompt=f"a fox {i}", seed=i)
+        generation_jobs.fail(generation_id=failing.pk, error="whatever the text says", kind=kind)
     model.refresh_from_db()
     assert model.enabled is not disabled
 
@@ -196,8 +200,8 @@ def test_failures_that_are_not_the_models_do_not_hide_its_own_in_a_row(
         Generation.FailureKind.MODEL_ERROR,
     ]
     for i, kind in enumerate(kinds):
-        failing = services.create_generation(model=model, prompt=f"a fox {i}", seed=i)
-        services.fail(generation_id=failing.pk, error="x", kind=kind)
+        failing = generation_jobs.create_generation(model=model, prompt=f"a fox {i}", seed=i)
+        generation_jobs.fail(generation_id=failing.pk, error="x", kind=kind)
     assert not ImageModel.objects.get(pk=model.pk).enabled
 
 
@@ -206,16 +210,16 @@ def test_a_delivery_beyond_the_last_attempt_is_refused_by_the_claim(
 ) -> None:
     settings.ARENA_MAX_ATTEMPTS = 1
     Generation.objects.filter(pk=job.pk).update(attempts=1)
-    assert services.claim(generation_id=job.pk) is None
+    assert generation_jobs.claim(generation_id=job.pk) is None
     job.refresh_from_db()
     assert job.status == Generation.Status.FAILED and job.error == "out of attempts"
     assert job.failure_kind == Generation.FailureKind.ATTEMPTS
 
 
 def test_a_task_delivered_twice_runs_once(job: Generation) -> None:
-    assert services.claim(generation_id=job.pk, task_id="first") is not None
-    assert services.claim(generation_id=job.pk, task_id="second") is None
-    assert services.claim(generation_id=job.pk) is None
+    assert generation_jobs.claim(generation_id=job.pk, task_id="first") is not None
+    assert generation_jobs.claim(generation_id=job.pk, task_id="second") is None
+    assert generation_jobs.claim(generation_id=job.pk) is None
     job.refresh_from_db()
     assert job.attempts == 1
 
@@ -223,9 +227,9 @@ def test_a_task_delivered_twice_runs_once(job: Generation) -> None:
 def test_the_delivery_that_claimed_a_job_takes_it_back_after_a_blip_at_no_attempt(
     job: Generation,
 ) -> None:
-    assert services.claim(generation_id=job.pk, task_id="task-1") is not None
+    assert generation_jobs.claim(generation_id=job.pk, task_id="task-1") is not None
     Generation.objects.filter(pk=job.pk).update(steps_done=2)
-    again = services.claim(generation_id=job.pk, task_id="task-1")
+    again = generation_jobs.claim(generation_id=job.pk, task_id="task-1")
     assert again is not None and again.steps_done == 0 and again.attempts == 1
 
 
@@ -264,10 +268,10 @@ def test_progress_is_written_at_most_about_four_times_a_second(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    job = services.create_generation(model=models[0], prompt="a fox", seed=1, steps=120)
+    job = generation_jobs.create_generation(model=models[0], prompt="a fox", seed=1, steps=120)
     started = timezone.now()
     with CaptureQueriesContext(connection) as queries:
-        services.run(generation_id=job.pk)
+        runner.run(generation_id=job.pk)
     seconds = (timezone.now() - started).total_seconds()
     # Progress writes only: the claim and the finish also set steps_done, with the status.
     writes = [
@@ -278,14 +282,14 @@ def test_progress_is_written_at_most_about_four_times_a_second(
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE and job.steps_done == 120
     # The first step, then at most one write per quarter second, then the last step.
-    assert len(writes) <= seconds / services.PROGRESS_INTERVAL_S + 2, (len(writes), seconds)
+    assert len(writes) <= seconds / runner.PROGRESS_INTERVAL_S + 2, (len(writes), seconds)
     # (On a quiet machine about 120 / 4 or fewer; the time bound above holds under any load.)
     assert 2 <= len(writes) < 120, "fewer writes than steps, but some"
     assert job.scheduler and job.model_version == models[0].version
 
 
 def _pool_job(model: Any, steps: int) -> Generation:
-    return services.create_generation(
+    return generation_jobs.create_generation(
         model=model, prompt="a fox", seed=7, steps=steps, purpose=Generation.Purpose.POOL
     )
 
@@ -294,23 +298,23 @@ def test_a_pool_job_gives_way_to_a_live_job_waiting_on_its_queue_at_no_attempt(
     models: list[Any], tiny_models_dir: Any
 ) -> None:
     pool_job = _pool_job(models[0], steps=40)
-    live = services.create_generation(model=models[1], prompt="a cat", seed=1)  # same queue
+    live = generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)  # same queue
     assert live.status == Generation.Status.QUEUED and live.model.queue == models[0].queue
-    services.run(generation_id=pool_job.pk)
+    runner.run(generation_id=pool_job.pk)
     pool_job.refresh_from_db()
     assert pool_job.status == Generation.Status.QUEUED
     assert pool_job.attempts == 0 and pool_job.steps_done == 0 and not pool_job.image
     # Once nothing live waits, the same pool job runs to the end.
     Generation.objects.filter(pk=live.pk).update(status=Generation.Status.DONE)
-    services.run(generation_id=pool_job.pk)
+    runner.run(generation_id=pool_job.pk)
     pool_job.refresh_from_db()
     assert pool_job.status == Generation.Status.DONE and pool_job.steps_done == 40
 
 
 def test_live_jobs_never_give_way(models: list[Any], tiny_models_dir: Any) -> None:
-    job = services.create_generation(model=models[0], prompt="a fox", seed=7, steps=20)
-    services.create_generation(model=models[1], prompt="a cat", seed=1)  # waits on the queue
-    services.run(generation_id=job.pk)
+    job = generation_jobs.create_generation(model=models[0], prompt="a fox", seed=7, steps=20)
+    generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)  # waits on the queue
+    runner.run(generation_id=job.pk)
     job.refresh_from_db()
     assert job.status == Generation.Status.DONE
 
@@ -319,9 +323,9 @@ def test_a_pool_job_does_not_give_way_to_jobs_on_other_queues(
     models: list[Any], tiny_models_dir: Any
 ) -> None:
     pool_job = _pool_job(models[0], steps=20)
-    other = services.create_generation(model=models[1], prompt="a cat", seed=1)
+    other = generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)
     ImageModel.objects.filter(pk=models[1].pk).update(queue="elsewhere")
     assert other.status == Generation.Status.QUEUED
-    services.run(generation_id=pool_job.pk)
+    runner.run(generation_id=pool_job.pk)
     pool_job.refresh_from_db()
     assert pool_job.status == Generation.Status.DONE

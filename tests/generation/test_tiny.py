@@ -236,9 +236,9 @@ def test_the_qwen_tokenizer_keeps_chat_markers_whole_and_round_trips_text() -> N
 def test_every_family_runs_through_the_arenas_own_job_path(
     tiny_models_dir: Path, tmp_path: Path, settings: Any
 ) -> None:
-    # Registry file -> sync_models -> a queued job -> services.run (claim, pipeline, encode,
+    # Registry file -> sync_models -> a queued job -> runner.run (claim, pipeline, encode,
     # finish), in this process: the path a worker takes, minus the broker.
-    from generation import services
+    from generation import jobs, registry_sync, runner
     from generation.models import Generation, ImageModel
 
     settings.MODELS_DIR = tiny_models_dir
@@ -251,10 +251,10 @@ def test_every_family_runs_through_the_arenas_own_job_path(
         ),
         encoding="utf-8",
     )
-    services.sync_models(path=registry)
+    registry_sync.sync_models(path=registry)
     for model in ImageModel.objects.all():
-        job = services.create_generation(model=model, prompt="a red fox", seed=11)
-        services.run(generation_id=job.pk)
+        job = jobs.create_generation(model=model, prompt="a red fox", seed=11)
+        runner.run(generation_id=job.pk)
         job.refresh_from_db()
         assert job.status == Generation.Status.DONE, f"{model.key}: {job.error}"
         assert (job.steps_done, job.device) == (3, "cpu")

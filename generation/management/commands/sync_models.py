@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import services
+from generation import registry_sync
 from generation.registry import RegistryError
 
 
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, registry: Path | None, **options: Any) -> None:
         try:
-            current, retired = services.sync_models(path=registry)
+            current, retired = registry_sync.sync_models(path=registry)
         except RegistryError as exc:
             raise CommandError(str(exc)) from exc
         for model in current:
