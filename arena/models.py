@@ -82,6 +82,9 @@ class Battle(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # Made only when the voter asks to share the battle after voting (arena.sharing): the key
+    # of its public read-only page, random and unguessable; None means not shared.
+    share_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     objects = BattleQuerySet.as_manager()
 

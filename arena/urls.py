@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path, register_converter
 
-from arena import api, chat_views, health, views
+from arena import api, chat_views, health, personal_views, views
 from leaderboard import api as leaderboard_api
 
 
@@ -21,7 +21,20 @@ class FileName:
         return value
 
 
+class ShareToken:
+    """A share link's token (arena.personal): URL-safe base64 of random bytes."""
+
+    regex = r"[A-Za-z0-9_-]{16,64}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
 register_converter(FileName, "filename")
+register_converter(ShareToken, "sharetoken")
 json_api = api.create_api(routers=[api.battles, leaderboard_api.router])
 
 arena_patterns = [
@@ -31,6 +44,9 @@ arena_patterns = [
     path("battles/<uuid:battle_id>", views.battle, name="battle"),
     path("battles/<uuid:battle_id>/panel", views.battle_panel, name="battle_panel"),
     path("battles/<uuid:battle_id>/vote", views.vote, name="vote"),
+    path("battles/<uuid:battle_id>/share", personal_views.share, name="share"),
+    path("shared/<sharetoken:token>", personal_views.shared, name="shared"),
+    path("votes/", personal_views.your_votes, name="your_votes"),
     path("images/<filename:name>", views.image, name="image"),
     path("chat/", chat_views.chat_page, name="chat"),
     path("chat/turns", chat_views.start_turn, name="chat_turn"),
