@@ -153,6 +153,7 @@ def _reuse(generation: Generation, source: Generation) -> None:
     generation.cached_from = source
     generation.scheduler = source.scheduler
     generation.device = source.device
+    generation.hardware = source.hardware
     generation.worker_host = source.worker_host
     generation.started_at = generation.finished_at = now
     generation.compute_ms = generation.queue_wait_ms = 0
@@ -251,6 +252,7 @@ def finish(
     queue_wait_ms: int,
     device: str,
     scheduler: str = "",
+    hardware: str = "",
 ) -> None:
     """Store the bytes and mark the job done, unless another delivery finished it first."""
     name = images.random_image_name()
@@ -268,6 +270,7 @@ def finish(
             queue_wait_ms=queue_wait_ms,
             worker_host=socket.gethostname(),
             device=device,
+            hardware=hardware[:200],
             scheduler=scheduler,
         )
         if updated != 1:

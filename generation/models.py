@@ -149,6 +149,9 @@ class Generation(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True)
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=50, blank=True)
+    # The device by name ("NVIDIA H100 80GB HBM3", the CPU's model): the board's speed column
+    # says what its times were measured on. Empty where the backend does not say (HTTP).
+    hardware = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # When the job was last sent to its queue; the sweeper measures lost messages from here.
     queued_at = models.DateTimeField(default=timezone.now)

@@ -16,11 +16,13 @@ through the same ``load_pipeline``; only the directory differs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
 import logging
 import os
+import platform
 import threading
 import time
 from collections import OrderedDict
@@ -67,6 +69,21 @@ class PipelineSpec:
 def device_name() -> str:
     """The device this process generates on: CUDA when a GPU is visible, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def hardware_name() -> str:
+    """The device this process generates on, by name: the GPU's, else the CPU's model."""
+    if device_name() == "cuda":
+        return str(torch.cuda.get_device_name())[:200]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()[:200]
+    except OSError:
+        pass
+    return (platform.processor() or platform.machine() or "CPU")[:200]
 
 
 # --- Classes: what sync_models checks, without loading weights ----------------------------------

@@ -72,7 +72,7 @@ def run(*, generation_id: int, task_id: str = "") -> None:
 
     started = time.monotonic()
     try:
-        image, device, scheduler = _make_image(generation, on_step=on_step)
+        image, device, scheduler, hardware = _make_image(generation, on_step=on_step)
         data = images.encode_png(
             image, width=generation.output_width, height=generation.output_height
         )
@@ -97,6 +97,7 @@ def run(*, generation_id: int, task_id: str = "") -> None:
             queue_wait_ms=queue_wait_ms,
             device=device,
             scheduler=scheduler,
+            hardware=hardware,
         )
     except DATABASE_UNREACHABLE:
         raise
@@ -142,8 +143,11 @@ def _requeue_preempted(generation: Generation) -> None:
         enqueue(generation)
 
 
-def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tuple[Any, str, str]:
-    """Run the model's backend; returns the image, the device and the scheduler that made it."""
+def _make_image(
+    generation: Generation, *, on_step: Callable[[int], None]
+) -> tuple[Any, str, str, str]:
+    """Run the model's backend; returns the image, the device, the scheduler and the hardware
+    (the device by name; empty where an HTTP backend does not say) that made it."""
     model = generation.model
     params: dict[str, Any] = {
         "prompt": generation.prompt,
@@ -166,7 +170,7 @@ def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tu
             headers=headers_from_env(model.http_header_env),
             **params,
         )
-        return image, "http", ""
+        return image, "http", "", ""
     from generation import pipelines
 
     pipe = pipelines.get_pipeline(spec_for(model))
@@ -177,7 +181,12 @@ def _make_image(generation: Generation, *, on_step: Callable[[int], None]) -> tu
             params["init_image"] = Image.open(handle).convert("RGB")
         params["strength"] = generation.strength
     image = pipelines.generate(pipe, on_step=on_step, **params)
-    return image, pipelines.device_name(), type(pipe.scheduler).__name__
+    return (
+        image,
+        pipelines.device_name(),
+        type(pipe.scheduler).__name__,
+        pipelines.hardware_name(),
+    )
 
 
 def spec_for(model: ImageModel) -> PipelineSpec:

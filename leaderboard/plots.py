@@ -156,3 +156,35 @@ def rating_history_plot(*, lines: Sequence[HistoryLine]) -> str:
     axes.grid(alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(figure)
+
+
+def speed_plot(
+    *,
+    names: Sequence[str],
+    seconds: Sequence[float],
+    ratings: Sequence[float],
+    lower: Sequence[float],
+    upper: Sequence[float],
+    in_house: Sequence[bool],
+    hardware: str,
+) -> str:
+    """Quality against speed: each model's rating (with its interval) over its median
+    generation time, on a log axis; faster is to the left, better is up."""
+    figure, axes = _figure(7.5, 4.8)
+    if not names:
+        _say(axes, "No rated model has a recorded generation time yet")
+        return _svg(figure)
+    rating = np.asarray(ratings, dtype=float)
+    errors = np.vstack([rating - np.asarray(lower), np.asarray(upper) - rating])
+    for x, y, low, high, name, flag in zip(
+        seconds, rating, errors[0], errors[1], names, in_house, strict=True
+    ):
+        colour = IN_HOUSE if flag else ACCENT
+        axes.errorbar(x, y, yerr=[[low], [high]], fmt="o", color=colour, capsize=4, lw=1.4, ms=6)
+        axes.annotate(name, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=9)
+    axes.set_xscale("log")
+    axes.set_xlabel(f"Median generation time, seconds (log scale) · {hardware}")
+    axes.set_ylabel("Rating with 95% interval")
+    axes.grid(alpha=0.3, which="both")
+    axes.spines[["top", "right"]].set_visible(False)
+    return _svg(figure)

@@ -7,6 +7,7 @@ app_name = "leaderboard"
 urlpatterns = [
     path("", views.index, name="index"),
     path("plots/<int:snapshot_id>/<str:kind>.svg", views.plot, name="plot"),
+    path("speed/<int:snapshot_id>.svg", views.speed_plot, name="speed_plot"),
     path("models/<slug:key>/", views.model, name="model"),
     path("models/<slug:key>/history.svg", views.model_plot, name="model_plot"),
 ]

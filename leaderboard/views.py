@@ -11,11 +11,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 from pydantic import BaseModel, Field, ValidationError
 
+from arena import personal
 from arena.categories import LABELS
 from arena.models import Category
 from arena.schemas import MAX_ID, OptionalInt, Text
 from generation.models import ImageModel
-from leaderboard import plots
+from leaderboard import plots, profiles, speed
 from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
 
 PLOT_KINDS = ("ratings", "win_rate", "battles")
@@ -62,6 +63,9 @@ def index(request: HttpRequest) -> HttpResponse:
     latest = Snapshot.objects.latest_for(category, all_votes=all_votes)
     snapshot = requested or latest
     rows = list(snapshot.rows.select_related("model")) if snapshot else []
+    speeds = speed.median_speeds(row.model_id for row in rows)
+    for row in rows:
+        row.speed = speeds.get(row.model_id)  # type: ignore[attr-defined]
     boards = sorted(set(Snapshot.objects.exclude(category="").values_list("category", flat=True)))
     groups: dict[int, list[str]] = {}
     for row in rows:
@@ -82,8 +86,19 @@ def index(request: HttpRequest) -> HttpResponse:
         "past_boards": Snapshot.objects.filter(category=category, all_votes=all_votes)
         .only("pk", "created_at", "votes_used")
         .order_by("-created_at", "-pk")[:PAST_BOARDS],
+        # The visitor's own board sits next to the current overall one only.
+        "personal": None if category or all_votes or query.snapshot else _personal(request),
+        "has_speed": bool(speeds),
     }
     return render(request, "leaderboard/index.html", context)
+
+
+def _personal(request: HttpRequest) -> dict[str, object]:
+    """The visitor's own board, shown next to the public overall board."""
+    owner, account = personal.visitor_of(request)
+    battles = personal.revealed_battles(owner=owner, user_id=account)
+    board = personal.personal_board(battles)
+    return {"board": board, "min_votes": personal.PERSONAL_BOARD_MIN_VOTES}
 
 
 @require_safe
@@ -107,6 +122,8 @@ def model(request: HttpRequest, key: str) -> HttpResponse:
         "snapshot": snapshot,
         "rows": rows,
         "has_history": history.exists(),
+        "samples": profiles.samples(key),
+        "head_to_head": profiles.head_to_head(key),
     }
     return render(request, "leaderboard/model.html", context)
 
@@ -197,3 +214,32 @@ def _render_plot(snapshot: Snapshot, kind: str) -> str:
         else "Battles between each pair",
         percent=kind == "win_rate",
     )
+
+
+@require_safe
+def speed_plot(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    """Quality against speed: the board's ratings over each model's median generation time."""
+    snapshot = get_object_or_404(Snapshot, pk=snapshot_id)
+    key = f"leaderboard-speed-plot:{snapshot.pk}"
+    svg = cache.get(key)
+    if svg is None:
+        rated = [
+            (r, r.rating) for r in snapshot.rows.select_related("model") if r.rating is not None
+        ]
+        speeds = speed.median_speeds(r.model_id for r, _ in rated)
+        timed = [(r, speeds[r.model_id], rating) for r, rating in rated if r.model_id in speeds]
+        places = sorted({s.hardware for _, s, _ in timed})
+        svg = plots.speed_plot(
+            names=[r.model.display_name for r, _, _ in timed],
+            seconds=[max(s.median_s, 0.001) for _, s, _ in timed],
+            ratings=[rating for _, _, rating in timed],
+            lower=[r.lower for r, _, _ in timed],
+            upper=[r.upper for r, _, _ in timed],
+            in_house=[r.model.is_in_house for r, _, _ in timed],
+            hardware=places[0] if len(places) == 1 else "hardware per model in the table",
+        )
+        cache.set(key, svg, timeout=speed.CACHE_SECONDS)
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    # The times move with new images, unlike the snapshot's own plots.
+    response["Cache-Control"] = f"public, max-age={speed.CACHE_SECONDS}"
+    return response

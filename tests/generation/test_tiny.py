@@ -258,6 +258,7 @@ def test_every_family_runs_through_the_arenas_own_job_path(
         job.refresh_from_db()
         assert job.status == Generation.Status.DONE, f"{model.key}: {job.error}"
         assert (job.steps_done, job.device) == (3, "cpu")
+        assert job.hardware and job.hardware == pipelines.hardware_name()  # named for the board
         with job.image.open("rb") as handle:
             from PIL import Image
 
