@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 from django.core.paginator import Paginator
@@ -27,7 +28,7 @@ def your_votes(request: HttpRequest) -> HttpResponse:
     battles = personal.revealed_battles(owner=owner, user_id=account)
     pages = Paginator(battles, VOTES_PER_PAGE)
     number = request.GET.get("page", "1")
-    if not number.isdigit() or not 1 <= int(number) <= pages.num_pages:
+    if not re.fullmatch(r"[0-9]{1,9}", number) or not 1 <= int(number) <= pages.num_pages:
         raise Http404("no such page")
     page = pages.page(int(number))
     context = {

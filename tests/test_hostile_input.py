@@ -119,6 +119,7 @@ def pages(world: dict[str, Any]) -> list[str]:
         f"/chat/images/{image}/download",
         "/compare/",
         "/leaderboard/",
+        "/votes/",
         f"/leaderboard/models/{key}/",
         f"/leaderboard/models/{key}/history.svg",
         "/api/v1/session",
@@ -133,6 +134,7 @@ def pages(world: dict[str, Any]) -> list[str]:
     for pk in world["snapshots"]:
         urls += [f"/leaderboard/plots/{pk}/{kind}.svg" for kind in ("ratings", "win_rate")]
         urls += [f"/leaderboard/plots/{pk}/battles.svg", f"/leaderboard/?snapshot={pk}"]
+        urls.append(f"/leaderboard/speed/{pk}.svg")
     return urls
 
 
@@ -170,6 +172,9 @@ def hostile_paths(world: dict[str, Any]) -> list[str]:
             f"/leaderboard/models/{value}/",
             f"/leaderboard/models/{value}/history.svg",
             f"/leaderboard/plots/{value}/ratings.svg",
+            f"/leaderboard/speed/{value}.svg",
+            f"/shared/{value}",
+            f"/battles/{value}/share",
             f"/leaderboard/plots/{world['snapshots'][0]}/{value}.svg",
             f"/api/v1/battles/{value}",
             f"/api/v1/battles/{value}/vote",

@@ -73,7 +73,7 @@ def test_your_votes_without_a_session_is_empty_and_makes_no_session(client: Clie
     assert settings.SESSION_COOKIE_NAME not in client.cookies
 
 
-@pytest.mark.parametrize("page", ["0", "2", "x", "-1", "9" * 30])
+@pytest.mark.parametrize("page", ["0", "2", "x", "-1", "9" * 30, "²", "9" * 5000])
 def test_a_page_of_your_votes_that_does_not_exist_is_a_404(client: Client, page: str) -> None:
     assert client.get("/votes/", {"page": page}).status_code == 404
 
