@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from arena import chat_services, services
 from arena.models import Battle, PoolImage, Prompt
-from generation import jobs as generation_services
+from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
 from leaderboard import profiles
 from tests.arena.test_services import finish_side, png_bytes
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.django_db
 def battle(choice: str = "", *, prompt: str = "a red fox", color: int = 1) -> Battle:
     made = services.create_battle(prompt_text=prompt, owner="me")
     for offset, side in enumerate((made.generation_left, made.generation_right)):
-        claimed = generation_services.claim(generation_id=side.pk)
+        claimed = generation_jobs.claim(generation_id=side.pk)
         assert claimed is not None
-        generation_services.finish(
+        generation_jobs.finish(
             generation=claimed,
             data=png_bytes((color, 2 * offset, 3)),
             compute_ms=5,
@@ -112,7 +112,7 @@ def test_a_pool_image_not_yet_used_never_appears_on_a_model_page(
 ) -> None:
     model = models[0]
     prompt = Prompt.objects.create(text="a pooled harbour", category="animals")
-    job = generation_services.create_generation(
+    job = generation_jobs.create_generation(
         model=model,
         prompt=prompt.text,
         seed=5,
