@@ -36,8 +36,8 @@ def voted_battle(owner: str, choice: str = "left", prompt: str = "a red fox") ->
 
 def images_of(battle: Battle) -> tuple[str, str]:
     return (
-        battle.generation_left.image.name.rsplit("/", 1)[-1],
-        battle.generation_right.image.name.rsplit("/", 1)[-1],
+        str(battle.generation_left.image.name).rsplit("/", 1)[-1],
+        str(battle.generation_right.image.name).rsplit("/", 1)[-1],
     )
 
 
@@ -105,11 +105,11 @@ def test_from_thirty_votes_the_personal_board_ranks_the_voters_own_preferences(
         services.cast_vote(battle=battle, choice=choice, voter=owner)
     board = personal.personal_board(personal.revealed_battles(owner=owner, user_id=None))
     assert board.needed == 0 and board.votes == 40
-    rated = [r for r in board.rows if r.rating is not None]
+    rated = [(r, r.rating) for r in board.rows if r.rating is not None]
     assert len(rated) >= 3
     assert [r.rank for r in board.rows] == sorted(r.rank for r in board.rows)
-    best = max(rated, key=lambda r: r.rating)
-    worst = min(rated, key=lambda r: r.rating)
+    best = max(rated, key=lambda pair: pair[1])[0]
+    worst = min(rated, key=lambda pair: pair[1])[0]
     assert best.model.pk > worst.model.pk
     html = client.get("/leaderboard/").content.decode()
     assert 'id="personal-leaderboard"' in html and 'id="personal-board-note"' in html

@@ -56,7 +56,7 @@ def chat_image(model: ImageModel, prompt: str = "a chat kettle") -> Generation:
 
 
 def name_of(generation: Generation) -> str:
-    return generation.image.name.rsplit("/", 1)[-1]
+    return str(generation.image.name).rsplit("/", 1)[-1]
 
 
 def page_of(client: Client, model: ImageModel) -> str:
