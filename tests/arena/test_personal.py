@@ -21,7 +21,9 @@ pytestmark = pytest.mark.django_db
 def session_of(client: Client) -> str:
     """Start a battle through the page, so the client has a session; return its owner hash."""
     client.post("/battles", {"prompt": "a lighthouse at dawn"})
-    return services.identity_hash(client.session.session_key)
+    key = client.session.session_key
+    assert key is not None
+    return services.identity_hash(key)
 
 
 def voted_battle(owner: str, choice: str = "left", prompt: str = "a red fox") -> Battle:
