@@ -145,7 +145,15 @@ class GenerationAdmin(RecordAdmin):
         "device",
         "created_at",
     )
-    list_filter = ("status", "failure_kind", "purpose", "model", "device", "created_at")
+    list_filter = (
+        "status",
+        "failure_kind",
+        "purpose",
+        "model",
+        "device",
+        "hardware",
+        "created_at",
+    )
     list_select_related = ("model",)
     search_fields = ("=id", "prompt", "image_sha256", "worker_host", "model__key")
     date_hierarchy = "created_at"

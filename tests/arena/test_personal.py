@@ -184,3 +184,18 @@ def test_another_sessions_battle_cannot_be_shared(client: Client, models: list[A
 @pytest.mark.parametrize("token", ["short", "x" * 65, "a" * 31 + "!", "%00" * 20, "a" * 40])
 def test_a_share_page_with_a_bad_or_unknown_token_is_a_404(client: Client, token: str) -> None:
     assert client.get(f"/shared/{token}").status_code == 404
+
+
+def test_your_votes_include_an_accounts_votes_from_another_browser(
+    models: list[Any], django_user_model: Any
+) -> None:
+    from arena.models import Voter
+
+    user = django_user_model.objects.create_user(username="ada", password="x")
+    elsewhere = Voter.objects.create(session="other-browser", address="a", user=user)
+    battle = voted_battle("other-browser", choice="")
+    services.cast_vote(battle=battle, choice="left", voter="other-browser", voter_record=elsewhere)
+    theirs = voted_battle("someone-else")
+    mine = personal.revealed_battles(owner="this-browser", user_id=user.pk)
+    assert list(mine) == [battle]
+    assert theirs not in personal.revealed_battles(owner=None, user_id=user.pk)
