@@ -179,6 +179,25 @@ def test_anchored_bootstrap_bounds_are_percentiles_of_each_rounds_difference() -
     assert np.isnan(lower[1]) and np.isnan(upper[1])
 
 
+def test_family_wise_bootstrap_is_studentised_by_the_given_scale_at_an_order_statistic() -> None:
+    rng = np.random.default_rng(6)
+    rounds, theta = 199, np.array([0.3, -0.1, -0.2])
+    scale = np.array([0.5, 1.0, 2.0])
+    samples = theta + rng.normal(size=(rounds, 3)) * scale
+    lower, upper = bounds.bootstrap_bounds(
+        samples=samples, log_strengths=theta, anchor=None, simultaneous=True, scale=scale
+    )
+    worst = np.sort(np.max(np.abs(samples - theta) / scale, axis=1))
+    c = worst[int(np.ceil(0.95 * (rounds + 1))) - 1]  # the 190th of 199: level exactly 0.95
+    np.testing.assert_allclose(lower, theta - c * scale, rtol=1e-12)
+    np.testing.assert_allclose(upper, theta + c * scale, rtol=1e-12)
+    # Without a scale each model's own bootstrap standard deviation studentises it.
+    own_lower, _ = bounds.bootstrap_bounds(
+        samples=samples, log_strengths=theta, anchor=None, simultaneous=True
+    )
+    assert np.all(own_lower < theta) and not np.allclose(own_lower, lower)
+
+
 def test_anchored_intervals_cover_the_truth_with_a_thinly_voted_anchor() -> None:
     # Without ties, so that the truth is what the model estimates (ties counted as half a win
     # shrink gaps when they occur independently of strength; see leaderboard.ties).
