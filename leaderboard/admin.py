@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -29,6 +30,7 @@ from leaderboard.models import (
     PairCount,
     Snapshot,
     SnapshotRow,
+    TieModel,
 )
 
 CONTENT_TYPES = {
@@ -215,12 +217,29 @@ class ImportedBattleAdmin(RecordAdmin):
     date_hierarchy = "imported_at"
 
 
+class BoardOptionsForm(forms.ModelForm):
+    # A form sent without a tie model (an older form, a script) keeps the default, half.
+    tie_model = forms.ChoiceField(
+        choices=TieModel.choices,
+        required=False,
+        help_text=BoardOptions._meta.get_field("tie_model").help_text,
+    )
+
+    class Meta:
+        model = BoardOptions
+        fields = ("publish_all_votes", "tie_model")
+
+    def clean_tie_model(self) -> str:
+        return str(self.cleaned_data.get("tie_model") or TieModel.HALF)
+
+
 @admin.register(BoardOptions)
 class BoardOptionsAdmin(admin.ModelAdmin):
     """One row of switches; until it is saved once, the settings decide."""
 
-    fields = ("publish_all_votes",)
-    list_display = ("__str__", "publish_all_votes", "changed_at")
+    form = BoardOptionsForm
+    fields = ("publish_all_votes", "tie_model")
+    list_display = ("__str__", "publish_all_votes", "tie_model", "changed_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and not BoardOptions.objects.exists()

@@ -40,6 +40,7 @@ COLUMNS = (
     "votes_to_flip",
     "controlled_rating",
     "style_move",
+    "davidson_rating",
 )
 
 
@@ -73,6 +74,7 @@ def board_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
                 "votes_to_flip": row.votes_to_flip,
                 "controlled_rating": _finite(row.controlled_rating),
                 "style_move": _finite(row.style_move),
+                "davidson_rating": _finite(row.davidson_rating),
             }
         )
     return rows
@@ -99,6 +101,8 @@ def provenance(snapshot: Snapshot) -> dict[str, Any]:
         "provisional_votes": snapshot.provisional_votes,
         "provisional_half_width": snapshot.provisional_half_width,
         "style": snapshot.style,
+        "tie_model": snapshot.tie_model,
+        "davidson_nu": snapshot.davidson_nu,
         "code_version": snapshot.code_version,
     }
 

@@ -118,6 +118,11 @@ class Snapshot(models.Model):
     provisional_half_width = models.FloatField(default=0.0)
     # The style-controlled fit: its votes and each covariate's coefficient with its interval.
     style = models.JSONField(default=dict, blank=True)
+    # The tie model of the extra Davidson column (leaderboard.ties); "half" boards have none.
+    tie_model = models.CharField(max_length=10, default="half")
+    davidson_nu = models.FloatField(
+        null=True, blank=True, help_text="Davidson's tie parameter; a tie between equals: nu/(2+nu)"
+    )
     code_version = models.CharField(max_length=64, blank=True)
     compute_ms = models.FloatField(default=0.0)
     # Model ids in matrix order, and the win-rate, battle-count and predicted matrices.
@@ -166,6 +171,9 @@ class SnapshotRow(models.Model):
     )
     style_move = models.FloatField(
         null=True, blank=True, help_text="Style-controlled minus raw rating, both mean-centred"
+    )
+    davidson_rating = models.FloatField(
+        null=True, blank=True, help_text="Rating under Davidson's tie model (mean-centred)"
     )
     votes = models.PositiveIntegerField()
     win_rate = models.FloatField()
@@ -235,6 +243,11 @@ class ImportedBattle(models.Model):
         return f"{self.source}:{self.line}"
 
 
+class TieModel(models.TextChoices):
+    HALF = "half", "ties count as half a win (LMArena's scale)"
+    DAVIDSON = "davidson", "also fit Davidson's tie model (its own scale)"
+
+
 class BoardOptions(models.Model):
     """Switches an admin flips without a redeploy: one row, pk 1, made on first save."""
 
@@ -243,6 +256,16 @@ class BoardOptions(models.Model):
         help_text=(
             "Also compute and show a board that counts named comparisons from direct chat. "
             "The next refresh computes it; turning it off hides it at once."
+        ),
+    )
+    tie_model = models.CharField(
+        max_length=10,
+        choices=TieModel.choices,
+        default=TieModel.HALF,
+        help_text=(
+            "Davidson adds a column fitted with ties as their own outcome. The ratings, "
+            "intervals and ranks stay ties-as-half, comparable with LMArena. The next refresh "
+            "computes it."
         ),
     )
     changed_at = models.DateTimeField(auto_now=True)
@@ -261,3 +284,9 @@ class BoardOptions(models.Model):
         """Whether the all-votes board is on: the admin's switch, else LEADERBOARD_ALL_VOTES."""
         value = cls.objects.filter(pk=1).values_list("publish_all_votes", flat=True).first()
         return bool(settings.LEADERBOARD_ALL_VOTES) if value is None else value
+
+    @classmethod
+    def tie_model_in_use(cls) -> str:
+        """The tie model the next refresh uses: the admin's choice, else "half"."""
+        value = cls.objects.filter(pk=1).values_list("tie_model", flat=True).first()
+        return value or TieModel.HALF

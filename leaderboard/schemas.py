@@ -47,6 +47,15 @@ class Provenance(Answer):
             " aspect_*, resolution_*, time_*) its coefficient in logits with a 95% interval"
         )
     )
+    tie_model: Literal["half", "davidson"] = Field(
+        description=(
+            "half: ties count as half a win (LMArena's scale) everywhere; davidson: the rows"
+            " also carry davidson_rating, a fit with ties as their own outcome, on its own scale"
+        )
+    )
+    davidson_nu: float | None = Field(
+        description="Davidson's tie parameter (a tie between equals: nu / (2 + nu)); null on half"
+    )
     code_version: str
 
 
@@ -87,6 +96,12 @@ class BoardRow(Answer):
         description="Rating with image style (side, aspect, resolution, time) held equal"
     )
     style_move: Figure = Field(description="controlled_rating minus the raw rating")
+    davidson_rating: Figure = Field(
+        description=(
+            "Rating under Davidson's tie model (mean-centred, boards with tie_model davidson);"
+            " wider gaps than the half-win rating when ties occur regardless of strength"
+        )
+    )
 
 
 class Board(Answer):

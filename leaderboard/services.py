@@ -22,7 +22,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from generation.models import ImageModel
-from leaderboard import board, bounds, ratings, robustness, tally
+from leaderboard import board, bounds, ratings, robustness, tally, ties
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
@@ -31,6 +31,7 @@ from leaderboard.models import (
     PairCount,
     Snapshot,
     SnapshotRow,
+    TieModel,
 )
 
 logger = logging.getLogger(__name__)
@@ -417,6 +418,13 @@ def refresh(
         computed.log_strengths * bounds.POINTS_PER_LOG + 1000.0,
         np.nan,
     )
+    tie_model = BoardOptions.tie_model_in_use()
+    davidson, davidson_nu = None, None
+    if tie_model == TieModel.DAVIDSON:
+        try:
+            davidson, davidson_nu = ties.davidson_ratings(core_counts=computed.core_counts)
+        except ratings.ConvergenceError:
+            logger.warning("Davidson fit did not converge; the board goes without its column")
     if not category and not all_votes:
         fold_online_elo()  # only the overall anonymous board shows online Elo
     elo = dict(OnlineElo.objects.values_list("model_id", "rating"))
@@ -438,6 +446,8 @@ def refresh(
             provisional_votes=threshold,
             provisional_half_width=half_width,
             style=styled.summary if styled is not None else {},
+            tie_model=tie_model if davidson is not None else TieModel.HALF,
+            davidson_nu=davidson_nu,
             code_version=code_version(),
             matrices={
                 "model_ids": counts.model_ids,
@@ -463,6 +473,7 @@ def refresh(
                 style_move=_finite(styled.controlled[i] - raw_centred[i])
                 if styled is not None
                 else None,
+                davidson_rating=_finite(davidson[i]) if davidson is not None else None,
                 votes=int(computed.votes[i]),
                 win_rate=float(computed.win_rate[i]),
                 online_elo=elo.get(counts.model_ids[i]) if not category else None,
@@ -536,6 +547,7 @@ def _counts_digest(counts: Counts, *, method: str) -> str:
                 method,
                 settings.LEADERBOARD_BOTH_BAD_AS_TIE,
                 settings.LEADERBOARD_ANCHOR,
+                BoardOptions.tie_model_in_use(),
             )
         ).encode()
     )

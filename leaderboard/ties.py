@@ -103,3 +103,22 @@ def davidson_probabilities(*, log_strengths: Floats, nu: float, a: int, b: int) 
     half = 0.5 * (log_strengths[a] - log_strengths[b])
     weights = np.array([np.exp(half), np.exp(-half), nu])
     return np.asarray(weights / weights.sum(), dtype=np.float64)
+
+
+def davidson_ratings(*, core_counts: PairCounts, init: float = 1000.0) -> tuple[Floats, float]:
+    """Davidson display ratings and nu of a board's bounded core (``core_counts``, the counts
+    the half-win fit saw): points on the board's scale (400 / ln 10 per logit), centred on the mean
+    of the fitted models at ``init``, NaN for the others. Without a single tie Davidson's
+    likelihood is Bradley-Terry's on the decisive battles, so that fit is returned, with nu 0."""
+    try:
+        fitted = fit_davidson(counts=core_counts)
+    except ValueError:
+        theta = ratings.fit_bradley_terry(counts=core_counts)
+        fitted = DavidsonFit(log_strengths=np.asarray(theta, dtype=np.float64), nu=0.0)
+    theta = fitted.log_strengths
+    rated = np.isfinite(theta)
+    points = np.full(theta.size, np.nan)
+    if rated.any():
+        centred = theta[rated] - float(np.mean(theta[rated]))
+        points[rated] = centred * 400.0 / float(np.log(10.0)) + init
+    return points, fitted.nu
