@@ -25,6 +25,7 @@ from arena.models import Battle, Prompt, Vote, Voter
 from generation import capacity, images
 from generation import jobs as generation_jobs
 from generation.models import Generation, ImageModel
+from leaderboard import policy
 from leaderboard import services as leaderboard_services
 
 # Shown for every battle that cannot finish, whatever went wrong on which side: the message
@@ -133,9 +134,7 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
     text = clean_prompt(prompt_text)
     curated = Prompt.objects.filter(text=text).first()
     models = list(ImageModel.objects.enabled().filter(retired=False))
-    left_id, right_id = pick_pair(
-        ids=[m.pk for m in models], weights=match_weights(models), rng=rng
-    )
+    left_id, right_id = pick_battle_pair(models=models, rng=rng)
     left_id, right_id, gold_side = gold.plan(left_id=left_id, right_id=right_id, rng=rng)
     by_id = {m.pk: m for m in models}
     left_model, right_model = by_id[left_id], by_id[right_id]
@@ -211,6 +210,15 @@ def match_weights(models: list[ImageModel]) -> list[float]:
         expected_wait_s=[waits[m.pk] for m in models],
         budget_s=settings.ARENA_MAX_EXPECTED_WAIT_S,
     )
+
+
+def pick_battle_pair(*, models: list[ImageModel], rng: random.Random) -> tuple[int, int]:
+    """The next battle's pair under the published policy (leaderboard.policy): the weights of
+    match_weights with the new-model boost, and a share of battles between close, uncertain
+    neighbours on the board."""
+    active = policy.current(models=models, weights=match_weights(models))
+    # pick_pair raises NotEnoughModels when fewer than two models can be drawn.
+    return policy.draw(active, rng) or pick_pair(ids=active.ids, weights=active.weights, rng=rng)
 
 
 def finalise_battle_images(*, battle: Battle) -> None:

@@ -362,6 +362,20 @@ ARENA_WORKER_HEARTBEAT_S = env_int("ARENA_WORKER_HEARTBEAT_S", 5, minimum=1)
 # and whose expected wait for a battle job is at most this many seconds (0: no limit).
 ARENA_MATCH_LIVE_WORKERS = env_bool("ARENA_MATCH_LIVE_WORKERS", True)
 ARENA_MAX_EXPECTED_WAIT_S = env_int("ARENA_MAX_EXPECTED_WAIT_S", 60)
+# Active sampling (leaderboard.policy, published at /leaderboard/policy/ and in the API): a
+# model with fewer than ARENA_NEW_MODEL_VOTES votes on the overall board has its weight
+# multiplied by ARENA_NEW_MODEL_BOOST (1: no boost), and a share ARENA_UNCERTAINTY_SHARE of
+# battles goes to neighbouring ranks, where one more battle most shrinks their interval.
+try:
+    ARENA_NEW_MODEL_BOOST = float(env_str("ARENA_NEW_MODEL_BOOST", "2"))
+    ARENA_UNCERTAINTY_SHARE = float(env_str("ARENA_UNCERTAINTY_SHARE", "0.2"))
+except ValueError as error:
+    raise ImproperlyConfigured(f"active sampling settings must be numbers: {error}") from None
+if not 1.0 <= ARENA_NEW_MODEL_BOOST <= 100.0:
+    raise ImproperlyConfigured("ARENA_NEW_MODEL_BOOST must lie between 1 and 100")
+if not 0.0 <= ARENA_UNCERTAINTY_SHARE <= 1.0:
+    raise ImproperlyConfigured("ARENA_UNCERTAINTY_SHARE must lie between 0 and 1")
+ARENA_NEW_MODEL_VOTES = env_int("ARENA_NEW_MODEL_VOTES", 300)
 ARENA_MAX_ATTEMPTS = env_int("ARENA_MAX_ATTEMPTS", 3, minimum=1)
 ARENA_DISABLE_AFTER_FAILURES = env_int("ARENA_DISABLE_AFTER_FAILURES", 5, minimum=1)
 # Slack beyond a model's time limit before its job counts as stuck (the worker died).

@@ -23,7 +23,7 @@ from arena.api import ApiError, read
 from arena.models import Battle, Category, Vote
 from arena.schemas import Error
 from generation.models import ImageModel
-from leaderboard import exports, schemas
+from leaderboard import exports, policy, schemas
 from leaderboard.models import Snapshot, SnapshotRow
 
 DEFAULT_PAGE_SIZE = 50
@@ -209,6 +209,24 @@ def model_history(request: HttpRequest, key: str, paging: Query[Paging]) -> dict
         ]
 
     return _page(request, paging, count=rows.count(), results=results)
+
+
+@read(
+    router,
+    "/sampling-policy",
+    response={200: schemas.SamplingPolicy},
+    summary="Matchmaking's weights, boost and uncertainty share, and each model's actual share",
+)
+def sampling_policy(request: HttpRequest) -> dict[str, Any]:
+    return policy_answer()
+
+
+def policy_answer() -> dict[str, Any]:
+    """The published policy as plain data (leaderboard.policy.published), for API and page."""
+    from arena.services import match_weights
+
+    models = list(ImageModel.objects.enabled().filter(retired=False).order_by("key"))
+    return policy.published(models=models, weights=match_weights(models))
 
 
 @read(

@@ -57,20 +57,34 @@ def pair_probabilities(
     plain /= plain.sum()
     if uncertainty_share == 0.0 or log_strengths is None or covariance is None:
         return plain
+    gain = neighbour_gain(weights=w, log_strengths=log_strengths, covariance=covariance)
+    if gain.sum() <= 0:
+        return plain
+    return np.asarray((1.0 - uncertainty_share) * plain + uncertainty_share * gain, np.float64)
+
+
+def neighbour_gain(
+    *, weights: ArrayLike, log_strengths: ArrayLike, covariance: ArrayLike
+) -> Floats:
+    """Symmetric matrix, summing to one (all zero when no pair gains), of each pair of rating
+    neighbours' share of the uncertainty part: in proportion to how much one more battle
+    between them shrinks the variance of their difference. Models with a NaN strength or a
+    zero weight take no part."""
+    w = np.asarray(weights, dtype=np.float64)
     theta = np.asarray(log_strengths, dtype=np.float64)
     cov = np.asarray(covariance, dtype=np.float64)
-    gain = np.zeros_like(plain)
+    gain = np.zeros((w.size, w.size))
     rated = np.flatnonzero(np.isfinite(theta) & (w > 0))
-    order = rated[np.argsort(theta[rated])]
+    order = rated[np.argsort(theta[rated], kind="stable")]
     for low, high in zip(order[:-1], order[1:], strict=True):
         variance = cov[low, low] + cov[high, high] - 2.0 * cov[low, high]
+        if not np.isfinite(variance) or variance <= 0:
+            continue
         p = expit(theta[high] - theta[low])
         information = p * (1.0 - p)
         gain[low, high] = gain[high, low] = variance - variance / (1.0 + variance * information)
-    if gain.sum() <= 0:
-        return plain
-    gain /= gain.sum()
-    return np.asarray((1.0 - uncertainty_share) * plain + uncertainty_share * gain, np.float64)
+    total = gain.sum()
+    return np.asarray(gain / total if total > 0 else gain, dtype=np.float64)
 
 
 def draw_pair(probabilities: ArrayLike, rng: np.random.Generator) -> tuple[int, int]:

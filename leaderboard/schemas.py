@@ -205,3 +205,39 @@ class Stats(Answer):
     battles_voided: int
     pool: PoolTotals
     outcomes: OutcomeBreakdown
+
+
+class PolicyModel(Answer):
+    key: str
+    name: str
+    base_weight: float = Field(description="Its sampling weight; 0 while it cannot serve soon")
+    weight: float = Field(description="The weight after the new-model boost")
+    boosted: bool = Field(description="Fewer votes than boost_until_votes: weight boosted")
+    board_votes: int = Field(description="Its votes on the latest overall board")
+    chance_next: float = Field(
+        description="Chance that it is in the next battle (the models' chances sum to 2)"
+    )
+    battles: int = Field(description="Battles it was drawn into in the window (gold left out)")
+    share: float | None = Field(
+        description="Its share of battle sides in the window (sums to 1); null without battles"
+    )
+
+
+class SamplingPolicy(Answer):
+    """How matchmaking picks the next pair, and what it actually picked."""
+
+    boost: float = Field(description="Weight multiplier of a model under boost_until_votes")
+    boost_until_votes: int
+    uncertainty_share: float = Field(
+        description=(
+            "Share of battles drawn between rating neighbours, in proportion to how much one"
+            " battle shrinks the variance of their difference"
+        )
+    )
+    uncertainty_share_in_force: float = Field(
+        description="The share used now: 0 until a board gives two bounded, drawable models"
+    )
+    board: int | None = Field(description="The overall board the policy reads (snapshot id)")
+    window_days: int
+    battles: int = Field(description="Battles created in the window, gold checks left out")
+    models: list[PolicyModel]
