@@ -99,7 +99,9 @@ def current(*, models: list[ImageModel], weights: list[float]) -> Policy:
     boosted_weights = sampling.boosted_weights(
         weights=weights, votes=votes, boost_until=boost_until, boost=boost
     )
-    boosted = [bool(v < boost_until and w > 0 and boost > 1) for v, w in zip(votes, weights, strict=True)]
+    boosted = [
+        bool(v < boost_until and w > 0 and boost > 1) for v, w in zip(votes, weights, strict=True)
+    ]
     theta = np.full(len(models), np.nan)
     variance = np.full(len(models), np.nan)
     if snapshot is not None:
