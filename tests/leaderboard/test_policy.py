@@ -17,7 +17,7 @@ from generation.models import ImageModel
 from leaderboard import bounds, policy, services
 
 pytestmark = pytest.mark.django_db
-DRAWS = 6000
+DRAWS = 1500  # through the real matchmaking (two queries each); tolerances: about 3 SE
 
 
 def make_models(count: int) -> list[ImageModel]:
@@ -69,7 +69,7 @@ def test_without_a_board_every_model_is_new_and_the_draw_is_by_weight(settings: 
     assert active.weights == [2.0, 2.0, 4.0]  # the same boost for all: the same law
     seen = drawn_pairs(models)
     pair = frozenset((models[0].pk, models[1].pk))
-    assert seen[pair] / DRAWS == pytest.approx(2 * active.pairs[0, 1], abs=0.02)
+    assert seen[pair] / DRAWS == pytest.approx(2 * active.pairs[0, 1], abs=0.04)
 
 
 def test_a_new_model_is_boosted_until_it_has_enough_votes(settings: Any) -> None:
@@ -85,7 +85,7 @@ def test_a_new_model_is_boosted_until_it_has_enough_votes(settings: Any) -> None
     newcomer = models[4].pk
     seen = drawn_pairs(models)
     share = sum(n for pair, n in seen.items() if newcomer in pair) / DRAWS
-    assert share == pytest.approx(active.appearance[4], abs=0.025)
+    assert share == pytest.approx(active.appearance[4], abs=0.04)
     assert share > 0.6  # unboosted it would be in 40% of battles
     settings.ARENA_NEW_MODEL_VOTES = 10  # enough votes now: no boost (it still has none)
     assert policy.current(models=models, weights=[1.0] * 5).boosted[4]
@@ -132,7 +132,7 @@ def test_the_uncertainty_share_goes_to_neighbours_where_the_board_is_unsure(
     seen = drawn_pairs(models)
     assert set(seen) <= neighbours
     close = seen[frozenset((models[1].pk, models[2].pk))] / DRAWS
-    assert close == pytest.approx(middle, abs=0.025)
+    assert close == pytest.approx(middle, abs=0.04)
     # A model that cannot serve (weight 0) takes no part, in the plain or the uncertain part.
     rng = random.Random(2)
     ImageModel.objects.filter(pk=models[1].pk).update(enabled=False)

@@ -52,6 +52,7 @@ def test_the_default_board_counts_ties_as_half_and_has_no_davidson_column(
     assert all(v is None for v in ratings_of(snapshot, "davidson_rating").values())
     html = client.get("/leaderboard/").content.decode()
     assert 'id="tie-note"' not in html and ">Davidson</th>" not in html
+    assert 'href="/leaderboard/policy/"' in html, "the matchmaking policy is linked"
     data = client.get("/api/v1/leaderboard").json()
     assert data["snapshot"]["tie_model"] == "half"
     assert all(row["davidson_rating"] is None for row in data["rows"])
