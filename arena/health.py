@@ -4,6 +4,10 @@
 queue has a worker whose pool children are all alive and warm (their heartbeats,
 ``generation.worker``). It answers 503 naming the failing parts. Containers and ``deploy/dev.py``
 poll it before sending traffic.
+
+Both answer whatever the ``Host`` header says (``ProbeMiddleware``): a kubelet or a container
+health check sends the pod's address, which is no name in ``ALLOWED_HOSTS``. Every other path
+keeps Django's host check.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -94,3 +98,24 @@ CHECKS: dict[str, Callable[[], str]] = {
     "cache": _cache,
     "workers": _workers,
 }
+
+
+PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+
+
+class ProbeMiddleware:
+    """Answer ``/healthz`` and ``/readyz`` before the Host check, as ``arena.metrics`` answers
+    ``/metrics``: the kubelet probes each pod by its IP (``10.1.2.3:8000``) and a compose health
+    check by ``127.0.0.1:8000``. It sits after the security and CSP middleware, which add their
+    headers without reading the host (the probes are exempt from the HTTPS redirect), and before
+    ``CommonMiddleware``, the first to call ``request.get_host()``. Only these two exact paths
+    skip the check; they read no input and touch no session."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)

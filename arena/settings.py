@@ -135,6 +135,8 @@ MIDDLEWARE = [
     "arena.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # /healthz and /readyz answer any Host (probes send the pod's address); before CommonMiddleware.
+    "arena.health.ProbeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -149,6 +149,14 @@ def test_kubernetes_probes_use_healthz_and_readyz_and_gpu_workers_ask_for_a_gpu(
     web = container(found["arena-web"])
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Probes go by the pod's IP as Host, which /healthz and /readyz accept (arena.health): no
+    # public name to keep in step with ALLOWED_HOSTS.
+    pod = found["arena-web"]["spec"]["template"]["spec"]["containers"]
+    probes = [
+        c[k] for c in pod for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c
+    ]
+    assert {p["httpGet"]["path"] for p in probes} == {"/healthz", "/readyz"}
+    assert not any(p["httpGet"].get("httpHeaders") for p in probes)
     gpu = [d for name, d in found.items() if name.startswith("arena-worker-gpu")]
     assert gpu
     for deployment in gpu:

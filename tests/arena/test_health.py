@@ -102,3 +102,27 @@ def test_readyz_is_503_naming_the_cache_when_it_does_not_answer(
     }
     response = Client().get("/readyz")
     assert response.status_code == 503 and response.json()["failing"] == ["cache"]
+
+
+POD_ADDRESS = "10.1.2.3:8000"  # what a kubelet sends as Host: the pod's IP, no public name
+
+
+def test_probes_answer_any_host_and_every_other_path_still_refuses_it(
+    models: list[Any], test_queue: str, settings: Any
+) -> None:
+    settings.ALLOWED_HOSTS = ["arena.example.org"]
+    settings.SECURE_SSL_REDIRECT = True  # the probes talk plain HTTP to the pod
+    client = Client()
+    live = client.get("/healthz", HTTP_HOST=POD_ADDRESS)
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    unready = client.get("/readyz", HTTP_HOST=POD_ADDRESS)
+    assert unready.status_code == 503 and unready.json()["failing"] == ["workers"]
+    beat(queues=[test_queue])
+    assert client.get("/readyz", HTTP_HOST=POD_ADDRESS).status_code == 200
+    assert client.get("/readyz", HTTP_HOST="127.0.0.1:8000").status_code == 200  # compose check
+    # Only the two exact paths: the same Host anywhere else is refused as before.
+    for path in ("/", "/healthz/", "/readyz/x", "/leaderboard/", "/metricsz"):
+        assert client.get(path, HTTP_HOST=POD_ADDRESS).status_code == 400, path
+    assert client.post("/healthz", HTTP_HOST=POD_ADDRESS).status_code == 405
+    # An allowed Host behaves as before, redirect and all.
+    assert client.get("/", HTTP_HOST="arena.example.org").status_code == 301
