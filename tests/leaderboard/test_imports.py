@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
 
 from generation.models import ImageModel
 from leaderboard import imports, ratings, services
@@ -581,3 +582,30 @@ def test_the_import_command_maps_and_drops_categories_and_reports_them(
     assert "category 'text' dropped: 2 rows" in out.getvalue()
     with pytest.raises(CommandError, match="THEIRS=OURS"):
         call_command("import_battles", str(tmp_path / "log.jsonl"), "--map-category", "text")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's COPY path")
+@pytest.mark.parametrize("may_switch_checks_off", [True, False])
+def test_the_foreign_key_check_runs_once_per_model_and_is_back_on_after(
+    alpha_and_beta: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    may_switch_checks_off: bool,
+) -> None:
+    if not may_switch_checks_off:  # a role without the privilege: the per-row checks stay on
+        monkeypatch.setattr(imports, "_ROW_CHECKS_OFF", "SET LOCAL no_such_parameter = 1")
+    result = import_battles(path=write_jsonl(tmp_path / "log.jsonl", list(LOG)))
+    assert result.rows == len(LOG) and ImportedBattle.objects.count() == len(LOG)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        assert cursor.fetchone() == ("origin",)
+        # Still in the import's transaction here: a row naming no model fails its check.
+        battle = ImportedBattle.objects.first()
+        assert battle is not None
+        with pytest.raises(IntegrityError), transaction.atomic():
+            point_at_no_model(battle.pk, cursor)
+
+
+def point_at_no_model(pk: int, cursor: Any) -> None:
+    ImportedBattle.objects.filter(pk=pk).update(model_a_id=10**9)
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
