@@ -695,14 +695,15 @@ def _insert_battles(
     if connection.vendor == "postgresql":
         from psycopg import sql
 
-        micros = int(now.timestamp() * 1_000_000)
+        # Times go in as text that Arrow formats without a time zone and "+00" appended: its
+        # CSV writer formats a zoned time ten times slower, most of this function's CPU.
+        same = np.zeros(rows, dtype=np.int64)
         table = pa.table(
             {
-                "source": pa.array([source], pa.string()).take(np.zeros(rows, dtype=np.int64)),
+                "source": pa.array([source], pa.string()).take(same),
                 **columns,
-                "imported_at": pa.array(np.full(rows, micros, dtype=np.int64)).cast(
-                    pa.timestamp("us", tz="UTC")
-                ),
+                "tstamp": _utc_text(columns["tstamp"]),
+                "imported_at": _utc_text(pa.array([now], pa.timestamp("us", tz="UTC"))).take(same),
             }
         )
         statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
@@ -790,3 +791,9 @@ def _check_models_once(cursor: Any, model_ids: Ints) -> bool:
     except DatabaseError:
         return False
     return True
+
+
+def _utc_text(stamps: Any) -> Any:
+    """UTC times as PostgreSQL reads them (``2024-05-01 12:00:00.250000+00``); null stays null."""
+    naive = stamps.cast(pa.timestamp("us")).cast(pa.string())
+    return pc.binary_join_element_wise(naive, pa.scalar("+00"), "")
