@@ -49,6 +49,22 @@ def can_refine(model: ImageModel) -> bool:
     return model.can_refine
 
 
+def check_refinable(source: Generation) -> None:
+    """Refuse, with a ChatError, an image that cannot be refined now: one not finished, one
+    whose file retention removed, or one of a model that is switched off or cannot refine."""
+    model = source.model
+    if source.status == Generation.Status.FAILED:
+        raise ChatError("source", "This image failed, so there is nothing to refine.")
+    if source.status != Generation.Status.DONE:
+        raise ChatError("source", "The image to refine is not ready yet.")
+    if not source.image_sha256:
+        raise ChatError("source", "This image's file is no longer kept, so it cannot be refined.")
+    if not model.enabled or model.retired:
+        raise ChatError("source", f"{model.display_name} is not offered now, so it cannot refine.")
+    if not can_refine(model):
+        raise ChatError("source", f"{model.display_name} cannot refine images.")
+
+
 def typical_latency_ms(model: ImageModel) -> int | None:
     """Median compute time of the model's recent freshly made images, if it has any."""
     recent = list(

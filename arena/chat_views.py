@@ -117,6 +117,14 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     return _page(request, form=form)
 
 
+def _chosen_seed(form: schemas.ChatSettingsIn) -> int | None:
+    if form.seed is not None:
+        return form.seed
+    if form.seed_mode == "fixed":
+        raise chat_services.ChatError("seed", "Type a seed, or choose a random one.")
+    return None
+
+
 @require_POST
 def start_turn(request: HttpRequest) -> HttpResponse:
     data = request.POST
@@ -129,7 +137,9 @@ def start_turn(request: HttpRequest) -> HttpResponse:
             model=model,
             prompt=form.prompt,
             negative_prompt=form.negative_prompt,
-            seed=form.seed if form.seed_mode == "fixed" else None,
+            # A typed seed is always used, whichever seed option is ticked (the page says so);
+            # "fixed" with an empty box is refused rather than silently drawn.
+            seed=_chosen_seed(form),
             steps=form.steps,
             guidance=form.guidance,
             size=form.size,
@@ -161,9 +171,14 @@ def refine(request: HttpRequest, generation_id: int) -> HttpResponse:
     source = _image_for(request, generation_id)
     try:
         form = _parse(schemas.RefineIn, request.POST)
+        chat_services.check_refinable(source)
         settings = chat_services.check_settings(
             model=source.model,
             prompt=form.prompt,
+            # The negative prompt carries over unless the refine form sends its own.
+            negative_prompt=source.negative_prompt
+            if form.negative_prompt is None
+            else form.negative_prompt,
             seed=source.seed,
             steps=source.steps,
             guidance=source.guidance,

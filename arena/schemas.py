@@ -139,6 +139,7 @@ class ChatSettingsIn(Schema):
 
 class RefineIn(Schema):
     prompt: Text = ""
+    negative_prompt: Text | None = None
     strength: float = Field(0.6, allow_inf_nan=False)
 
 

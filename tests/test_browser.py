@@ -159,8 +159,9 @@ def test_chat_runs_two_turns_refines_the_second_and_downloads_a_png(
     page.wait_for_selector(".turn[data-finished='1'] .chat-image img", timeout=60_000)
 
     page.fill("#chat-prompt", "a red kite over the sea at dusk")
-    page.check("input[name='seed_mode'][value='fixed']")
+    page.check("input[name='seed_mode'][value='random']")
     page.fill("#chat-seed", "321")
+    assert page.is_checked("input[name='seed_mode'][value='fixed']"), "a typed seed is fixed"
     page.select_option("#chat-count", "2")
     page.click("#chat-submit")
     page.wait_for_function(
@@ -171,8 +172,9 @@ def test_chat_runs_two_turns_refines_the_second_and_downloads_a_png(
     newest = page.locator(".turn").first
     assert "seed 321" in newest.inner_text() and newest.locator("img").count() == 2
 
-    newest.locator("form.refine input[name='prompt']").first.fill("make it stormy")
-    newest.locator("form.refine button").first.click()
+    newest.locator("details.refine summary").first.click()
+    newest.locator("details.refine textarea[name='prompt']").first.fill("make it stormy")
+    newest.locator("details.refine button").first.click()
     page.wait_for_function(
         "() => document.querySelectorAll('.turn').length === 3 && "
         "document.querySelectorAll('.turn')[0].dataset.finished === '1'",

@@ -250,3 +250,86 @@ def test_the_compare_form_starts_a_named_battle(client: Client, models: list[Any
     assert response.status_code == 302 and not battle.anonymous
     page = client.get(response["Location"]).content.decode()
     assert "Named comparison" in page
+
+
+def test_a_typed_seed_is_used_even_with_random_ticked(client: Client, models: list[Any]) -> None:
+    assert post_turn(client, seed_mode="random", seed="4242").status_code == 302
+    assert ChatTurn.objects.get().seed == 4242
+    page = client.get("/chat/").content.decode()
+    assert "seed 4242" in page and "A typed seed is always used" in page
+
+
+def test_a_fixed_seed_without_a_number_is_a_clear_400(client: Client, models: list[Any]) -> None:
+    response = post_turn(client, seed_mode="fixed", seed="")
+    assert response.status_code == 400 and "Type a seed" in response.content.decode()
+    assert not ChatTurn.objects.exists()
+
+
+def refinable(client: Client, key: str = "tiny-inhouse", **fields: Any) -> Generation:
+    """A finished image of a turn of this client's conversation."""
+    post_turn(client, model=key, seed="9", negative_prompt="blurry", **fields)
+    job = ChatTurn.objects.filter(model__key=key).last().chat_images.get().generation  # type: ignore[union-attr]
+    finish_side(job)
+    job.refresh_from_db()
+    return job
+
+
+def test_refine_keeps_the_negative_prompt_and_shows_the_source(
+    client: Client, models: list[Any]
+) -> None:
+    source = refinable(client)
+    response = client.post(f"/chat/images/{source.pk}/refine", {"prompt": "a fox at night"})
+    assert response.status_code == 302
+    turn = ChatTurn.objects.get(kind=ChatTurn.Kind.REFINE)
+    assert turn.negative_prompt == "blurry" and turn.source == source
+    page = client.get("/chat/").content.decode()
+    assert 'alt="The image refined"' in page
+    # The refine form starts from the image's own prompt, folded away under its image.
+    assert '<details class="refine"><summary>Refine this image</summary>' in page
+    assert ">a fox</textarea>" in page
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("missing", 404, ""),
+        ("stranger", 404, ""),
+        ("cannot_refine", 400, "cannot refine images"),
+        ("failed", 400, "This image failed"),
+        ("queued", 400, "not ready yet"),
+        ("disabled", 400, "is not offered now"),
+        ("file_gone", 400, "no longer kept"),
+        ("bad_strength", 400, "strength"),
+        ("strength_range", 400, "Strength must be between"),
+        ("empty_prompt", 400, "Enter a prompt"),
+    ],
+)
+def test_refine_defects_get_a_clear_4xx_never_a_5xx(
+    client: Client, models: list[Any], case: str, status: int, message: str
+) -> None:
+    fields: dict[str, Any] = {"prompt": "at night", "strength": "0.5"}
+    if case == "cannot_refine":
+        source = refinable(client, "tiny-pixart")
+    elif case in {"failed", "queued"}:
+        post_turn(client)
+        source = ChatTurn.objects.get().chat_images.get().generation
+        if case == "failed":
+            Generation.objects.filter(pk=source.pk).update(status=Generation.Status.FAILED)
+    else:
+        source = refinable(client)
+    if case == "disabled":
+        ImageModel.objects.filter(pk=source.model_id).update(enabled=False)
+    if case == "file_gone":
+        Generation.objects.filter(pk=source.pk).update(image_sha256="")
+    fields |= {
+        "bad_strength": {"strength": "strong"},
+        "strength_range": {"strength": "3"},
+        "empty_prompt": {"prompt": "  "},
+    }.get(case, {})
+    target = source.pk + 10_000 if case == "missing" else source.pk
+    asker = Client() if case == "stranger" else client
+    before = ChatTurn.objects.count()
+    response = asker.post(f"/chat/images/{target}/refine", fields)
+    assert response.status_code == status
+    assert message in response.content.decode()
+    assert ChatTurn.objects.count() == before
