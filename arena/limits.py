@@ -35,19 +35,19 @@ logger = logging.getLogger(__name__)
 SCOPES = {
     "sessions": (
         "ARENA_LIMIT_SESSIONS",
-        "Too many new sessions have come from your network. Try again in {s} seconds.",
+        "Too many new sessions have come from your network. Try again in {s}.",
     ),
     "battles": (
         "ARENA_LIMIT_BATTLES",
-        "You are starting battles faster than this arena allows. Try again in {s} seconds.",
+        "You are starting battles faster than this arena allows. Try again in {s}.",
     ),
     "votes": (
         "ARENA_LIMIT_VOTES",
-        "You are voting faster than this arena allows. Try again in {s} seconds.",
+        "You are voting faster than this arena allows. Try again in {s}.",
     ),
     "chat": (
         "ARENA_LIMIT_CHAT",
-        "You are making images faster than this arena allows. Try again in {s} seconds.",
+        "You are making images faster than this arena allows. Try again in {s}.",
     ),
 }
 
@@ -87,7 +87,8 @@ class RateLimited(Exception):
         super().__init__(f"Too many requests; try again in {retry_after} s.")
         self.retry_after = retry_after
         self.scope = scope
-        self.message = SCOPES.get(scope, SCOPES["chat"])[1].format(s=retry_after)
+        wait = "1 second" if retry_after == 1 else f"{retry_after} seconds"
+        self.message = SCOPES.get(scope, SCOPES["chat"])[1].format(s=wait)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ only costs one more full answer.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
@@ -20,6 +21,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from arena.models import Battle, Vote
 from generation.models import Generation
+
+# How often a waiting battle's queue position and estimate are drawn afresh, in seconds.
+WAIT_REFRESH_S = 2
 
 # What the status looks like depends on the code that draws it, too.
 _DRAWN_BY = hashlib.sha256(
@@ -55,7 +59,11 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    seen = repr((kind, _DRAWN_BY, row))
+    # A side still queued: its place in the queue moves with other people's jobs, which these
+    # columns do not see, so the tag also changes every WAIT_REFRESH_S (arena.waiting).
+    queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
+    bucket = int(time.time() // WAIT_REFRESH_S) if queued else 0
+    seen = repr((kind, _DRAWN_BY, row, bucket))
     return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
 
 

@@ -22,7 +22,17 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from arena import captcha, challenge, limits, media, moderation, polling, services, visitors
+from arena import (
+    captcha,
+    challenge,
+    limits,
+    media,
+    moderation,
+    polling,
+    services,
+    visitors,
+    waiting,
+)
 from arena.forms import ECHO_CHARS, PromptForm, PromptQuery, VoteForm, first_error
 from arena.matchmaking import NotEnoughModels
 from arena.models import Battle
@@ -132,7 +142,8 @@ def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
         )
         return render(request, "arena/error.html", {"message": message}, status=404)
     state = services.battle_state(found)
-    return render(request, "arena/battle.html", {"battle": found, "state": state})
+    context = {"battle": found, "state": state, "wait": _wait(found, state)}
+    return render(request, "arena/battle.html", context)
 
 
 @require_safe
@@ -148,8 +159,15 @@ def _panel(
     request: HttpRequest, found: Battle, *, status: int = 200, error: str = ""
 ) -> HttpResponse:
     state = services.battle_state(found)
-    context = {"battle": found, "state": state, "error": error}
+    context = {"battle": found, "state": state, "error": error, "wait": _wait(found, state)}
     return render(request, "arena/_battle_panel.html", context, status=status)
+
+
+def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:
+    """The one wait figure of a generating battle (queue position, estimate, loading)."""
+    if state.status != "generating":
+        return None
+    return waiting.battle_wait(found.generation_left, found.generation_right)
 
 
 @require_POST

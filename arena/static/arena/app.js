@@ -145,14 +145,67 @@
   });
   document.addEventListener("change", function (event) {
     if (event.target.id === "chat-model") showBounds();
+    // Choosing "random" empties the seed box, so what is sent is what is shown.
+    if (event.target.name === "seed_mode" && event.target.value === "random") {
+      var seed = document.getElementById("chat-seed");
+      if (seed) seed.value = "";
+    }
   });
   document.addEventListener("DOMContentLoaded", showBounds);
   document.addEventListener("DOMContentLoaded", countPrompt);
   document.addEventListener("htmx:load", countPrompt);
   document.addEventListener("input", function (event) {
     if (event.target.id === "prompt") countPrompt();
+    // Typing a seed selects "fixed": a typed seed is always the one used.
+    if (event.target.id === "chat-seed") {
+      var fixed = document.querySelector("input[name='seed_mode'][value='fixed']");
+      var random = document.querySelector("input[name='seed_mode'][value='random']");
+      if (event.target.value.trim() && fixed) fixed.checked = true;
+      else if (random) random.checked = true;
+    }
   });
   document.addEventListener("DOMContentLoaded", function () { revealTogether(document); });
   document.addEventListener("htmx:load", function (event) { revealTogether(event.target); });
   document.addEventListener("keydown", onKey);
+
+  // An answer htmx does not swap in (a 5xx such as 503, or no answer at all) still shows its
+  // message: the page's alert text, the JSON error's message, or the status itself.
+  function notice(text) {
+    var box = document.getElementById("notice");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "notice";
+      box.className = "error notice";
+      box.setAttribute("role", "alert");
+      var main = document.querySelector("main");
+      main.insertBefore(box, main.firstChild);
+    }
+    box.textContent = text;
+  }
+
+  function messageOf(xhr) {
+    var body = xhr.responseText || "";
+    try {
+      var data = JSON.parse(body);
+      if (data && data.error && data.error.message) return data.error.message;
+    } catch (ignored) { /* not JSON: an HTML page */ }
+    var alert = new DOMParser().parseFromString(body, "text/html").querySelector("[role=alert]");
+    var text = alert ? alert.textContent.trim() : "";
+    return text || "The arena answered " + xhr.status + " " + (xhr.statusText || "") +
+      ". Try again in a few seconds.";
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var retry = xhr.getResponseHeader("Retry-After");
+    var text = messageOf(xhr);
+    notice(retry && text.indexOf("Try again") === -1 ? text + " Try again in " + retry + " s." : text);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    notice("The arena cannot be reached right now. Check your connection and try again.");
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    var box = document.getElementById("notice");
+    if (box) box.remove();
+  });
 })();
