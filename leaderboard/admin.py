@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 
@@ -238,8 +238,31 @@ class BoardOptionsAdmin(admin.ModelAdmin):
     """One row of switches; until it is saved once, the settings decide."""
 
     form = BoardOptionsForm
-    fields = ("publish_all_votes", "tie_model")
+    fields = ("in_force", "publish_all_votes", "tie_model")
+    readonly_fields = ("in_force",)
     list_display = ("__str__", "publish_all_votes", "tie_model", "changed_at")
+
+    @admin.display(description="In force now")
+    def in_force(self, obj: Any = None) -> str:
+        """The value the site uses at this moment, and where it comes from."""
+        value = "on" if BoardOptions.all_votes_published() else "off"
+        ties = f"tie model: {BoardOptions.tie_model_in_use()}"
+        if obj is not None and obj.pk:
+            saved = f"{obj.changed_at:%Y-%m-%d %H:%M}"
+            return f"All-votes board: {value}; {ties} (saved here on {saved} UTC)"
+        return (
+            f"All-votes board: {value} (from the LEADERBOARD_ALL_VOTES setting); "
+            f"{ties} (the default; not saved yet)"
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        """One row of switches: the list opens the row itself, or the form to save it first,
+        so the value in force is always on screen."""
+        if BoardOptions.objects.filter(pk=1).exists():
+            return redirect(reverse("admin:leaderboard_boardoptions_change", args=[1]))
+        if self.has_add_permission(request):
+            return redirect(reverse("admin:leaderboard_boardoptions_add"))
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and not BoardOptions.objects.exists()

@@ -397,3 +397,21 @@ def test_the_board_options_are_one_row_an_admin_switches(
     assert admin_client.post(change, {"publish_all_votes": "on"}).status_code == 302
     assert BoardOptions.all_votes_published()
     assert admin_client.post("/admin/leaderboard/boardoptions/1/delete/").status_code == 403
+
+
+def test_the_board_options_page_shows_the_value_in_force(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.LEADERBOARD_ALL_VOTES = True
+    listing = "/admin/leaderboard/boardoptions/"
+    first = admin_client.get(listing, follow=True)
+    page = first.content.decode()
+    assert first.redirect_chain[-1][0].endswith("/add/"), "no row yet: the form to save it"
+    assert "All-votes board: on (from the LEADERBOARD_ALL_VOTES setting); tie model: half" in page
+
+    admin_client.post("/admin/leaderboard/boardoptions/add/", {})  # saved switched off
+    again = admin_client.get(listing, follow=True)
+    assert again.redirect_chain[-1][0].endswith("/1/change/")
+    page = again.content.decode()
+    assert "All-votes board: off; tie model: half (saved here on" in page
+    assert not re.search(r'<input[^>]*name="publish_all_votes"[^>]*checked', page)
