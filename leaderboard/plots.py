@@ -129,25 +129,35 @@ class HistoryLine:
 HISTORY_COLOURS = (ACCENT, IN_HOUSE, "#2b8a3e", "#862e9c", "#495057")
 
 
-def rating_history_plot(*, lines: Sequence[HistoryLine]) -> str:
-    """A model's rating over time as a line inside its interval band, one per version."""
+def rating_history_plot(
+    *,
+    lines: Sequence[HistoryLine],
+    bands: bool = True,
+    empty: str = "No overall board has rated this model yet",
+) -> str:
+    """Ratings over time, one line per version (a model's page) or per model (a board's
+    history, drawn without bands so many lines stay readable)."""
     figure, axes = _figure(7.5, 3.6)
     for index, line in enumerate(lines):
         colour = HISTORY_COLOURS[index % len(HISTORY_COLOURS)]
+        style = "-" if index < len(HISTORY_COLOURS) else "--"
         times = mdates.date2num(list(line.times))
-        axes.fill_between(times, line.lower, line.upper, color=colour, alpha=0.2, lw=0)
-        axes.plot(times, line.ratings, color=colour, lw=1.6, marker="o", ms=3, label=line.label)
+        if bands:
+            axes.fill_between(times, line.lower, line.upper, color=colour, alpha=0.2, lw=0)
+        axes.plot(
+            times, line.ratings, style, color=colour, lw=1.6, marker="o", ms=3, label=line.label
+        )
     if not lines:
         axes.text(
             0.5,
             0.5,
-            "No overall board has rated this model yet",
+            empty,
             ha="center",
             va="center",
             transform=axes.transAxes,
         )
     elif len(lines) > 1:
-        axes.legend(loc="best", frameon=False)
+        axes.legend(loc="best", frameon=False, fontsize="small", ncols=2 if len(lines) > 6 else 1)
     locator = mdates.AutoDateLocator(tz=UTC)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))

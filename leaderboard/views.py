@@ -20,6 +20,10 @@ from leaderboard import plots, profiles, speed
 from leaderboard.models import BoardOptions, Snapshot, SnapshotRow
 
 PLOT_KINDS = ("ratings", "win_rate", "battles")
+# A board's rating-over-time plot: drawn from the stored boards of its kind up to it.
+HISTORY_KIND = "history"
+# Lines in a board's history plot: its best-ranked models.
+HISTORY_MODELS = 10
 # A model's history plot shows at most this many snapshots per version (evenly spread).
 HISTORY_POINTS = 400
 # Past boards offered in the page's picker.
@@ -175,7 +179,7 @@ def _history_lines(key: str) -> list[plots.HistoryLine]:
 
 @require_safe
 def plot(request: HttpRequest, snapshot_id: int, kind: str) -> HttpResponse:
-    if kind not in PLOT_KINDS:
+    if kind not in (*PLOT_KINDS, HISTORY_KIND):
         raise Http404("no such plot")
     snapshot = get_object_or_404(Snapshot, pk=snapshot_id)
     key = f"leaderboard-plot:{snapshot.pk}:{kind}"
@@ -190,6 +194,10 @@ def plot(request: HttpRequest, snapshot_id: int, kind: str) -> HttpResponse:
 
 
 def _render_plot(snapshot: Snapshot, kind: str) -> str:
+    if kind == HISTORY_KIND:
+        return plots.rating_history_plot(
+            lines=_board_history(snapshot), bands=False, empty="No rated models on this board"
+        )
     rows = list(snapshot.rows.select_related("model"))
     if kind == "ratings":
         # Open intervals have no rating to draw; the table lists them with their bound.
@@ -243,3 +251,44 @@ def speed_plot(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     # The times move with new images, unlike the snapshot's own plots.
     response["Cache-Control"] = f"public, max-age={speed.CACHE_SECONDS}"
     return response
+
+
+def _board_history(snapshot: Snapshot) -> list[plots.HistoryLine]:
+    """The ratings of this board's best-ranked models on every stored board of its kind up to
+    it (the same category and votes), thinned evenly to HISTORY_POINTS boards."""
+    top = list(
+        snapshot.rows.filter(rating__isnull=False)
+        .select_related("model")
+        .order_by("rank", "pk")[:HISTORY_MODELS]
+    )
+    boards = list(
+        Snapshot.objects.filter(
+            category=snapshot.category,
+            all_votes=snapshot.all_votes,
+            created_at__lte=snapshot.created_at,
+        )
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    step = -(-len(boards) // HISTORY_POINTS)  # ceiling division
+    kept = set(boards[::step]) | {snapshot.pk}
+    series: dict[int, list[tuple[datetime, float]]] = {row.model_id: [] for row in top}
+    for model_id, when, rating in (
+        SnapshotRow.objects.filter(
+            snapshot_id__in=kept, model_id__in=list(series), rating__isnull=False
+        )
+        .order_by("snapshot__created_at", "snapshot_id")
+        .values_list("model_id", "snapshot__created_at", "rating")
+    ):
+        if rating is not None:  # filtered above; the column itself is nullable
+            series[model_id].append((when, rating))
+    return [
+        plots.HistoryLine(
+            label=row.model.display_name,
+            times=[p[0] for p in series[row.model_id]],
+            ratings=[p[1] for p in series[row.model_id]],
+            lower=[],
+            upper=[],
+        )
+        for row in top
+    ]

@@ -62,3 +62,31 @@ def test_the_page_offers_past_boards_and_explains_an_empty_category_board(
     # Two votes are far below a category board's minimum: the empty table says why.
     animals = client.get("/leaderboard/?category=animals").content.decode()
     assert 'id="board-empty"' in animals and "votes in the category" in animals
+
+
+def test_the_rating_over_time_chart_is_drawn_from_the_stored_boards(
+    client: Any, db: None, models: list[Any]
+) -> None:
+    ids = [m.pk for m in models[:3]]
+    for round_ in range(3):
+        for i in range(6):
+            pair = (ids[i % 3], ids[(i + 1) % 3])
+            services.count_vote(
+                left_id=pair[0],
+                right_id=pair[1],
+                category="animals",
+                choice=("left", "right")[(i + round_) % 2],
+            )
+        services.refresh(only_if_changed=True)
+    boards = list(Snapshot.objects.filter(category="").order_by("created_at", "pk"))
+    assert len(boards) == 3
+    page = client.get("/leaderboard/").content.decode()
+    assert f"/leaderboard/plots/{boards[-1].pk}/history.svg" in page
+    svg = client.get(f"/leaderboard/plots/{boards[-1].pk}/history.svg")
+    assert svg.status_code == 200 and svg["Content-Type"] == "image/svg+xml"
+    text = svg.content.decode()
+    names = [row.model.display_name for row in boards[-1].rows.select_related("model")]
+    assert names and all(name in text for name in names)
+    # One point per stored board up to the one shown: a past board's chart stops at it.
+    first = client.get(f"/leaderboard/plots/{boards[0].pk}/history.svg").content.decode()
+    assert text.count("<use ") > first.count("<use ")
