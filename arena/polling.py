@@ -23,7 +23,7 @@ from arena.models import Battle, Vote
 from generation.models import Generation
 
 # How often a waiting battle's queue position and estimate are drawn afresh, in seconds.
-WAIT_REFRESH_S = 2
+WAIT_REFRESH_S = 3
 
 # What the status looks like depends on the code that draws it, too.
 _DRAWN_BY = hashlib.sha256(
@@ -61,10 +61,16 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
         return None
     # A side still queued: its place in the queue moves with other people's jobs, which these
     # columns do not see, so the tag also changes every WAIT_REFRESH_S (arena.waiting).
+    # (The JSON API does not show the wait: its tag stays put.)
     queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
-    bucket = int(time.time() // WAIT_REFRESH_S) if queued else 0
+    bucket = wait_bucket() if queued and kind == "panel" else 0
     seen = repr((kind, _DRAWN_BY, row, bucket))
     return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
+
+
+def wait_bucket() -> int:
+    """The number of the current WAIT_REFRESH_S interval."""
+    return int(time.time() // WAIT_REFRESH_S)
 
 
 def _uses_char_uuid() -> bool:

@@ -9,11 +9,18 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from arena import services
+from arena import polling, services
 from arena.models import Battle
 from generation.models import Generation
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queued battle's panel tag also moves every WAIT_REFRESH_S (arena.waiting); these
+    tests compare tags taken moments apart, so that interval stays put."""
+    monkeypatch.setattr(polling, "wait_bucket", lambda: 0)
 
 
 def owned_battle(client: Client) -> Battle:

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from arena import limits
+from arena import limits, polling
 from arena.models import Battle
 from generation import services as generation_services
 from generation.models import Generation, WorkerHeartbeat
@@ -69,12 +69,15 @@ def test_a_waiting_battles_poll_tag_moves_with_time_even_without_changes(
 ) -> None:
     battle = start(client)
     url = f"/battles/{battle.public_id}/panel"
-    clock = [1000.0]
-    monkeypatch.setattr("arena.polling.time.time", lambda: clock[0])
+    interval = [7]
+    monkeypatch.setattr(polling, "wait_bucket", lambda: interval[0])
     tag = client.get(url)["ETag"]
+    api = f"/api/v1/battles/{battle.public_id}"
+    api_tag = client.get(api)["ETag"]
     assert client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 304
-    clock[0] += 2.5  # the queue may have moved: a fresh answer
+    interval[0] += 1  # WAIT_REFRESH_S later the queue may have moved: a fresh answer
     assert client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 200
+    assert client.get(api, HTTP_IF_NONE_MATCH=api_tag).status_code == 304, "no wait in the API"
 
 
 def test_a_refused_request_says_when_to_come_back_in_words() -> None:
