@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from arena import limits, polling
 from arena.models import Battle
-from generation import services as generation_services
+from generation import jobs
 from generation.models import Generation, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_a_queue_shows_one_position_and_estimate_for_both_sides(
         node="w1", queues=[test_queue], children=1, warm_children=1, seen_at=timezone.now()
     )
     for seed, purpose in enumerate(["battle"] * 3 + ["chat", "pool"]):
-        generation_services.create_generation(
+        jobs.create_generation(
             model=models[seed % 2], prompt=f"someone else's {seed}", seed=seed, purpose=purpose
         )
     battle = start(client)
