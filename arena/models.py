@@ -85,6 +85,10 @@ class Battle(models.Model):
     # Made only when the voter asks to share the battle after voting (arena.sharing): the key
     # of its public read-only page, random and unguessable; None means not shared.
     share_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # The reveal floor (arena.services.shown_at): a blind battle's images are shown, and it takes
+    # a vote, no earlier than this, whenever its two jobs finished. Drawn at submit from a
+    # cryptographic random source, the same way for every pair; empty: shown when ready.
+    reveal_at = models.DateTimeField(null=True, blank=True)
 
     objects = BattleQuerySet.as_manager()
 

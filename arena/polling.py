@@ -6,19 +6,26 @@ status is drawn from, read with one fixed SQL statement (no ORM query to compile
 render), so an unchanged status costs one indexed lookup. The full answer reads the same version
 *before* it reads the battle, so its tag is never newer than its content: a change in between
 only costs one more full answer.
+
+Before the images are shown, the tag is drawn from what the voter sees (the status and the one
+combined progress figure) and nothing else: a tag that changed when one side's steps moved or its
+image was stored would tell, through the timing of 304s, how fast each side runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils import timezone
 
+from arena import services
 from arena.models import Battle, Vote
 from generation.models import Generation
 
@@ -39,7 +46,7 @@ def _statement() -> str:
     # Table names come from the models, values go in as parameters.
     return (
         f"SELECT b.status, b.anonymous, b.model_left_id, b.model_right_id, "  # noqa: S608
-        f"{left}, {right}, v.choice "
+        f"{left}, {right}, v.choice, b.created_at, b.ready_at, b.reveal_at "
         f"FROM {battle} b "
         f"JOIN {job} l ON l.id = b.generation_left_id "
         f"JOIN {job} r ON r.id = b.generation_right_id "
@@ -59,18 +66,41 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    status, progress = services.visible_phase(
+        status=row[0],
+        created_at=_aware(row[13]),
+        ready_at=row[14] and _aware(row[14]),
+        reveal_at=row[15] and _aware(row[15]),
+        fractions=(_fraction(*row[4:7]), _fraction(*row[8:11])),
+        now=timezone.now(),
+    )
     # A side still queued: its place in the queue moves with other people's jobs, which these
     # columns do not see, so the tag also changes every WAIT_REFRESH_S (arena.waiting).
     # (The JSON API does not show the wait: its tag stays put.)
     queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
     bucket = wait_bucket() if queued and kind == "panel" else 0
-    seen = repr((kind, _DRAWN_BY, row, bucket))
+    shown = row if status != "generating" else None
+    seen = repr((kind, _DRAWN_BY, status, progress, shown, bucket))
     return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
 
 
 def wait_bucket() -> int:
     """The number of the current WAIT_REFRESH_S interval."""
     return int(time.time() // WAIT_REFRESH_S)
+
+
+def _aware(value: datetime) -> datetime:
+    """A time read with raw SQL: SQLite gives it naive, in UTC."""
+    if timezone.is_aware(value):
+        return value
+    return timezone.make_aware(value, UTC)
+
+
+def _fraction(status: str, steps_done: int, steps: int) -> float:
+    """One side's fraction done, as generation.services.progress computes it."""
+    if status == Generation.Status.DONE:
+        return 1.0
+    return min(steps_done / max(steps, 1), 1.0)
 
 
 def _uses_char_uuid() -> bool:

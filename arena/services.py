@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import random
+import secrets
 import tomllib
 import unicodedata
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from leaderboard import services as leaderboard_services
 # Shown for every battle that cannot finish, whatever went wrong on which side: the message
 # must not tell which model failed.
 VOID_MESSAGE = "This battle could not be completed. Please start a new one."
+# A vote before both images were shown: the same whether the jobs are running or done.
+NOT_READY_MESSAGE = "The images are not shown yet: vote once both are on screen."
 
 # Bidirectional overrides and isolates can make a prompt display differently from what it
 # says; zero-width joiners stay allowed because emoji sequences need them.
@@ -171,6 +175,9 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
             )
             for model, model_size in ((left_model, size.left), (right_model, size.right))
         )
+    # Drawn now, before either job runs, the same way for every pair (see shown_at).
+    delay = reveal_delay() if sides is None else None
+    reveal_at = timezone.now() + delay if delay else None
     battle = Battle.objects.create(
         prompt_text=text,
         prompt=curated,
@@ -183,17 +190,72 @@ def create_battle(*, prompt_text: str, owner: str, rng: random.Random | None = N
         seed=left.seed,
         owner=owner,
         gold_side=gold_side,
+        reveal_at=reveal_at,
     )
     if sides is not None:
-        # Both images came from the pool: the battle is ready before anything is queued.
+        # Both images came from the pool: the battle is ready before anything is queued, for
+        # whichever pair (the pool serves only when every drawable model is stocked), so it is
+        # shown at once.
         gold.prepare(battle)
         finalise_battle_images(battle=battle)
         battle.status = Battle.Status.READY
-        battle.ready_at = timezone.now()
-        battle.save(update_fields=["status", "ready_at"])
+        battle.ready_at = battle.reveal_at = timezone.now()
+        battle.save(update_fields=["status", "ready_at", "reveal_at"])
     generation_jobs.enqueue(left)
     generation_jobs.enqueue(right)
     return battle
+
+
+def reveal_delay() -> timedelta:
+    """The reveal floor of a live battle, from submit: ARENA_REVEAL_MIN_MS plus a uniform
+    jitter of up to ARENA_REVEAL_JITTER_MS from the operating system's cryptographic source
+    (zero, with both set to 0: no floor)."""
+    jitter = secrets.randbelow(settings.ARENA_REVEAL_JITTER_MS + 1)
+    return timedelta(milliseconds=settings.ARENA_REVEAL_MIN_MS + jitter)
+
+
+def shown_at(*, ready_at: datetime | None, reveal_at: datetime | None) -> datetime | None:
+    """When a ready battle's images may be shown and voted on: its reveal floor, or, for one
+    that finished after its floor, the next whole ARENA_REVEAL_STEP_MS past it. None while it
+    is not ready; a battle without a floor (named comparisons, older rows) is shown when ready.
+
+    Set above the slowest model's usual time, the floor makes the moment the images appear a
+    function of the submit time and a secret draw alone, not of the pair or its sides.
+    """
+    if ready_at is None or reveal_at is None or ready_at <= reveal_at:
+        return reveal_at if ready_at is not None and reveal_at is not None else ready_at
+    step = timedelta(milliseconds=settings.ARENA_REVEAL_STEP_MS)
+    if not step:
+        return ready_at
+    return reveal_at + math.ceil((ready_at - reveal_at) / step) * step
+
+
+def visible_phase(
+    *,
+    status: str,
+    created_at: datetime,
+    ready_at: datetime | None,
+    reveal_at: datetime | None,
+    fractions: tuple[float, float],
+    now: datetime,
+) -> tuple[str, int]:
+    """The status and whole-percent progress a voter sees: a ready battle stays "generating"
+    until it is shown. Under a reveal floor the progress is the time elapsed towards the floor,
+    one figure that says nothing about either model's speed; without one (the floor set to 0),
+    it is the mean of the two sides' fractions."""
+    if status == Battle.Status.READY:
+        shown = shown_at(ready_at=ready_at, reveal_at=reveal_at)
+        if shown is None or shown <= now:
+            return status, 100
+    elif status != Battle.Status.GENERATING:
+        return status, 100 if status == Battle.Status.VOTED else 0
+    window = (reveal_at - created_at) if reveal_at is not None else timedelta(0)
+    if window > timedelta(0):
+        elapsed = max(now - created_at, timedelta(0))
+        return Battle.Status.GENERATING, min(int(100 * (elapsed / window)), 99)
+    # The mean of the two sides' fractions, not summed steps: a total of steps would hint at
+    # which models run.
+    return Battle.Status.GENERATING, min(int(sum(fractions) / 2 * 100), 99)
 
 
 def match_weights(models: list[ImageModel]) -> list[float]:
@@ -399,11 +461,17 @@ def battle_state(battle: Battle) -> BattleState:
     left, right = battle.generation_left, battle.generation_right
     if battle.status == Battle.Status.VOID:
         return BattleState(status="void", progress=0, message=VOID_MESSAGE)
-    if battle.status == Battle.Status.GENERATING:
-        # The mean of the two sides' fractions, not summed steps: a total of steps would hint
-        # at which models run.
-        fraction = (generation_jobs.progress(left) + generation_jobs.progress(right)) / 2
-        return BattleState(status="generating", progress=min(int(fraction * 100), 99))
+    if battle.status in (Battle.Status.GENERATING, Battle.Status.READY):
+        status, progress = visible_phase(
+            status=battle.status,
+            created_at=battle.created_at,
+            ready_at=battle.ready_at,
+            reveal_at=battle.reveal_at,
+            fractions=(generation_jobs.progress(left), generation_jobs.progress(right)),
+            now=timezone.now(),
+        )
+        if status == Battle.Status.GENERATING:
+            return BattleState(status=status, progress=progress)
     state = BattleState(
         status=battle.status,
         progress=100,
@@ -508,11 +576,17 @@ def cast_vote(
                 raise VoteRejected("already_voted", "This battle already has a vote.")
             if status == Battle.Status.VOID:
                 raise VoteRejected("void", VOID_MESSAGE)
-            raise VoteRejected("not_ready", "The images are not ready yet.")
+            raise VoteRejected("not_ready", NOT_READY_MESSAGE)
         ready_at = battle.ready_at
         if ready_at is None:  # it became ready after the caller read it
             ready_at = Battle.objects.values_list("ready_at", flat=True).get(pk=battle.pk)
-        ms_to_vote = max(0, int((now - (ready_at or now)).total_seconds() * 1000))
+        shown = shown_at(ready_at=ready_at, reveal_at=battle.reveal_at) or now
+        if shown > now:
+            # Ready but not shown yet: the same answer as a battle still generating, so an
+            # early vote cannot tell when the jobs finished. Raising rolls the claim back.
+            raise VoteRejected("not_ready", NOT_READY_MESSAGE)
+        # From when the images were shown, not from when the jobs finished.
+        ms_to_vote = max(0, int((now - shown).total_seconds() * 1000))
         if battle.gold_side:
             standing = gold.outcome(battle=battle, choice=choice)
             gold.record(voter=voter_record, battle=battle, choice=choice)

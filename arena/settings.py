@@ -423,6 +423,15 @@ for _proxy in ARENA_TRUSTED_PROXIES:
         raise ImproperlyConfigured(
             f"ARENA_TRUSTED_PROXIES: {_proxy!r} is not an address or network"
         ) from None
+# The reveal floor: a live blind battle's images are shown (and it takes a vote) no sooner than
+# ARENA_REVEAL_MIN_MS after submit plus a uniform jitter of up to ARENA_REVEAL_JITTER_MS, drawn
+# from a cryptographic random source; one finished later is shown at the next whole
+# ARENA_REVEAL_STEP_MS past that floor. Set the floor above the slowest model's usual battle time:
+# then when the images appear says nothing about which models made them. Pool battles are ready
+# at submit for every pair and are shown at once. 0 and 0: shown as soon as both are done.
+ARENA_REVEAL_MIN_MS = env_int("ARENA_REVEAL_MIN_MS", 3000)
+ARENA_REVEAL_JITTER_MS = env_int("ARENA_REVEAL_JITTER_MS", 1000)
+ARENA_REVEAL_STEP_MS = env_int("ARENA_REVEAL_STEP_MS", 1000)
 # Votes that count: a vote sooner than this after its images were ready does not count.
 ARENA_MIN_MS_TO_VOTE = env_int("ARENA_MIN_MS_TO_VOTE", 1000)
 # Counted votes per UTC day; later votes are stored but do not count (0: no cap).

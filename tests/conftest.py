@@ -107,6 +107,10 @@ def child_env(**extra: str) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
+            # Servers started by tests show a battle when it is done (no reveal floor), like
+            # the in-process ones (_votes_count_by_default).
+            "ARENA_REVEAL_MIN_MS": "0",
+            "ARENA_REVEAL_JITTER_MS": "0",
         }
     )
     env.update(extra)
@@ -402,8 +406,10 @@ def _api_answers_match_their_schema(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _votes_count_by_default(settings: Any) -> None:
     """Tests vote the moment a battle is ready and start battles without a browser: the
-    time-to-vote floor, the proof-of-work check and gold battles are off unless a test turns
-    them on."""
+    time-to-vote floor, the reveal floor, the proof-of-work check and gold battles are off
+    unless a test turns them on."""
     settings.ARENA_MIN_MS_TO_VOTE = 0
+    settings.ARENA_REVEAL_MIN_MS = 0
+    settings.ARENA_REVEAL_JITTER_MS = 0
     settings.ARENA_CHALLENGE_MAX_NUMBER = 0
     settings.ARENA_GOLD_RATE = 0.0

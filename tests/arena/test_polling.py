@@ -93,3 +93,40 @@ def test_the_tag_is_the_same_for_every_poll_of_one_state_and_says_nothing_of_the
     tag = tags.pop()
     for model in (battle.model_left, battle.model_right):
         assert model.key not in tag and model.display_name not in tag
+
+
+@pytest.mark.parametrize("kind", ["panel", "api"])
+def test_under_a_reveal_floor_the_tag_moves_with_the_shown_progress_not_with_either_side(
+    models: list[Any],
+    client: Client,
+    finish_battle: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    settings.ARENA_REVEAL_MIN_MS, settings.ARENA_REVEAL_JITTER_MS = 10_000, 0
+    battle = owned_battle(client)
+    url = (
+        f"/battles/{battle.public_id}/panel"
+        if kind == "panel"
+        else f"/api/v1/battles/{battle.public_id}"
+    )
+    assert battle.reveal_at is not None
+    frozen = battle.created_at + timedelta(seconds=2.5)
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    first = client.get(url)
+    tag = first["ETag"]
+    assert first.status_code == 200 and b"25" in first.content
+
+    # A side's steps and a finished battle change nothing that is shown before the floor.
+    Generation.objects.filter(pk=battle.generation_left_id).update(steps_done=3)
+    assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+    finish_battle(battle)
+    assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+
+    frozen += timedelta(seconds=1)  # time moves the one figure shown
+    moved = client.get(url, headers={"If-None-Match": tag})
+    assert moved.status_code == 200 and b"35" in moved.content and b"/images/" not in moved.content
+    frozen = battle.reveal_at
+    shown = client.get(url, headers={"If-None-Match": moved["ETag"]})
+    assert shown.status_code == 200 and b"/images/" in shown.content

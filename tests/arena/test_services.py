@@ -228,3 +228,69 @@ def test_the_category_choices_match_the_classifier_categories() -> None:
     from arena.models import Category
 
     assert tuple(Category.values) == CATEGORIES
+
+
+def test_a_vote_before_the_reveal_floor_is_refused_like_one_while_generating_and_stored_nowhere(
+    models: list[Any], settings: Any
+) -> None:
+    settings.ARENA_REVEAL_MIN_MS, settings.ARENA_REVEAL_JITTER_MS = 60_000, 5_000
+    battle = services.create_battle(prompt_text="a red fox in the snow", owner="me")
+    assert battle.reveal_at is not None
+    window = battle.reveal_at - battle.created_at
+    assert timedelta(seconds=59.9) <= window <= timedelta(seconds=65)
+    with pytest.raises(services.VoteRejected) as generating:
+        services.cast_vote(battle=battle, choice="left", voter="v")
+    finish_side(battle.generation_left)
+    finish_side(battle.generation_right)
+    battle.refresh_from_db()
+    assert battle.status == Battle.Status.READY
+    state = services.battle_state(battle)
+    assert state.status == "generating" and state.left_image is None and state.progress < 5
+    with pytest.raises(services.VoteRejected) as early:
+        services.cast_vote(battle=battle, choice="left", voter="v")
+    assert (
+        (early.value.code, early.value.message)
+        == (
+            generating.value.code,
+            generating.value.message,
+        )
+        == ("not_ready", services.NOT_READY_MESSAGE)
+    )
+    assert not Vote.objects.exists() and not PairCount.objects.exists()
+    assert Battle.objects.get(pk=battle.pk).status == Battle.Status.READY
+
+    Battle.objects.filter(pk=battle.pk).update(reveal_at=timezone.now())
+    battle.refresh_from_db()
+    assert services.battle_state(battle).status == "ready"
+    vote = services.cast_vote(battle=battle, choice="left", voter="v")
+    assert vote.ms_to_vote is not None and vote.ms_to_vote < 5_000
+    assert PairCount.objects.exists()
+
+
+def test_a_battle_done_after_its_floor_is_shown_at_the_next_whole_step(settings: Any) -> None:
+    settings.ARENA_REVEAL_STEP_MS = 1000
+    floor = timezone.now()
+    early, late = floor - timedelta(seconds=2), floor + timedelta(milliseconds=1200)
+    assert services.shown_at(ready_at=early, reveal_at=floor) == floor
+    assert services.shown_at(ready_at=late, reveal_at=floor) == floor + timedelta(seconds=2)
+    assert services.shown_at(ready_at=late, reveal_at=None) == late
+    assert services.shown_at(ready_at=None, reveal_at=floor) is None
+    settings.ARENA_REVEAL_STEP_MS = 0
+    assert services.shown_at(ready_at=late, reveal_at=floor) == late
+
+
+def test_the_progress_under_a_floor_is_time_alone_whatever_either_side_did() -> None:
+    created = timezone.now()
+    phases = {
+        services.visible_phase(
+            status=status,
+            created_at=created,
+            ready_at=created + timedelta(seconds=1) if status == "ready" else None,
+            reveal_at=created + timedelta(seconds=4),
+            fractions=fractions,
+            now=created + timedelta(seconds=1),
+        )
+        for status in ("generating", "ready")
+        for fractions in ((0.0, 0.0), (1.0, 0.1), (0.1, 1.0), (1.0, 1.0))
+    }
+    assert phases == {("generating", 25)}
