@@ -97,7 +97,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _fraction(status: str, steps_done: int, steps: int) -> float:
-    """One side's fraction done, as generation.services.progress computes it."""
+    """One side's fraction done, as generation.jobs.progress computes it."""
     if status == Generation.Status.DONE:
         return 1.0
     return min(steps_done / max(steps, 1), 1.0)
