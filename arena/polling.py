@@ -66,19 +66,22 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    now = timezone.now()
     status, progress = services.visible_phase(
         status=row[0],
         created_at=_aware(row[13]),
         ready_at=row[14] and _aware(row[14]),
         reveal_at=row[15] and _aware(row[15]),
         fractions=(_fraction(*row[4:7]), _fraction(*row[8:11])),
-        now=timezone.now(),
+        now=now,
     )
     # A side still queued: its place in the queue moves with other people's jobs, which these
     # columns do not see, so the tag also changes every WAIT_REFRESH_S (arena.waiting).
     # (The JSON API does not show the wait: its tag stays put.)
+    # Under the reveal floor nothing may depend on the pair, so neither may the tag's refresh.
+    under_floor = row[15] is not None and now < _aware(row[15])
     queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
-    bucket = wait_bucket() if queued and kind == "panel" else 0
+    bucket = wait_bucket() if queued and kind == "panel" and not under_floor else 0
     shown = row if status != "generating" else None
     seen = repr((kind, _DRAWN_BY, status, progress, shown, bucket))
     return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'

@@ -19,6 +19,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
@@ -164,8 +165,14 @@ def _panel(
 
 
 def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:
-    """The one wait figure of a generating battle (queue position, estimate, loading)."""
+    """The one wait figure of a generating battle (queue position, estimate, loading).
+
+    None under the reveal floor: the figure depends on the pair's queues and speeds, and before
+    the floor the page must look the same for every pair. Past the floor the battle is late, which
+    the voter sees anyway (README: what timing past the floor can tell)."""
     if state.status != "generating":
+        return None
+    if found.reveal_at is not None and timezone.now() < found.reveal_at:
         return None
     return waiting.battle_wait(found.generation_left, found.generation_right)
 

@@ -80,6 +80,36 @@ def test_a_waiting_battles_poll_tag_moves_with_time_even_without_changes(
     assert client.get(api, HTTP_IF_NONE_MATCH=api_tag).status_code == 304, "no wait in the API"
 
 
+def test_under_the_reveal_floor_the_wait_and_its_refresh_say_nothing_about_the_pair(
+    client: Client, models: list[Any], test_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The queue figure depends on the pair's queues and speeds: before the floor it is not
+    # shown, and the panel's tag does not move with the wait refresh either.
+    WorkerHeartbeat.objects.create(
+        node="w1", queues=[test_queue], children=1, warm_children=1, seen_at=timezone.now()
+    )
+    for seed in range(3):
+        jobs.create_generation(model=models[0], prompt=f"ahead {seed}", seed=seed, purpose="battle")
+    battle = start(client)
+    Battle.objects.filter(pk=battle.pk).update(
+        reveal_at=timezone.now() + timezone.timedelta(minutes=5)
+    )
+    url = f"/battles/{battle.public_id}/panel"
+    html = client.get(url).content.decode()
+    assert "ahead of this battle" not in html and "About" not in label(html)
+    interval = [7]
+    monkeypatch.setattr(polling, "wait_bucket", lambda: interval[0])
+    tag = client.get(url)["ETag"]
+    interval[0] += 1
+    assert polling.status_etag(kind="panel", battle_id=battle.public_id, owner=battle.owner) == tag
+
+    # Past the floor the battle is late, which the voter sees anyway: the figure comes back.
+    Battle.objects.filter(pk=battle.pk).update(
+        reveal_at=timezone.now() - timezone.timedelta(seconds=1)
+    )
+    assert "ahead of this battle" in client.get(url).content.decode()
+
+
 def test_a_refused_request_says_when_to_come_back_in_words() -> None:
     assert limits.RateLimited(1, "votes").message.endswith("Try again in 1 second.")
     assert limits.RateLimited(5, "votes").message.endswith("Try again in 5 seconds.")
