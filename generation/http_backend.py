@@ -52,6 +52,11 @@ class HttpBackendError(ValueError):
     """
 
 
+class HttpConfigurationError(HttpBackendError):
+    """The deployment, not the model, is at fault: a header's environment variable is unset or
+    unusable. The job fails with the kind ``config``, which never counts against the model."""
+
+
 class _TransientError(HttpBackendError):
     """A failure worth another attempt: a connection error, a timeout, HTTP 5xx or 429."""
 
@@ -67,19 +72,21 @@ def headers_from_env(
 ) -> dict[str, str]:
     """The request headers a registry entry names, read from the environment variables it names.
 
-    A variable that is unset or empty raises (naming the variable, never a value): a request
-    without its credentials would only come back 401.
+    A variable that is unset or empty raises HttpConfigurationError (naming the variable, never
+    a value): a request without its credentials would only come back 401.
     """
     environ = os.environ if environ is None else environ
     headers: dict[str, str] = {}
     for header, variable in names.items():
         value = environ.get(variable, "")
         if not value:
-            raise HttpBackendError(
+            raise HttpConfigurationError(
                 f"environment variable {variable} (for the {header} header) is not set"
             )
         if any(c in value for c in "\r\n\0"):
-            raise HttpBackendError(f"environment variable {variable} holds a line break or NUL")
+            raise HttpConfigurationError(
+                f"environment variable {variable} holds a line break or NUL"
+            )
         headers[header] = value
     return headers
 

@@ -110,6 +110,7 @@ class Generation(models.Model):
         ATTEMPTS = "attempts", "out of attempts (workers died or messages were lost)"
         DEADLINE = "deadline", "its battle passed the deadline"
         RECORDING = "recording", "the result could not be stored"
+        CONFIG = "config", "the deployment is misconfigured (e.g. a missing secret)"
 
     model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="generations")
     prompt = models.TextField()

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from generation import images
+from generation.http_backend import HttpConfigurationError
 from generation.jobs import DATABASE_UNREACHABLE, claim, enqueue, fail, finish
 from generation.models import Generation, ImageModel
 
@@ -83,6 +84,13 @@ def run(*, generation_id: int, task_id: str = "") -> None:
         return
     except SoftTimeLimitExceeded:
         fail(generation_id=generation.pk, error="timed out", kind=Generation.FailureKind.TIMEOUT)
+        return
+    except HttpConfigurationError as exc:
+        # The deployment's fault (a missing secret), never the model's: it does not count
+        # towards disabling the model. The message names the model and the variable only.
+        logger.error("generation %s: model %s: %s", generation.pk, generation.model.key, exc)
+        error = f"configuration of model {generation.model.key}: {exc}"
+        fail(generation_id=generation.pk, error=error, kind=Generation.FailureKind.CONFIG)
         return
     except Exception as exc:
         logger.exception("generation %s failed", generation.pk)

@@ -372,3 +372,41 @@ def test_an_http_models_job_sends_the_header_from_the_environment(
     assert job.status == Generation.Status.FAILED
     assert "PARTNER_AUTH" in job.error and "from-env-42" not in job.error
     assert len(server.request_headers) == 1, "no request goes out without its credentials"
+
+
+@pytest.mark.django_db
+def test_a_missing_header_variable_is_a_configuration_failure_not_the_models(
+    server: ModelServer, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation import jobs, registry_sync, runner
+    from generation.models import MODEL_FAULTS, Generation
+
+    monkeypatch.delenv("PARTNER_AUTH", raising=False)
+    settings.MODELS_DIR = tmp_path
+    settings.ARENA_DISABLE_AFTER_FAILURES = 2
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        '[[model]]\nkey = "partner"\ndisplay_name = "P"\nbackend = "http"\n'
+        f'source = "{server.url}"\nwidth = {WIDTH}\nheight = {HEIGHT}\n'
+        'headers_from_env = { Authorization = "PARTNER_AUTH" }\n',
+        encoding="utf-8",
+    )
+    (model,), _ = registry_sync.sync_models(path=registry)
+    for seed in range(4):  # twice the disabling streak
+        job = jobs.create_generation(model=model, prompt="a fox", seed=seed)
+        runner.run(generation_id=job.pk)
+        job.refresh_from_db()
+        assert job.status == Generation.Status.FAILED
+        assert job.failure_kind == Generation.FailureKind.CONFIG
+        assert Generation.FailureKind.CONFIG not in MODEL_FAULTS
+        assert "partner" in job.error and "PARTNER_AUTH" in job.error, job.error
+    model.refresh_from_db()
+    assert model.enabled, model.disabled_reason
+    assert server.request_headers == [], "no request goes out without its credentials"
+
+    monkeypatch.setenv("PARTNER_AUTH", "Bearer s3cret\nX-Evil: 1")
+    job = jobs.create_generation(model=model, prompt="a fox", seed=9)
+    runner.run(generation_id=job.pk)
+    job.refresh_from_db()
+    assert job.failure_kind == Generation.FailureKind.CONFIG
+    assert "s3cret" not in job.error and "partner" in job.error
