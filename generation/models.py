@@ -202,6 +202,9 @@ class WorkerHeartbeat(models.Model):
     warm_children = models.PositiveSmallIntegerField(default=0)
     ready = models.BooleanField(default=False)
     seen_at = models.DateTimeField()
+    # When this incarnation of the node started (its parent, before any child took a job): a
+    # message reserved or a job claimed earlier on this node belonged to a process now gone.
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["node"]

@@ -5,6 +5,14 @@ longer in the broker: a backlog is not a loss, and a message still waiting is ne
 A running job is sent again when its claim is older than its time limit plus a grace period
 (the worker died). Each gets a fresh message until ARENA_MAX_ATTEMPTS; then it fails with the
 kind ``attempts``, which never counts against the model.
+
+On Redis a dead worker is noticed sooner when it comes back: a message it had reserved stays in
+kombu's ``unacked`` table until the visibility timeout (an hour). When every worker serving the
+message's queue started after the reservation (a restarted node writes its new start time
+before it consumes, generation.worker), the reserving process is gone: its job (if that
+delivery had claimed it) goes back to queued and the reserved message itself goes back to its
+queue, at once; no second message is made. A reservation whose job already has a message
+waiting, or that another delivery has claimed, is dropped instead.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from generation.jobs import enqueue, fail
-from generation.models import Generation
+from generation.models import Generation, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,9 @@ def sweep(*, now: datetime | None = None, waiting: set[int] | None = None) -> Sw
     failed: list[int] = []
     grace = settings.ARENA_CLAIM_GRACE_S
     jobs = list(Generation.objects.unfinished().select_related("model").order_by("pk"))
+    restored = restore_orphaned_reservations(jobs, now=now) if waiting is None else set()
+    requeued.extend(sorted(restored))
+    jobs = [j for j in jobs if j.pk not in restored]
     if waiting is None and any(j.status == Generation.Status.QUEUED for j in jobs):
         waiting = messages_in_broker(
             queues={j.model.queue for j in jobs}, max_age_s=_longest_claim_s(jobs)
@@ -97,6 +108,80 @@ def sweep(*, now: datetime | None = None, waiting: set[int] | None = None) -> Sw
         logger.warning("sweeper re-queued %s, failed %s", requeued, failed)
     sweeping.send(sender=SweepResult, now=now)
     return SweepResult(requeued=requeued, failed=failed)
+
+
+def restore_orphaned_reservations(jobs: list[Generation], *, now: datetime) -> set[int]:
+    """Give back to their queues the Redis reservations of worker processes that are gone (see
+    the module's docstring); returns the jobs whose message went back. Any error leaves
+    everything to the slower paths."""
+    from celery import current_app as app
+
+    if not str(app.conf.broker_url).startswith("redis"):
+        return set()
+    by_pk = {j.pk: j for j in jobs}
+    queues = {j.model.queue for j in jobs}
+    if not queues:
+        return set()
+    starts: dict[str, list[datetime | None]] = {}
+    for queues_served, started_at in WorkerHeartbeat.objects.values_list("queues", "started_at"):
+        for queue in queues_served or []:
+            starts.setdefault(queue, []).append(started_at)
+    restored: set[int] = set()
+    try:
+        with app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            client = channel.client
+            scores = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
+            if not scores:
+                return set()
+            entries = client.hmget(channel.unacked_key, list(scores))
+            waiting: set[int] | None = None
+            for tag, entry in zip(scores, entries, strict=True):
+                if entry is None:
+                    continue
+                message, _exchange, routing_key = json.loads(entry)
+                job = by_pk.get(_generation_id(json.dumps(message).encode()) or 0)
+                reserved_at = datetime.fromtimestamp(scores[tag], tz=now.tzinfo)
+                if job is None or not _reserver_gone(starts.get(routing_key, []), reserved_at):
+                    continue
+                if waiting is None:
+                    waiting = {
+                        pk
+                        for pk in map(_generation_id, _redis_messages(channel, queues, 0))
+                        if pk is not None
+                    }
+                task_id = message.get("headers", {}).get("id", "")
+                if job.pk in waiting or job.pk in restored or not _take_back(job, task_id, now):
+                    # Another message of the job waits, or another delivery has it: a copy.
+                    channel.qos._remove_from_indices(tag).execute()
+                    logger.warning("sweeper dropped a dead worker's copy of generation %s", job.pk)
+                    continue
+                channel.qos.restore_by_tag(tag)
+                restored.add(job.pk)
+    except Exception:
+        logger.exception("sweeper could not restore dead workers' reservations")
+    if restored:
+        logger.warning("sweeper gave back dead workers' reservations of %s", sorted(restored))
+    return restored
+
+
+def _reserver_gone(starts: list[datetime | None], reserved_at: datetime) -> bool:
+    """Whether no worker now serving the queue can hold a message reserved at ``reserved_at``:
+    there is one, and each started after it (a worker without a start time may hold anything)."""
+    return bool(starts) and all(s is not None and s > reserved_at for s in starts)
+
+
+def _take_back(job: Generation, task_id: str, now: datetime) -> bool:
+    """Make the job queued again if the dead delivery ``task_id`` is what holds it."""
+    if job.status == Generation.Status.QUEUED:
+        return True
+    if not task_id or job.claimed_by != task_id:
+        return False
+    return bool(
+        Generation.objects.filter(
+            pk=job.pk, status=job.status, claimed_by=task_id, started_at=job.started_at
+        ).update(status=Generation.Status.QUEUED, queued_at=now, steps_done=0, claimed_by="")
+    )
 
 
 def _longest_claim_s(jobs: Iterable[Generation]) -> float:

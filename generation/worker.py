@@ -4,6 +4,11 @@ readiness that tells the truth.
 - Each pool child loads its models at ``worker_process_init`` (``prepare_child``). A child that
   cannot (an unknown key in ARENA_WARM_MODELS, a model that fails to load or run) records why and
   exits; the parent then stops the whole worker with exit code 78 (EX_CONFIG), loudly.
+- The parent imports torch, diffusers and the pipeline classes of its warm models before it
+  forks (``preload``; ARENA_WORKER_PRELOAD=0 turns it off), so no child pays for them: those
+  imports are most of a start (tens of seconds on a loaded CPU, each child at once before), and
+  loading and warming a model is the rest. CUDA is never initialised there (PyTorch's CUDA
+  check goes through NVML), so each child still starts CUDA after the fork.
 - A replacement child gets CELERY_WORKER_PROC_ALIVE_TIMEOUT (ARENA_WORKER_WARM_TIMEOUT_S) to
   load, not Celery's default 4 s, which killed every replacement forever.
 - ``TaskPool`` is Celery's prefork pool. On a broker without an event loop (the embedded file
@@ -14,7 +19,9 @@ readiness that tells the truth.
 - ``Readiness`` runs a thread in the worker's parent: every ARENA_WORKER_HEARTBEAT_S it records
   in the database (``WorkerHeartbeat``) the queues served and whether every child is alive and
   warm, and keeps ARENA_READY_FILE present exactly while that holds. ``/readyz`` and
-  matchmaking read the heartbeats.
+  matchmaking read the heartbeats. The first record is written before the worker consumes, with
+  the time this incarnation started: the sweeper then knows at once that whatever an earlier
+  incarnation of the node reserved or claimed is lost (generation.sweeper).
 
 This module is imported by the Celery app before Django is set up: Django imports stay inside
 functions.
@@ -83,6 +90,60 @@ def prepare_child() -> None:
             os._exit(EX_WARM_UP_FAILED)
     if folder is not None:
         _write_atomically(folder / f"warm-{os.getpid()}", json.dumps(warmed))
+
+
+def preload() -> list[str]:
+    """In the worker's parent, before it forks: import what every child would otherwise import
+    itself (torch, diffusers, transformers and the pipeline classes of the warm models), so the
+    children inherit them. Returns what was imported; a failure is only logged (the child that
+    needs it then fails loudly as before). Never initialises CUDA."""
+    if os.environ.get("ARENA_WORKER_PRELOAD", "1").strip() in {"0", "false", "no", "off"}:
+        return []
+    # torch.cuda.is_available() (which libraries call at import) then asks NVML, not the CUDA
+    # driver: a driver initialised before the fork would be unusable in the children.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    started = time.monotonic()
+    done: list[str] = []
+    try:
+        import diffusers
+        import transformers  # noqa: F401 - imported for the children
+
+        from generation import pipelines
+
+        done += ["torch", "diffusers", "transformers"]
+        for name, custom in _warm_pipeline_classes():
+            if custom:
+                pipelines.import_custom_pipeline(custom)
+                done.append(custom)
+            elif name:
+                getattr(diffusers, name)  # diffusers imports its pipeline classes lazily
+                done.append(name)
+        import torch
+
+        if torch.cuda.is_initialized():  # pragma: no cover - a library broke the rule above
+            logger.warning("CUDA was initialised in the worker's parent; children may fail")
+    except Exception:
+        logger.warning("worker preload stopped early; the children import the rest", exc_info=True)
+    finally:
+        from django.db import connections
+
+        # A connection opened here must not be shared by the children the parent forks.
+        connections.close_all()
+    logger.info("worker preloaded %s in %.1f s", ", ".join(done), time.monotonic() - started)
+    return done
+
+
+def _warm_pipeline_classes() -> list[tuple[str, str]]:
+    """(pipeline class, custom pipeline) of the diffusers models ARENA_WARM_MODELS names."""
+    from generation.models import ImageModel
+
+    keys = warm_keys()
+    if keys == []:
+        return []
+    models = ImageModel.objects.filter(retired=False, backend=ImageModel.Backend.DIFFUSERS)
+    if keys is not None:
+        models = models.filter(key__in=keys)
+    return sorted(set(models.values_list("pipeline_class", "custom_pipeline")))
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -180,15 +241,28 @@ class Readiness(bootsteps.StartStopStep):
         self.folder: Path | None = None
         ready_file = os.environ.get("ARENA_READY_FILE", "")
         self.ready_file = Path(ready_file) if ready_file else None
+        self.started_at: Any = None
 
     def create(self, parent: Any) -> None:
-        # Before the pool forks: the children inherit where to leave their marks.
+        from django.utils import timezone
+
+        # Before any child can claim a job: whatever was claimed earlier on this node is not ours.
+        self.started_at = timezone.now()
+        # Before the pool forks: the children inherit where to leave their marks, and the
+        # libraries they would each import.
         self.folder = Path(tempfile.mkdtemp(prefix="arena-worker-"))
         os.environ[STATE_DIR_ENV] = str(self.folder)
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
+        preload()
 
     def start(self, parent: Any) -> None:
+        # Before the consumer (the last step) reserves a message: this incarnation's first
+        # record, so the sweeper can tell an earlier incarnation's reservations from ours.
+        from django.db import connection
+
+        self._beat(parent, alive=set(), warm=set(), models=set(), ready=False)
+        connection.close()  # the main thread's; the watching thread opens its own
         self._thread = threading.Thread(
             target=self._watch, args=(parent,), name="arena-readiness", daemon=True
         )
@@ -241,22 +315,30 @@ class Readiness(bootsteps.StartStopStep):
                         )
                     was_ready = ready
                     last_beat = now
-                    try:
-                        _record(
-                            node=worker.hostname,
-                            queues=sorted(worker.app.amqp.queues.consume_from),
-                            warm_models=sorted(models),
-                            children=len(alive),
-                            warm_children=len(warm),
-                            ready=ready,
-                        )
-                    except Exception:
-                        # The database is away: readiness goes stale by itself; try again.
-                        logger.warning("worker heartbeat not recorded", exc_info=True)
-                        connection.close()
+                    self._beat(worker, alive=alive, warm=warm, models=models, ready=ready)
                 # After the record, so whoever sees the file change finds the database agree.
                 self._set_ready_file(sorted(warm) if ready else [])
         finally:
+            connection.close()
+
+    def _beat(
+        self, worker: Any, *, alive: set[int], warm: set[int], models: set[str], ready: bool
+    ) -> None:
+        from django.db import connection
+
+        try:
+            _record(
+                node=worker.hostname,
+                queues=sorted(worker.app.amqp.queues.consume_from),
+                warm_models=sorted(models),
+                children=len(alive),
+                warm_children=len(warm),
+                ready=ready,
+                started_at=self.started_at,
+            )
+        except Exception:
+            # The database is away: readiness goes stale by itself; try again.
+            logger.warning("worker heartbeat not recorded", exc_info=True)
             connection.close()
 
     def _failure(self) -> str | None:
@@ -305,6 +387,7 @@ def _record(
     children: int,
     warm_children: int,
     ready: bool,
+    started_at: Any = None,
 ) -> None:
     from django.utils import timezone
 
@@ -319,6 +402,7 @@ def _record(
             "warm_children": warm_children,
             "ready": ready,
             "seen_at": timezone.now(),
+            "started_at": started_at,
         },
     )
 

@@ -121,8 +121,15 @@ class Worker:
     """A real ``celery worker`` process; ``kill()`` is kill -9 of the whole process group."""
 
     def __init__(
-        self, queue: str, log_path: Path, concurrency: int = 2, env: dict[str, str] | None = None
+        self,
+        queue: str,
+        log_path: Path,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        hostname: str = "",
     ) -> None:
+        # Celery replaces %h with the host name; the same value restarts the same node.
+        self.hostname = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
         self.queue = queue
         self.log_path = log_path
         self.concurrency = concurrency
@@ -151,7 +158,7 @@ class Worker:
                 "--loglevel",
                 "INFO",
                 "--hostname",
-                f"test-{uuid.uuid4().hex[:6]}@%h",
+                self.hostname,
             ],
             cwd=ROOT,
             env=child_env(

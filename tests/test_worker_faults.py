@@ -5,6 +5,7 @@ broker, models that cannot warm up, and broker priorities."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -95,6 +96,60 @@ def test_a_job_whose_worker_is_killed_is_finished_once_by_another_worker(
         assert image_files() - before == {Path(str(job.image.name)).name}, "exactly one image"
     finally:
         second.stop()
+
+
+def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_seconds(
+    models: list[Any], worker: Worker, test_queue: str, tmp_path: Path
+) -> None:
+    """The whole worker killed mid-job and started again under its node name: the sweeper, on
+    the real clock, gives the reserved message back at once (not after the job's time limit
+    plus the grace, nor the broker's visibility timeout), and the job is made once."""
+    if not broker_is_redis():
+        pytest.skip("reservations are Redis's (kombu's unacked table)")
+    model = models[0]
+    with transaction.atomic():
+        job = generation_jobs.create_generation(
+            model=model, prompt="a fox", seed=4, steps=SLOW_STEPS
+        )
+        generation_jobs.enqueue(job)
+    before = image_files()
+
+    def running() -> bool:
+        job.refresh_from_db()
+        return job.status == Generation.Status.RUNNING and job.steps_done > 0
+
+    wait_for(running, 60, "the job to start")
+    assert worker.process is not None
+    # The parent imported torch before it forked: no child imports it on its own.
+    assert "libtorch" in Path(f"/proc/{worker.process.pid}/maps").read_text()
+    worker.kill()
+    assert sweeper.sweep().requeued == [], "nothing is given back while the node is away"
+
+    again = Worker(test_queue, tmp_path / "again.log", hostname=worker.hostname)
+    again.start()
+    try:
+        slow_path_s = model.timeout_s + settings.ARENA_CLAIM_GRACE_S
+        swept_at = time.monotonic()
+        wait_for(lambda: job.pk in sweeper.sweep().requeued, 10, "the sweeper", interval=0.5)
+        assert time.monotonic() - swept_at < slow_path_s
+
+        def done() -> bool:
+            job.refresh_from_db()
+            return job.status == Generation.Status.DONE
+
+        wait_for(done, 90, f"the restarted worker to finish the job:\n{again.log()}")
+        assert job.attempts == 2 and job.steps_done == SLOW_STEPS
+        assert image_files() - before == {Path(str(job.image.name)).name}
+        # The reservation went back to the queue: nothing of it stays for the visibility
+        # timeout to hand out again, and no other message was made.
+        with Connection(settings.CELERY_BROKER_URL) as connection:
+            channel: Any = connection.default_channel
+            held = channel.client.hvals(channel.unacked_key)
+        held_jobs = [sweeper._generation_id(json.dumps(json.loads(h)[0]).encode()) for h in held]
+        assert job.pk not in held_jobs
+        assert sweeper.sweep().requeued == []
+    finally:
+        again.stop()
 
 
 # --- One pool child killed ---------------------------------------------------------------------
