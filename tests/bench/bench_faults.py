@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import altcha_client
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(sys.executable)
 BIN = PYTHON.parent
@@ -240,6 +242,22 @@ class Client:
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
         self.token = ""
+        self.checked = False  # this session passed the proof-of-work check
+
+    def new_battle(self, prompt: str) -> tuple[int, Any]:
+        """POST a battle; a new session first solves the proof-of-work check, as a browser
+        does (``GET /api/v1/challenge``, the answer sent as ``altcha``)."""
+        body: dict[str, Any] = {"prompt": prompt}
+        if not self.checked:
+            status, challenge = self.call("GET", "/api/v1/challenge")
+            if status != 200:
+                return status, challenge
+            answer = altcha_client.solve(challenge)
+            if answer is not None:
+                body["altcha"] = answer
+        status, made = self.call("POST", "/api/v1/battles", body)
+        self.checked = self.checked or status == 201
+        return status, made
 
     def call(self, method: str, path: str, data: Any = None) -> tuple[int, Any]:
         body = json.dumps(data).encode() if data is not None else None
@@ -275,7 +293,7 @@ def play(base: str, ledger: Ledger, stop: threading.Event, seed: int) -> None:
                 time.sleep(0.5)
                 continue
             client.token = body["csrf_token"]
-        status, body = client.call("POST", "/api/v1/battles", {"prompt": f"a fox {rng.random()}"})
+        status, body = client.new_battle(f"a fox {rng.random()}")
         ledger.answer("create", status)
         if status != 201:
             time.sleep(0.5)
@@ -639,7 +657,7 @@ def probe_recovery(base: str, ledger: Ledger, back: float) -> float | None:
             else:
                 time.sleep(1)
             continue
-        status, body = client.call("POST", "/api/v1/battles", {"prompt": "a probe"})
+        status, body = client.new_battle("a probe")
         ledger.answer("create", status)
         if status != 201:
             time.sleep(1)
