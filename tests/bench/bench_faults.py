@@ -364,7 +364,8 @@ from arena.models import Battle, Vote
 ids = json.loads(open(%r).read())
 votes = Vote.objects.filter(battle__public_id__in=ids)
 per_battle = votes.values("battle").annotate(n=Count("pk")).filter(n__gt=1).count()
-total_votes = Vote.objects.count()
+# Only counted votes reach the pair counts (a vote the voter checks exclude is kept, uncounted).
+total_votes = Vote.objects.filter(excluded=False).count()
 try:
     from leaderboard.models import PairCount
     counted = PairCount.objects.aggregate(
@@ -716,7 +717,7 @@ def print_table(rows: list[dict[str, Any]], ledger: Ledger, final: dict[str, Any
     print(
         f"votes acknowledged {acked}, stored {stored}, lost {acked - stored}, "
         f"duplicates {duplicates} (two votes on one battle: {final['two_on_one']}; "
-        f"pair counts {final['counted']} for {final['votes']} votes)"
+        f"pair counts {final['counted']} for {final['votes']} counted votes)"
     )
     print(f"battles still generating in the database at the end: {len(final['generating'])}")
 
