@@ -5,9 +5,9 @@ readiness that tells the truth.
   cannot (an unknown key in ARENA_WARM_MODELS, a model that fails to load or run) records why and
   exits; the parent then stops the whole worker with exit code 78 (EX_CONFIG), loudly.
 - The parent imports torch, diffusers and the pipeline classes of its warm models before it
-  forks (``preload``; ARENA_WORKER_PRELOAD=0 turns it off), so no child pays for them: those
-  imports are most of a start (tens of seconds on a loaded CPU, each child at once before), and
-  loading and warming a model is the rest. CUDA is never initialised there (PyTorch's CUDA
+  forks (``preload``, when ARENA_WARM_MODELS names any; ARENA_WORKER_PRELOAD=0 turns it off),
+  so no child pays for them: those imports are most of a start (tens of seconds on a loaded
+  CPU, each child at once before), and loading and warming a model is the rest. CUDA is never initialised there (PyTorch's CUDA
   check goes through NVML), so each child still starts CUDA after the fork.
 - A replacement child gets CELERY_WORKER_PROC_ALIVE_TIMEOUT (ARENA_WORKER_WARM_TIMEOUT_S) to
   load, not Celery's default 4 s, which killed every replacement forever.
@@ -99,6 +99,8 @@ def preload() -> list[str]:
     needs it then fails loudly as before). Never initialises CUDA."""
     if os.environ.get("ARENA_WORKER_PRELOAD", "1").strip() in {"0", "false", "no", "off"}:
         return []
+    if warm_keys() == []:
+        return []  # a worker that warms no model (the leaderboard's) needs none of it
     # torch.cuda.is_available() (which libraries call at import) then asks NVML, not the CUDA
     # driver: a driver initialised before the fork would be unusable in the children.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
