@@ -7,8 +7,9 @@ readiness that tells the truth.
 - The parent imports torch, diffusers and the pipeline classes of its warm models before it
   forks (``preload``, when ARENA_WARM_MODELS names any; ARENA_WORKER_PRELOAD=0 turns it off),
   so no child pays for them: those imports are most of a start (tens of seconds on a loaded
-  CPU, each child at once before), and loading and warming a model is the rest. CUDA is never initialised there (PyTorch's CUDA
-  check goes through NVML), so each child still starts CUDA after the fork.
+  CPU, each child at once before), and loading and warming a model is the rest. CUDA is never
+  initialised there (PyTorch's CUDA check goes through NVML), so each child still starts CUDA
+  after the fork.
 - A replacement child gets CELERY_WORKER_PROC_ALIVE_TIMEOUT (ARENA_WORKER_WARM_TIMEOUT_S) to
   load, not Celery's default 4 s, which killed every replacement forever.
 - ``TaskPool`` is Celery's prefork pool. On a broker without an event loop (the embedded file
