@@ -57,6 +57,8 @@ STATE_DIR_ENV = "ARENA_WORKER_STATE_DIR"
 EX_WARM_UP_FAILED = os.EX_CONFIG
 # How often the parent looks at its children (a killed child shows within this).
 WATCH_INTERVAL_S = 0.5
+# How long a child that cannot warm up waits for the parent to stop the worker before it exits.
+FAILED_CHILD_WAIT_S = 20.0
 
 
 def _state_dir() -> Path | None:
@@ -88,6 +90,11 @@ def prepare_child() -> None:
                 (folder / f"failed-{os.getpid()}").write_text(str(exc), encoding="utf-8")
         finally:
             # The signal that runs this swallows exceptions; only an exit stops a broken child.
+            # Not at once: a child that dies before the pool has started makes Celery abort the
+            # start with its own exit code 1 ("Could not start worker processes"), which systemd
+            # would restart for ever. The parent sees the mark and stops with EX_CONFIG.
+            if folder is not None:
+                _wait_for_the_parent(FAILED_CHILD_WAIT_S)
             os._exit(EX_WARM_UP_FAILED)
     if folder is not None:
         _write_atomically(folder / f"warm-{os.getpid()}", json.dumps(warmed))
@@ -147,6 +154,14 @@ def _warm_pipeline_classes() -> list[tuple[str, str]]:
     if keys is not None:
         models = models.filter(key__in=keys)
     return sorted(set(models.values_list("pipeline_class", "custom_pipeline")))
+
+
+def _wait_for_the_parent(limit_s: float) -> None:
+    """Sleep until the parent stops this child (or is gone), at most ``limit_s``."""
+    parent = os.getppid()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and os.getppid() == parent:
+        time.sleep(0.2)
 
 
 def _write_atomically(path: Path, text: str) -> None:
