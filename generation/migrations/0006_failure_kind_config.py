@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0004_model_recipe_options'),
+        ('generation', '0005_generation_hardware'),
     ]
 
     operations = [
