@@ -98,6 +98,18 @@ def test_a_job_whose_worker_is_killed_is_finished_once_by_another_worker(
         second.stop()
 
 
+def reservations_of(job_pk: int) -> set[bytes]:
+    """The delivery tags of the Redis reservations (kombu's unacked table) of one job."""
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        channel: Any = connection.default_channel
+        held = channel.client.hgetall(channel.unacked_key)
+    return {
+        tag
+        for tag, entry in held.items()
+        if sweeper._generation_id(json.dumps(json.loads(entry)[0]).encode()) == job_pk
+    }
+
+
 def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_seconds(
     models: list[Any], worker: Worker, test_queue: str, tmp_path: Path
 ) -> None:
@@ -112,6 +124,8 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
             model=model, prompt="a fox", seed=4, steps=SLOW_STEPS
         )
         generation_jobs.enqueue(job)
+        # Earlier tests' jobs of the same number may still sit there (the visibility timeout).
+        earlier = reservations_of(job.pk)
     before = image_files()
 
     def running() -> bool:
@@ -122,6 +136,8 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
     assert worker.process is not None
     # The parent imported torch before it forked: no child imports it on its own.
     assert "libtorch" in Path(f"/proc/{worker.process.pid}/maps").read_text()
+    dead_tags = reservations_of(job.pk) - earlier
+    assert dead_tags, "the worker holds the job's message"
     worker.kill()
     assert sweeper.sweep().requeued == [], "nothing is given back while the node is away"
 
@@ -142,11 +158,7 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
         assert image_files() - before == {Path(str(job.image.name)).name}
         # The reservation went back to the queue: nothing of it stays for the visibility
         # timeout to hand out again, and no other message was made.
-        with Connection(settings.CELERY_BROKER_URL) as connection:
-            channel: Any = connection.default_channel
-            held = channel.client.hvals(channel.unacked_key)
-        held_jobs = [sweeper._generation_id(json.dumps(json.loads(h)[0]).encode()) for h in held]
-        assert job.pk not in held_jobs
+        assert not dead_tags & reservations_of(job.pk)
         assert sweeper.sweep().requeued == []
     finally:
         again.stop()
