@@ -4,6 +4,7 @@ refused request always shows its message."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -91,9 +92,7 @@ def test_under_the_reveal_floor_the_wait_and_its_refresh_say_nothing_about_the_p
     for seed in range(3):
         jobs.create_generation(model=models[0], prompt=f"ahead {seed}", seed=seed, purpose="battle")
     battle = start(client)
-    Battle.objects.filter(pk=battle.pk).update(
-        reveal_at=timezone.now() + timezone.timedelta(minutes=5)
-    )
+    Battle.objects.filter(pk=battle.pk).update(reveal_at=timezone.now() + timedelta(minutes=5))
     url = f"/battles/{battle.public_id}/panel"
     html = client.get(url).content.decode()
     assert "ahead of this battle" not in html and "About" not in label(html)
@@ -104,9 +103,7 @@ def test_under_the_reveal_floor_the_wait_and_its_refresh_say_nothing_about_the_p
     assert polling.status_etag(kind="panel", battle_id=battle.public_id, owner=battle.owner) == tag
 
     # Past the floor the battle is late, which the voter sees anyway: the figure comes back.
-    Battle.objects.filter(pk=battle.pk).update(
-        reveal_at=timezone.now() - timezone.timedelta(seconds=1)
-    )
+    Battle.objects.filter(pk=battle.pk).update(reveal_at=timezone.now() - timedelta(seconds=1))
     assert "ahead of this battle" in client.get(url).content.decode()
 
 
