@@ -196,16 +196,33 @@ def _take(buckets: list[tuple[str, Rule]]) -> int:
     client = redis_client()
     if client is not None:
         keys = [cache.make_and_validate_key(key) for key, _ in buckets]
-        return int(client.eval(_GCRA, len(keys), *keys, *arguments))
+        # One round trip: EVALSHA, with the script's text sent only when Redis lacks it.
+        return int(_gcra_script(client)(keys=keys, args=arguments))
     return _take_locally(buckets, arguments)
 
 
 def redis_client() -> Any:
-    """The Redis connection behind Django's cache, or None for any other cache backend."""
+    """The Redis connection behind Django's cache, or None for any other cache backend.
+
+    Made once per cache object (Django keeps one per thread) over the cache's own connection
+    pool, not once per request."""
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    return backend._cache.get_client(write=True)
+    holder = backend._cache
+    client = getattr(holder, "_arena_client", None)
+    if client is None:
+        client = holder.get_client(write=True)
+        setattr(holder, "_arena_client", client)  # noqa: B010
+    return client
+
+
+def _gcra_script(client: Any) -> Any:
+    script = getattr(client, "_arena_gcra", None)
+    if script is None:
+        script = client.register_script(_GCRA)
+        setattr(client, "_arena_gcra", script)  # noqa: B010
+    return script
 
 
 def _take_locally(buckets: list[tuple[str, Rule]], arguments: list[int]) -> int:

@@ -179,7 +179,7 @@ def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:
 
 @require_POST
 def vote(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    found = battle_for(request, battle_id)
+    found = visitors.battle_to_vote(request, battle_id)
     form = VoteForm(request.POST)
     retry_after = None
     try:

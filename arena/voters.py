@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 def voter_for(*, session: str, address: str, user_id: int | None) -> Voter:
     """The voter of this session, created on first use (one query when it exists)."""
-    voter = Voter.objects.filter(session=session).first()
+    # The fields a vote reads (standing, caps, the vote's link); others load on first use.
+    voter = Voter.objects.filter(session=session).only("session", "user", "flagged").first()
     if voter is None:
         flagged = integrity.address_flagged(address)
         voter, _ = Voter.objects.get_or_create(
