@@ -72,6 +72,7 @@ _VOTE_FIELDS = (
     "category",
     "gold_side",
     "prompt_text",
+    "share_token",
     "model_left__display_name",
     "model_right__display_name",
     *(
