@@ -6,6 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -41,12 +42,21 @@ def account_of(request: HttpRequest) -> str | None:
     return str(user.pk) if user is not None and user.is_authenticated else None
 
 
-def voter_of(request: HttpRequest) -> Voter:
+def voter_of(request: HttpRequest, battle: Battle | None = None) -> Voter:
+    """This session's voter; read with ``battle`` when battle_to_vote fetched it."""
     account = account_of(request)
+    known = None
+    if battle is not None and getattr(battle, "voter_pk", None) is not None:
+        known = Voter.from_db(
+            "default",
+            ["id", "session", "user_id", "flagged"],
+            [battle.voter_pk, owner_of(request), battle.voter_user, battle.voter_flagged],  # type: ignore[attr-defined]
+        )
     return voters.voter_for(
         session=owner_of(request),
         address=address_of(request),
         user_id=int(account) if account else None,
+        known=known,
     )
 
 
@@ -84,12 +94,20 @@ _VOTE_FIELDS = (
 
 
 def battle_to_vote(request: HttpRequest, battle_id: UUID) -> Battle:
-    """battle_for with only the columns the vote path reads (one query); any other field
-    still loads on first use."""
+    """battle_for with only the columns the vote path reads, and its owner's voter record
+    (``voter_pk``, ``voter_user``, ``voter_flagged``), in one query; any other field still
+    loads on first use."""
+    voter = Voter.objects.filter(session=OuterRef("owner"))
     return get_object_or_404(
         Battle.objects.select_related(
             "generation_left", "generation_right", "model_left", "model_right"
-        ).only(*_VOTE_FIELDS),
+        )
+        .only(*_VOTE_FIELDS)
+        .annotate(
+            voter_pk=Subquery(voter.values("pk")[:1]),
+            voter_user=Subquery(voter.values("user_id")[:1]),
+            voter_flagged=Subquery(voter.values("flagged")[:1]),
+        ),
         public_id=battle_id,
         owner=owner_of(request),
     )
@@ -134,7 +152,7 @@ def cast(request: HttpRequest, found: Battle, choice: str) -> None:
         battle=found,
         choice=choice,
         voter=owner_of(request),
-        voter_record=voter_of(request),
+        voter_record=voter_of(request, found),
         address=address_of(request),
     )
 

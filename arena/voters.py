@@ -20,10 +20,15 @@ from arena.models import Vote, Voter
 logger = logging.getLogger(__name__)
 
 
-def voter_for(*, session: str, address: str, user_id: int | None) -> Voter:
-    """The voter of this session, created on first use (one query when it exists)."""
+def voter_for(
+    *, session: str, address: str, user_id: int | None, known: Voter | None = None
+) -> Voter:
+    """The voter of this session, created on first use (one query when it exists; none when
+    the caller read it already, as ``known``)."""
     # The fields a vote reads (standing, caps, the vote's link); others load on first use.
-    voter = Voter.objects.filter(session=session).only("session", "user", "flagged").first()
+    voter = (
+        known or Voter.objects.filter(session=session).only("session", "user", "flagged").first()
+    )
     if voter is None:
         flagged = integrity.address_flagged(address)
         voter, _ = Voter.objects.get_or_create(
