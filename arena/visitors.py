@@ -78,6 +78,7 @@ _VOTE_FIELDS = (
     "status",
     "created_at",
     "ready_at",
+    "reveal_at",
     "anonymous",
     "category",
     "gold_side",
