@@ -55,6 +55,11 @@ def sh(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
+    # The virtual environment is this script's own, so let Python cache bytecode in it: with
+    # PYTHONDONTWRITEBYTECODE set (some machines set it globally) every process that starts, the
+    # web server, each worker and each test's worker, compiled torch, diffusers and transformers
+    # from source again (12.3 s against 5.3 s for their import here).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
