@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
 # Battles must stay generating through the whole run.
 os.environ["ARENA_BATTLE_DEADLINE_S"] = "86400"
+# No worker runs here: draw pairs without asking for live workers (the battles are made below).
+os.environ["ARENA_MATCH_LIVE_WORKERS"] = "0"
 
 import django  # noqa: E402
 
