@@ -78,6 +78,7 @@ def compute_board(
     max_half_width: float = np.inf,
     hide_below_min: bool = False,
     style_votes: Floats | None = None,
+    style_counts: style.StyledCounts | None = None,
 ) -> Board:
     """Everything a snapshot shows except votes to flip, from one board's ``counts``.
 
@@ -87,7 +88,8 @@ def compute_board(
     A model is provisional until its interval is at most ±``max_half_width`` points and it has
     ``min_votes`` battles; with ``hide_below_min`` (a category board) a model under
     ``min_votes`` is also left off and out of the ranks. ``style_votes`` (rows of
-    STYLE_COLUMNS, see there) adds the style-controlled board of the core's votes.
+    STYLE_COLUMNS, see there), or the ``style_counts`` kept from them (count_style_votes),
+    add the style-controlled board of the core's votes.
     """
     if intervals not in INTERVAL_METHODS:
         raise ValueError(
@@ -144,11 +146,9 @@ def compute_board(
         if shown.size
         else np.zeros(0, dtype=np.int64)
     )
-    styled = (
-        style_fit(votes=style_votes, core=evidence.core, n_models=counts.n_models)
-        if style_votes is not None
-        else None
-    )
+    if style_counts is None and style_votes is not None:
+        style_counts = count_style_votes(votes=style_votes, n_models=counts.n_models)
+    styled = None if style_counts is None else style_fit(counts=style_counts, core=evidence.core)
     return Board(
         log_strengths=theta,
         core_counts=core,
@@ -176,35 +176,50 @@ def votes_to_flip(board: Board) -> Ints:
     )
 
 
-def style_fit(*, votes: Floats, core: NDArray[np.bool_], n_models: int) -> StyleBoard | None:
-    """Refit the votes between core models with image covariates (side, output aspect and
-    resolution class, generation-time bucket), centred on the mean as the raw board is without
-    an anchor; None with fewer than two such votes."""
+def count_style_votes(*, votes: Floats, n_models: int) -> style.StyledCounts:
+    """Live votes (rows of STYLE_COLUMNS) aggregated into the style-controlled fit's counts, one
+    row per (left model, right model, covariate difference): counts that can be kept and fitted
+    from like the pair counts. An unknown size or compute time counts as 0 (a square, small,
+    fast image)."""
     data = np.asarray(votes, dtype=np.float64).reshape(-1, STYLE_COLUMNS)
-    left, right = data[:, 0].astype(np.int64), data[:, 1].astype(np.int64)
-    data = data[core[left] & core[right]]
-    if len(data) < 2:
-        return None
-    data = np.nan_to_num(data, nan=0.0)  # an unknown compute time falls in the fast bucket
-    features_left = style.image_covariates(
-        width=data[:, 3], height=data[:, 4], seconds=data[:, 5] / 1000.0, left=True
-    )
-    features_right = style.image_covariates(
-        width=data[:, 6], height=data[:, 7], seconds=data[:, 8] / 1000.0, left=False
-    )
-    styled = style.aggregate_styled_votes(
+
+    def column(index: int, scale: float = 1.0) -> Floats:
+        return np.nan_to_num(data[:, index], nan=0.0) / scale
+
+    return style.aggregate_image_votes(
         left=data[:, 0].astype(np.int64),
         right=data[:, 1].astype(np.int64),
         outcome=data[:, 2],
-        features_left=features_left,
-        features_right=features_right,
+        classes_left=style.image_classes(width=column(3), height=column(4), seconds=column(5, 1e3)),
+        classes_right=style.image_classes(
+            width=column(6), height=column(7), seconds=column(8, 1e3)
+        ),
         n_models=n_models,
     )
+
+
+def style_fit(*, counts: style.StyledCounts, core: NDArray[np.bool_]) -> StyleBoard | None:
+    """Refit the votes between core models with image covariates (side, output aspect and
+    resolution class, generation-time bucket), centred on the mean as the raw board is without
+    an anchor; None with fewer than two such votes."""
+    keep = core[counts.left] & core[counts.right]
+    styled = style.StyledCounts(
+        left=counts.left[keep],
+        right=counts.right[keep],
+        features=counts.features[keep],
+        wins_left=counts.wins_left[keep],
+        wins_right=counts.wins_right[keep],
+        ties=counts.ties[keep],
+        n_models=counts.n_models,
+    )
+    votes = int(np.sum(styled.wins_left + styled.wins_right + styled.ties))
+    if votes < 2:
+        return None
     fit = style.fit_style_controlled(counts=styled)
     # A covariate that never differs between the two sides of a vote is not identified.
     varies = np.any(styled.features != 0, axis=0)
     summary: dict[str, object] = {
-        "votes": len(data),
+        "votes": votes,
         "coefficients": [
             {
                 "covariate": name,
