@@ -158,15 +158,15 @@ def dense_fit(counts: style.StyledCounts, l2_prior: float = 1e-4) -> style.Style
 
 
 def image_votes(rng: np.random.Generator, votes: int, n: int) -> tuple[np.ndarray, ...]:
-    """Votes with images of every aspect, size and time class, edges and unknown sizes included."""
+    """Votes with images of every aspect, size and time class, edges, zeros and NaN included."""
     left = rng.integers(0, n, size=votes)
     right = (left + rng.integers(1, n, size=votes)) % n
     outcome = rng.choice([0.0, 0.5, 1.0], size=votes, p=[0.4, 0.2, 0.4])
     sides = []
     for _ in range(2):
-        width = rng.choice([0.0, 384.0, 460.8, 512.0, 563.2, 1024.0, 1536.0], size=votes)
+        width = rng.choice([0.0, 384.0, 460.8, 512.0, 563.2, 1024.0, 1536.0, np.nan], size=votes)
         height = rng.choice([0.0, 512.0, 1024.0], size=votes)
-        seconds = rng.choice([0.0, 1.0, 2.0, 5.0, 8.0, 20.0], size=votes)
+        seconds = rng.choice([0.0, 1.0, 2.0, 5.0, 8.0, 20.0, np.nan], size=votes)
         sides.append((width, height, seconds))
     return left, right, outcome, *sides[0], *sides[1]
 
