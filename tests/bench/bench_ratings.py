@@ -29,7 +29,7 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from leaderboard import board, ratings  # noqa: E402
+from leaderboard import board, ratings, style  # noqa: E402
 
 T = TypeVar("T")
 Votes = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
@@ -44,6 +44,26 @@ def simulate_votes(*, votes: int, models: int, tie_share: float, seed: int) -> V
     a_wins = rng.random(votes) < 1.0 / (1.0 + np.exp(strengths[b] - strengths[a]))
     outcome = np.where(rng.random(votes) < tie_share, 0.5, a_wins.astype(np.float64))
     return a, b, outcome
+
+
+def simulate_style_votes(votes: Votes, *, models: int, seed: int) -> NDArray[np.float64]:
+    """The same votes as services.style_votes returns them (board.STYLE_COLUMNS: left and right
+    model, left's score, then width, height and compute ms of each image), the first model of
+    each vote on the left. As in the arena, both images of a battle are stored at one size
+    (mostly square, some portrait or landscape, a few large), so only the side and the
+    generation-time buckets differ within a vote; each model has its own typical compute time,
+    and 1% of the images have none recorded."""
+    a, b, outcome = votes
+    rng = np.random.default_rng(seed + 7)
+    sizes = np.array([[512, 512], [512, 768], [768, 512], [1024, 1024], [1536, 1024]], float)
+    size = sizes[rng.choice(len(sizes), size=a.size, p=[0.6, 0.15, 0.15, 0.07, 0.03])]
+    typical_ms = np.exp(rng.uniform(np.log(500.0), np.log(15_000.0), size=models))
+    compute_ms = []
+    for side in (a, b):
+        ms = np.round(typical_ms[side] * rng.lognormal(0.0, 0.4, size=side.size))
+        compute_ms.append(np.where(rng.random(side.size) < 0.01, np.nan, ms))
+    images = [np.column_stack([size, ms]) for ms in compute_ms]
+    return np.column_stack([a, b, outcome, *images]).astype(np.float64)
 
 
 def timed(function: Callable[[], T], repeats: int) -> tuple[float, T]:
@@ -292,11 +312,16 @@ def main() -> None:
         log_strengths=theta, lower=boot_low, upper=boot_high
     )
 
-    def honest(grown: ratings.PairCounts, previous: ratings.Resamples | None) -> dict[str, float]:
+    def honest(
+        grown: ratings.PairCounts,
+        styled: style.StyledCounts,
+        previous: ratings.Resamples | None,
+    ) -> dict[str, float]:
         """An honest board's refresh from kept counts (services.refresh's maths): the board
         (board.compute_board: bounded core, fit, intervals, sandwich or the extended bootstrap
-        when ``previous`` is given, open bounds, ranks and rank sets; what the snapshot is saved
-        with), then votes to flip (filled into the saved snapshot afterwards)."""
+        when ``previous`` is given, open bounds, ranks and rank sets, and the style-controlled
+        fit of the overall board, from kept style counts; what the snapshot is saved with),
+        then votes to flip (filled into the saved snapshot afterwards)."""
         times: dict[str, float] = {}
         start = time.perf_counter()
         computed = board.compute_board(
@@ -305,7 +330,9 @@ def main() -> None:
             rng=np.random.default_rng(args.seed + 2),
             rounds=args.rounds,
             previous=previous,
+            style_counts=styled,
         )
+        assert computed.style is not None
         times["board (saved)"] = time.perf_counter() - start
         mark = time.perf_counter()
         board.votes_to_flip(computed)
@@ -319,10 +346,21 @@ def main() -> None:
         outcome=everything[2][: args.votes + 10],
         n_models=args.models,
     )
+    # Per-vote rows as services.style_votes gives them, and the style counts kept from them.
+    style_rows = simulate_style_votes(everything, models=args.models, seed=args.seed)
+    style_count_s, styled = timed(
+        lambda: board.count_style_votes(votes=style_rows[: args.votes], n_models=args.models),
+        args.repeats,
+    )
+    styled_plus_ten = board.count_style_votes(
+        votes=style_rows[: args.votes + 10], n_models=args.models
+    )
+    core = np.ones(args.models, dtype=bool)
+    style_fit_s, _ = timed(lambda: board.style_fit(counts=styled, core=core), args.repeats)
     honest_runs = {
-        "sandwich": [honest(counts, None) for _ in range(args.repeats)],
+        "sandwich": [honest(counts, styled, None) for _ in range(args.repeats)],
         f"{args.rounds}-rd bootstrap extended by 10 votes": [
-            honest(plus_ten, before.resamples) for _ in range(args.repeats)
+            honest(plus_ten, styled_plus_ten, before.resamples) for _ in range(args.repeats)
         ],
     }
 
@@ -456,7 +494,8 @@ def main() -> None:
         print(f"  {label:<34}{seconds:>10.4f}  {speed:<22} {note}")
     print(
         "honest refresh from kept counts (board.py + robustness.py, what services.refresh"
-        f" computes; no style-controlled fit), seconds, median of {args.repeats}:"
+        " computes, the style-controlled fit from kept style counts included), seconds,"
+        f" median of {args.repeats}:"
     )
     for label, runs in honest_runs.items():
         stages = ", ".join(
@@ -466,6 +505,11 @@ def main() -> None:
         )
         total = statistics.median(run["total"] for run in runs)
         print(f"  {label:<44} total {total:.4f}  ({stages})")
+    print(
+        f"  of which the style-controlled fit ({styled.left.size} kept rows of (left, right,"
+        f" covariate difference)): {style_fit_s:.4f}; counting the {args.votes:,} per-vote rows"
+        f" into those rows (board.count_style_votes, not in the totals): {style_count_s:.4f}"
+    )
     width = our_high - our_low
     boot_width = boot_high_pts - boot_low_pts
     print(
