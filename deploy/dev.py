@@ -27,6 +27,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,35 +207,56 @@ def prepare_digest(env: dict[str, str]) -> tuple[str, Path]:
     return digest.hexdigest(), var / "prepared.json"
 
 
-def prepare(env: dict[str, str]) -> str:
-    """Run prepare_arena unless nothing it depends on changed since it last ran; return the
-    Celery queues to serve."""
+MIGRATED = "arena: database migrated"  # prepare_arena's line once the schema is current
+
+
+def prepare_is_current(env: dict[str, str]) -> str | None:
+    """The queues to serve, kept by the last prepare, when nothing it depends on changed since;
+    None when prepare_arena must run."""
     digest, stamp = prepare_digest(env)
-    if env.get("ARENA_PREPARE") != "1" and stamp.exists():
-        with contextlib.suppress(ValueError, KeyError):
-            kept = json.loads(stamp.read_text())
-            if kept["digest"] == digest:
-                return str(kept["queues"])
+    if env.get("ARENA_PREPARE") == "1" or not stamp.exists():
+        return None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        kept = json.loads(stamp.read_text())
+        if kept["digest"] == digest:
+            return str(kept["queues"])
+    return None
+
+
+def prepare(env: dict[str, str], *, on_migrated: Callable[[], None] | None = None) -> str:
+    """Run prepare_arena unless nothing it depends on changed since it last ran; return the
+    Celery queues to serve. ``on_migrated`` runs as soon as the database schema is current
+    (the web server can start then, while the tiny models are built and registered)."""
+    queues = prepare_is_current(env)
+    if queues is not None:
+        if on_migrated is not None:
+            on_migrated()
+        return queues
     say("preparing: migrate, build the tiny models, register them and the prompts")
-    prepared = (
-        subprocess.run(
-            [str(PYTHON), str(ROOT / "manage.py"), "prepare_arena"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()
+    process = subprocess.Popen(
+        [str(PYTHON), str(ROOT / "manage.py"), "prepare_arena"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    if prepared[:-1]:
-        print("\n".join(prepared[:-1]), flush=True)
-    queues = prepared[-1]
+    assert process.stdout is not None
+    held: str | None = None  # the last line is the queues, not for the terminal
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        if line == MIGRATED:
+            if on_migrated is not None:
+                on_migrated()
+            continue
+        if held is not None:
+            print(held, flush=True)
+        held = line
+    if process.wait() != 0 or held is None:
+        raise subprocess.CalledProcessError(process.returncode, "manage.py prepare_arena")
     digest, stamp = prepare_digest(env)  # the database file may be new
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"digest": digest, "queues": queues}))
-    return queues
+    stamp.write_text(json.dumps({"digest": digest, "queues": held}))
+    return held
 
 
 # --- Running and supervising the processes ------------------------------------------------
@@ -291,11 +313,12 @@ def run_commands(*, env: dict[str, str], queues: str, host: str, port: str) -> d
             "--schedule",
             str(_setting_path(env, "ARENA_VAR_DIR", ROOT / "var") / "celerybeat-schedule"),
         ],
-        # prepare_arena ran Django's checks (or nothing they check changed since).
+        # prepare_arena ran Django's checks and migrated (or nothing they read changed since):
+        # devserver is runserver without the migration check.
         "web": [
             str(PYTHON),
             str(ROOT / "manage.py"),
-            "runserver",
+            "devserver",
             "--noreload",
             "--skip-checks",
             f"{host}:{port}",
@@ -398,7 +421,6 @@ def run() -> int:
     quiet_libraries(env)
     env.setdefault("ARENA_WARM_MODELS", "all")
     env.setdefault("LEADERBOARD_REFRESH_S", "15")
-    queues = prepare(env)
     host = env.get("ARENA_HOST", "127.0.0.1")
     port = env.get("ARENA_PORT", "8000")
     var = _setting_path(env, "ARENA_VAR_DIR", ROOT / "var")
@@ -407,18 +429,30 @@ def run() -> int:
     ready_file.unlink(missing_ok=True)
     concurrency = int(env.get("ARENA_WORKER_CONCURRENCY", "2"))
     url = f"http://{host}:{port}/"
-    supervisor = Supervisor(run_commands(env=env, queues=queues, host=host, port=port), env)
-    # The worker first: its processes load every model, the longest step of a start. Beat waits
-    # until they are warm (its first jobs, the sweeper and a board refresh, can wait), so the
-    # two cores of a laptop go to what the first battle needs.
-    supervisor.start("worker", "web")
+    # The worker's queues come from prepare; its command is filled in once they are known.
+    supervisor = Supervisor(run_commands(env=env, queues="", host=host, port=port), env)
     try:
+        # The web server first, as soon as the schema is current (at once on a warm start; on a
+        # cold one while the tiny models are built and registered); then the worker, whose
+        # processes load every model, the longest step of a start. Beat waits until they are
+        # warm (its first jobs, the sweeper and a board refresh, can wait), so the two cores of
+        # a laptop go to what the first battle needs.
+        queues = prepare(env, on_migrated=lambda: supervisor.start("web"))
+        supervisor.commands["worker"] = run_commands(env=env, queues=queues, host=host, port=port)[
+            "worker"
+        ]
+        supervisor.start("worker")
         # The address comes last, once a battle can be served: every worker process has loaded
         # every model and the web server answers.
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        say("starting the worker and the web server; waiting for the worker to warm up")
+        started = time.monotonic()
+        deadline = started + READY_TIMEOUT_S
+        say("waiting for the worker's processes to load the models")
+        answered = False
         while warm_processes(ready_file) < concurrency or not serves_battles(url):
             supervisor.check()
+            if not answered and _status(url) != 0:
+                answered = True
+                say(f"web server up after {time.monotonic() - started:.1f} s; worker warming up")
             if time.monotonic() > deadline:
                 say(f"still not warm after {READY_TIMEOUT_S:.0f} s; the first battles may wait")
                 break

@@ -9,7 +9,10 @@ readiness that tells the truth.
   so no child pays for them: those imports are most of a start (tens of seconds on a loaded
   CPU, each child at once before), and loading and warming a model is the rest. CUDA is never
   initialised there (PyTorch's CUDA check goes through NVML), so each child still starts CUDA
-  after the fork.
+  after the fork. On a CPU-only worker with one torch thread the parent also loads and warms
+  the models (ARENA_WORKER_PRELOAD_MODELS=0 turns that off): the children inherit them, so a
+  start loads each model once instead of once per child, and a replacement child is warm at
+  once.
 - A replacement child gets CELERY_WORKER_PROC_ALIVE_TIMEOUT (ARENA_WORKER_WARM_TIMEOUT_S) to
   load, not Celery's default 4 s, which killed every replacement forever.
 - ``TaskPool`` is Celery's prefork pool. On a broker without an event loop (the embedded file
@@ -134,6 +137,8 @@ def preload() -> list[str]:
             logger.warning("CUDA was initialised in the worker's parent; children may fail")
     except Exception:
         logger.warning("worker preload stopped early; the children import the rest", exc_info=True)
+    else:
+        done += _preload_models()
     finally:
         from django.db import connections
 
@@ -141,6 +146,29 @@ def preload() -> list[str]:
         connections.close_all()
     logger.info("worker preloaded %s in %.1f s", ", ".join(done), time.monotonic() - started)
     return done
+
+
+def _preload_models() -> list[str]:
+    """On a CPU-only worker whose torch runs one thread: load and warm the models in the parent,
+    so every child (and every replacement) inherits them, copy-on-write, and only checks them
+    with one warm-up run. A GPU needs each child to start CUDA itself after the fork, and an
+    OpenMP pool that has run in a parent is not safe in its forked children, so either keeps
+    the loading in the children. A failure is only logged: the children load themselves and
+    fail loudly as before."""
+    import torch
+
+    from generation import pipelines, runner
+
+    if os.environ.get("ARENA_WORKER_PRELOAD_MODELS", "1").strip() in {"0", "false", "no", "off"}:
+        return []
+    if pipelines.device_name() != "cpu" or torch.get_num_threads() != 1:
+        return []
+    try:
+        return runner.warm(keys=warm_keys())
+    except Exception as exc:
+        logger.warning("worker parent could not preload the models (%s); children load them", exc)
+        pipelines.clear_cache()
+        return []
 
 
 def _warm_pipeline_classes() -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,3 +101,32 @@ def test_a_worker_whose_models_cannot_load_stops_the_arena_instead_of_looping(de
         supervisor.check()
     assert supervisor.restarts == 0
     supervisor.stop()
+
+
+def test_prepare_starts_the_web_server_once_migrated_and_is_skipped_when_nothing_changed(
+    dev: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "manage.py").write_text(
+        "from pathlib import Path\n"
+        "runs = Path(__file__).with_name('runs')\n"
+        "runs.write_text((runs.read_text() if runs.exists() else '') + 'x')\n"
+        "print('migrating')\n"
+        f"print({dev.MIGRATED!r}, flush=True)\n"
+        "print('building the tiny models')\n"
+        "print('default,tiny')\n"
+    )
+    monkeypatch.setattr(dev, "ROOT", tmp_path)
+    monkeypatch.setattr(dev, "PYTHON", Path(sys.executable))
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "ARENA_PREPARE"},
+        "ARENA_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": "postgres://nobody@127.0.0.1/none",
+    }
+    events: list[str] = []
+    assert dev.prepare(env, on_migrated=lambda: events.append("web")) == "default,tiny"
+    out = capsys.readouterr().out
+    assert events == ["web"] and "building the tiny models" in out and "migrating" in out
+    assert dev.MIGRATED not in out and "default,tiny" not in out
+    # Nothing it reads changed: no second run, and the web server starts at once.
+    assert dev.prepare(env, on_migrated=lambda: events.append("web")) == "default,tiny"
+    assert events == ["web", "web"] and (tmp_path / "runs").read_text() == "x"

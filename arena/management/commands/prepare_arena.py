@@ -19,6 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0)
+        # deploy/dev.py starts the web server on this line, while the rest runs.
+        self.stdout.write("arena: database migrated")
+        self.stdout.flush()
         registry = Path(settings.MODEL_REGISTRY)
         entries = load_registry(registry, models_dir=settings.MODELS_DIR)
         missing = [
