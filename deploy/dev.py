@@ -452,7 +452,7 @@ def run() -> int:
             supervisor.check()
             if not answered and _status(url) != 0:
                 answered = True
-                say(f"web server up after {time.monotonic() - started:.1f} s; worker warming up")
+                say("the web server answers; the worker's processes are still warming up")
             if time.monotonic() > deadline:
                 say(f"still not warm after {READY_TIMEOUT_S:.0f} s; the first battles may wait")
                 break
