@@ -220,7 +220,11 @@ def test_a_killed_pool_child_is_replaced_by_one_that_loads_its_model_and_serves(
     broker_folder = tmp_path / "var" if broker == "filesystem" else None
     # The children load the model themselves: a replacement that inherits it from the parent
     # is warm within one readiness look, and the not-ready window below would not show.
-    env = {"ARENA_WARM_MODELS": model.key, "ARENA_WORKER_PRELOAD_MODELS": "0"}
+    env = {
+        "ARENA_WARM_MODELS": model.key,
+        "ARENA_WORKER_PRELOAD_MODELS": "0",
+        "ARENA_WORKER_PRELOAD": "0",
+    }
     if broker_folder is not None:
         (broker_folder / "broker" / "queue").mkdir(parents=True)
         env.update(filesystem_broker(broker_folder))
