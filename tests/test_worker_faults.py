@@ -116,8 +116,7 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
     """The whole worker killed mid-job and started again under its node name: the sweeper, on
     the real clock, gives the reserved message back at once (not after the job's time limit
     plus the grace, nor the broker's visibility timeout), and the job is made once."""
-    if not broker_is_redis():
-        pytest.skip("reservations are Redis's (kombu's unacked table)")
+    require(broker_is_redis(), "reservations are Redis's (kombu's unacked table)")
     model = models[0]
     with transaction.atomic():
         job = generation_jobs.create_generation(
