@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -32,6 +33,11 @@ WARM_UP_STEPS = 2
 PROGRESS_INTERVAL_S = 0.25
 # A pool job looks this often for a live job waiting on its queue, and gives way to it.
 PREEMPT_LOOK_S = 0.05
+# A pool job gives way to live jobs sent at most this long before it started. The broker hands
+# out live messages first, so a live job still queued when a pool job starts either is not in
+# the broker yet (its transaction is committing: milliseconds) or lost its message (the
+# sweeper sends it again, as new); giving way to a lost one would only bounce the pool job.
+GIVE_WAY_WINDOW_S = 2.0
 
 
 class WarmUpError(Exception):
@@ -43,8 +49,11 @@ def run(*, generation_id: int, task_id: str = "") -> None:
     """Claim the job, make the image, store it under a random name, and mark the job done.
 
     A lost database connection is raised to the caller (the task retries it), never recorded
-    as the model's failure.
+    as the model's failure. A pool job gives way to a live job waiting on its queue: before it
+    starts, and at each step while it runs (see ``_give_way_before_start`` and ``Preempted``).
     """
+    if _give_way_before_start(generation_id):
+        return
     generation = claim(generation_id=generation_id, task_id=task_id)
     if generation is None:
         logger.info("generation %s already taken or finished; nothing to do", generation_id)
@@ -53,13 +62,14 @@ def run(*, generation_id: int, task_id: str = "") -> None:
     queue_wait_ms = int((generation.started_at - generation.created_at).total_seconds() * 1000)
     last_write = last_look = 0.0
     yields = generation.purpose == Generation.Purpose.POOL
+    started_at, window = generation.started_at, timedelta(seconds=GIVE_WAY_WINDOW_S)
 
     def on_step(done: int) -> None:
         nonlocal last_write, last_look
         now = time.monotonic()
         if yields and now - last_look >= PREEMPT_LOOK_S:
             last_look = now
-            if _someone_waits(generation):
+            if _someone_waits(generation, since=started_at - window):
                 raise Preempted
         if now - last_write >= PROGRESS_INTERVAL_S or done == generation.steps:
             last_write = now
@@ -123,13 +133,45 @@ class Preempted(Exception):
     """A pool image gives way: a battle or chat job waits on the same queue."""
 
 
-def _someone_waits(generation: Generation) -> bool:
-    """Whether a live (battle or chat) job is queued for this job's queue."""
+def _someone_waits(generation: Generation, *, since: datetime) -> bool:
+    """Whether a live (battle or chat) job sent at ``since`` or later is queued for this job's
+    queue."""
     return Generation.objects.filter(
         status=Generation.Status.QUEUED,
         purpose__in=[Generation.Purpose.BATTLE, Generation.Purpose.CHAT],
         model__queue=generation.model.queue,
+        queued_at__gte=since,
     ).exists()
+
+
+def _give_way_before_start(generation_id: int) -> bool:
+    """A queued pool job that finds a live job waiting on its queue goes back to the queue
+    unclaimed (no attempt spent, nothing recorded against the model) and returns True.
+
+    Its process then takes the live job: the broker hands out the lowest priority last. The
+    worker took the pool message before the live one only because the live job's message was
+    not in the broker yet; the pool job's new message goes in behind it.
+    """
+    job = (
+        Generation.objects.filter(
+            pk=generation_id, status=Generation.Status.QUEUED, purpose=Generation.Purpose.POOL
+        )
+        .select_related("model")
+        .first()
+    )
+    if job is None:
+        return False
+    now = timezone.now()
+    if not _someone_waits(job, since=now - timedelta(seconds=GIVE_WAY_WINDOW_S)):
+        return False
+    # Conditional on the send we hold: of two deliveries of one job, one sends it again.
+    if Generation.objects.filter(
+        pk=job.pk, status=Generation.Status.QUEUED, queued_at=job.queued_at
+    ).update(queued_at=now):
+        logger.info("pool generation %s gave way to a live job before it started", job.pk)
+        job.queued_at = now
+        enqueue(job)
+    return True
 
 
 def _requeue_preempted(generation: Generation) -> None:

@@ -329,3 +329,62 @@ def test_a_pool_job_does_not_give_way_to_jobs_on_other_queues(
     runner.run(generation_id=pool_job.pk)
     pool_job.refresh_from_db()
     assert pool_job.status == Generation.Status.DONE
+
+
+def test_a_running_pool_job_gives_way_at_its_next_step_to_a_live_job_sent_meanwhile(
+    models: list[Any],
+    tiny_models_dir: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    pool_job = _pool_job(models[0], steps=200)  # far more than one look (50 ms) takes
+    make_image = runner._make_image
+    live: list[Generation] = []
+
+    def live_job_arrives_at_step_3(generation: Generation, *, on_step: Any) -> Any:
+        def step(done: int) -> None:
+            if done == 3 and not live:  # a battle is submitted while the pool image is half made
+                live.append(
+                    generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)
+                )
+            on_step(done)
+
+        return make_image(generation, on_step=step)
+
+    monkeypatch.setattr(runner, "_make_image", live_job_arrives_at_step_3)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        runner.run(generation_id=pool_job.pk, task_id="t1")
+    pool_job.refresh_from_db()
+    assert live, "the pool job never reached step 3"
+    assert len(sent) == 1, "its message goes back to the queue, once"
+    assert pool_job.status == Generation.Status.QUEUED, "it stopped and went back to the queue"
+    assert pool_job.attempts == 0 and pool_job.failure_kind == "" and not pool_job.image
+    assert pool_job.started_at is None and pool_job.claimed_by == ""
+
+
+def test_a_pool_job_gives_way_before_it_starts_and_is_sent_again_once(
+    models: list[Any], tiny_models_dir: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    pool_job = _pool_job(models[0], steps=40)
+    generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)  # just committed
+    before = pool_job.queued_at
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        runner.run(generation_id=pool_job.pk, task_id="t1")
+    pool_job.refresh_from_db()
+    assert len(sent) == 1, "its message goes back to the queue, once"
+    assert pool_job.status == Generation.Status.QUEUED and pool_job.queued_at > before
+    assert pool_job.attempts == 0 and pool_job.started_at is None and pool_job.failure_kind == ""
+
+
+def test_a_pool_job_does_not_bounce_on_a_live_job_whose_message_was_lost(
+    models: list[Any], tiny_models_dir: Any
+) -> None:
+    """A live job still queued long before the pool job started is not in the broker (the
+    broker would have handed it out first): the sweeper sends it again; the pool job goes on."""
+    pool_job = _pool_job(models[0], steps=20)
+    lost = generation_jobs.create_generation(model=models[1], prompt="a cat", seed=1)
+    long_ago = timezone.now() - timedelta(seconds=runner.GIVE_WAY_WINDOW_S + 5)
+    Generation.objects.filter(pk=lost.pk).update(queued_at=long_ago)
+    runner.run(generation_id=pool_job.pk)
+    pool_job.refresh_from_db()
+    assert pool_job.status == Generation.Status.DONE and pool_job.attempts == 1
