@@ -29,7 +29,7 @@ import statistics
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from scratch import scratch_arena, start_worker, stop_worker
@@ -37,6 +37,8 @@ from scratch import scratch_arena, start_worker, stop_worker
 # A live job that started within this long after a pool job ended, having waited longer than
 # it, took the process that pool job held.
 HANDOVER = timedelta(milliseconds=30)
+# When each live job's battle had committed and sent it to the broker (create_battle returned).
+SENT: dict[int, datetime] = {}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,12 +68,16 @@ def wait_idle(timeout: float = 600) -> None:
 
 def play_live(count: int, tag: str, gap: float = 0.0) -> list[Any]:
     """``count`` live battles one after another, ``gap`` seconds apart; returns their jobs."""
+    from django.utils import timezone
+
     from arena import services
     from arena.models import Battle
 
     jobs = []
     for index in range(count):
         battle = services.create_battle(prompt_text=f"a typed lighthouse {tag} {index}", owner="b")
+        sent = timezone.now()
+        SENT[battle.generation_left_id] = SENT[battle.generation_right_id] = sent
         deadline = time.monotonic() + 120
         while battle.status == Battle.Status.GENERATING and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -85,15 +91,22 @@ def play_live(count: int, tag: str, gap: float = 0.0) -> list[Any]:
     return jobs
 
 
-def refill_delays(live: list[Any]) -> tuple[int, int]:
-    """(pool jobs that started while a live job waited, live jobs that waited for a pool job)."""
+def refill_delays(live: list[Any]) -> tuple[int, int, int]:
+    """(pool jobs that started while a live job waited, counted from the live job's creation
+    and from when its battle had committed and sent it; live jobs that waited for a pool job).
+
+    A pool job's start is its last one: one that gave way and started again counts where it
+    started again."""
     from generation.models import Generation
 
-    overtakes = waited = 0
+    overtakes = after_sent = waited = 0
     pool_jobs = Generation.objects.filter(purpose=Generation.Purpose.POOL, started_at__isnull=False)
     for job in live:
         overtakes += pool_jobs.filter(
             started_at__gt=job.created_at, started_at__lt=job.started_at
+        ).count()
+        after_sent += pool_jobs.filter(
+            started_at__gt=SENT[job.pk], started_at__lt=job.started_at
         ).count()
         freed = pool_jobs.filter(
             finished_at__gt=job.created_at,
@@ -102,7 +115,7 @@ def refill_delays(live: list[Any]) -> tuple[int, int]:
         )
         if freed.exists() and job.started_at - job.created_at > HANDOVER:
             waited += 1
-    return overtakes, waited
+    return overtakes, after_sent, waited
 
 
 def waits(jobs: list[Any]) -> list[float]:
@@ -200,9 +213,10 @@ def main() -> int:
             flooded = play_live(args.live, "flood")
             left = Generation.objects.filter(pk__in=flood_ids).unfinished().count()
             row("live, beside a flood of pool jobs", waits(flooded))
-            overtakes, waited = refill_delays(flooded)
+            overtakes, after_sent, waited = refill_delays(flooded)
             print(
-                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"{'':>44}  pool jobs started while a live job waited: {overtakes} "
+                f"({after_sent} after it was sent); live jobs that waited for "
                 f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued)"
             )
             Generation.objects.filter(pk__in=flood_ids).unfinished().update(
@@ -240,9 +254,10 @@ def main() -> int:
                 f"live, beside the capped refill ({settings.ARENA_POOL_REFILL_PENDING}/queue)",
                 waits(capped),
             )
-            overtakes, waited = refill_delays(capped)
+            overtakes, after_sent, waited = refill_delays(capped)
             print(
-                f"{'':>44}  pool jobs served first: {overtakes}; live jobs that waited for "
+                f"{'':>44}  pool jobs started while a live job waited: {overtakes} "
+                f"({after_sent} after it was sent); live jobs that waited for "
                 f"a running pool job: {waited}/{len(capped)} "
                 f"({len(topped)} pool jobs queued meanwhile)"
             )
