@@ -17,10 +17,16 @@ to a hidden temporary name and renamed to its ``.msg`` name, so a reader sees al
 of it; a reader claims a message by renaming it into a claim folder beside the queue, so exactly
 one reader wins; the exchange table is rewritten whole under an exclusive lock and renamed into
 place, so readers need no lock and never see half of it. Production uses Redis instead.
+
+A message taken by a consumer that acknowledges stays in the claim folder, named after the
+taker's process, until it is acknowledged, rejected or given back: like Redis's unacked table,
+it shows what a worker holds, so the sweeper never takes a message that a worker has taken but
+not yet started for a lost one (generation.sweeper).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
@@ -51,6 +57,10 @@ class Channel(filesystem.Channel):
     """A file-system channel whose writes, claims and bindings are atomic renames."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Messages taken from queues consumed with acknowledgements, by delivery tag: each
+        # stays in the claim folder until it is acknowledged, rejected or given back.
+        self._held: dict[Any, str] = {}
+        self._acked_queues: set[str] = set()
         super().__init__(*args, **kwargs)
         for folder in (self.data_folder_in, self.data_folder_out, self.claim_folder):
             os.makedirs(folder, exist_ok=True)
@@ -72,6 +82,13 @@ class Channel(filesystem.Channel):
         except OSError as error:
             raise ChannelError(f"Cannot add {name!r} to the queue folder") from error
 
+    def basic_consume(
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str | None, **kwargs: Any
+    ) -> Any:
+        if not no_ack:
+            self._acked_queues.add(queue)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         claim_folder = self.claim_folder
@@ -83,13 +100,38 @@ class Channel(filesystem.Channel):
                 os.rename(os.path.join(self.data_folder_in, name), claimed)
             except FileNotFoundError:
                 continue  # another reader took it first
+            held = False
             try:
                 with open(claimed, "rb") as handle:
-                    payload = handle.read()
+                    message = loads(bytes_to_str(handle.read()))
+                tag = message.get("properties", {}).get("delivery_tag")
+                if queue in self._acked_queues and tag is not None:
+                    os.utime(claimed)  # the time it was taken: the sweeper ages reservations
+                    self._held[tag] = claimed
+                    held = True
             finally:
-                os.unlink(claimed)
-            return loads(bytes_to_str(payload))
+                if not held:
+                    os.unlink(claimed)
+            return message
         raise Empty()
+
+    def _release(self, delivery_tag: Any) -> None:
+        path = self._held.pop(delivery_tag, None)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple=multiple)
+        self._release(delivery_tag)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue=requeue)  # a requeued copy is written first
+        self._release(delivery_tag)
+
+    def _restore(self, message: Any) -> None:
+        super()._restore(message)  # the copy goes back to the queue folder first
+        self._release(message.delivery_tag)
 
     @contextmanager
     def _bindings_locked(self) -> Iterator[None]:

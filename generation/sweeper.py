@@ -1,7 +1,9 @@
 """The sweeper: recovers, from the database's truth, jobs whose message or worker was lost.
 
 It runs on beat every ARENA_SWEEP_S. A queued job is sent again only when its message is no
-longer in the broker: a backlog is not a loss, and a message still waiting is never duplicated.
+longer in the broker, neither waiting nor reserved by a live worker process: a backlog is not a
+loss, and a message still waiting, or taken by a worker that has not claimed its job yet, is
+never duplicated.
 A running job is sent again when its claim is older than its time limit plus a grace period
 (the worker died). Each gets a fresh message until ARENA_MAX_ATTEMPTS; then it fails with the
 kind ``attempts``, which never counts against the model.
@@ -198,7 +200,9 @@ def messages_in_broker(*, queues: set[str], max_age_s: float) -> set[int] | None
         with app.connection_for_read() as connection:
             channel: Any = connection.default_channel
             if str(app.conf.broker_url).startswith("filesystem://"):
-                raw = _filesystem_messages(Path(channel.data_folder_in), queues)
+                raw = _filesystem_messages(
+                    Path(channel.data_folder_in), queues, Path(channel.claim_folder), max_age_s
+                )
             else:
                 raw = _redis_messages(channel, queues, max_age_s)
             return {job for job in map(_generation_id, raw) if job is not None}
@@ -224,16 +228,47 @@ def _redis_messages(channel: Any, queues: set[str], max_age_s: float) -> list[by
     return found
 
 
-def _filesystem_messages(folder: Path, queues: set[str]) -> list[bytes]:
+def _filesystem_messages(
+    folder: Path, queues: set[str], claims: Path, max_age_s: float
+) -> list[bytes]:
+    """Every message in the queue folder, then the reservations: messages a live worker process
+    took less than ``max_age_s`` ago and has not acknowledged yet (arena.broker keeps each in
+    the claim folder under the taker's process id). Read in that order, a message taken while
+    the queue folder is read is found in the claim folder."""
     found: list[bytes] = []
     wanted = {f"{queue}.msg" for queue in queues}
     for name in os.listdir(folder):
         if name.partition(".")[2] in wanted:
             try:
                 found.append((folder / name).read_bytes())
-            except OSError:  # taken by a worker meanwhile
+            except OSError:  # taken by a worker meanwhile: it is in the claim folder now
                 continue
+    try:
+        held = os.listdir(claims)
+    except FileNotFoundError:
+        return found
+    oldest = time.time() - max_age_s
+    for claimed in held:
+        pid, _, name = claimed.partition("-")
+        if name.partition(".")[2] not in wanted or not pid.isdigit() or not _alive(int(pid)):
+            continue
+        try:
+            taken = (claims / claimed).stat()  # renamed (ctime) and touched (mtime) when taken
+            if max(taken.st_mtime, taken.st_ctime) >= oldest:
+                found.append((claims / claimed).read_bytes())
+        except OSError:  # acknowledged meanwhile
+            continue
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _generation_id(raw: bytes) -> int | None:

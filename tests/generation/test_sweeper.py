@@ -388,3 +388,71 @@ def test_a_pool_job_does_not_bounce_on_a_live_job_whose_message_was_lost(
     runner.run(generation_id=pool_job.pk)
     pool_job.refresh_from_db()
     assert pool_job.status == Generation.Status.DONE and pool_job.attempts == 1
+
+
+def _filesystem_broker(root: Any) -> Any:
+    from kombu import Connection
+
+    return Connection(
+        "filesystem://localhost/",
+        transport="arena.broker:Transport",
+        transport_options={
+            "data_folder_in": str(root / "queue"),
+            "data_folder_out": str(root / "queue"),
+            "claim_folder": str(root / "claimed"),
+            "control_folder": str(root / "control"),
+            "polling_interval": 0.01,
+        },
+    )
+
+
+def test_a_message_a_worker_took_but_has_not_started_is_not_lost_on_the_file_system_broker(
+    job: Generation, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's "needed more than one delivery": a backlogged job's message, taken by the
+    worker a moment before its claim, was missing from the queue folder, so the sweeper sent it
+    again (attempts + 1) and the worker's claim then made it two attempts. The taken message is
+    a reservation, as on Redis: the sweeper leaves the job alone, and its one delivery claims it
+    at attempt 1. Once the worker that held it is gone, it is lost: sent again."""
+    from celery import current_app
+
+    from generation.tasks import generate
+
+    settings.ARENA_LOST_MESSAGE_S = 10
+    monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://localhost/")  # what conf reads first
+    monkeypatch.setattr(current_app, "connection_for_read", lambda: _filesystem_broker(tmp_path))
+    queue = current_app.amqp.queues[job.model.queue]
+    with _filesystem_broker(tmp_path) as connection:
+        generate.apply_async(args=(job.pk,), queue=job.model.queue, producer=connection.Producer())
+        # Sent long ago: the job waited in a backlog until a worker took its message.
+        Generation.objects.filter(pk=job.pk).update(
+            queued_at=timezone.now() - timedelta(seconds=60)
+        )
+        taken: list[Any] = []
+        with connection.Consumer(queues=[queue], callbacks=[lambda _b, m: taken.append(m)]):
+            connection.drain_events(timeout=5)
+            assert len(taken) == 1
+            assert _messages_on_folder(tmp_path / "queue") == 0, "the worker holds it"
+
+            assert sweeper.sweep().requeued == [], "a reservation is not a lost message"
+            assert _messages_on_folder(tmp_path / "queue") == 0, "and is not sent again"
+            claimed = generation_jobs.claim(generation_id=job.pk, task_id="the-delivery")
+            assert claimed is not None and claimed.attempts == 1
+            taken[0].ack()
+        assert os.listdir(tmp_path / "claimed") == [], "acknowledged: no longer held"
+
+        # A message held by a process that is gone is lost; the sweeper sends it again.
+        Generation.objects.filter(pk=job.pk).update(
+            status=Generation.Status.QUEUED,
+            queued_at=timezone.now() - timedelta(seconds=60),
+            started_at=None,
+        )
+        generate.apply_async(args=(job.pk,), queue=job.model.queue, producer=connection.Producer())
+        (message,) = os.listdir(tmp_path / "queue")
+        dead = 2**22 + 12345  # above pid_max's default: no process has it
+        os.rename(tmp_path / "queue" / message, tmp_path / "claimed" / f"{dead}-{message}")
+        assert sweeper.sweep().requeued == [job.pk]
+
+
+def _messages_on_folder(folder: Any) -> int:
+    return len([name for name in os.listdir(folder) if name.endswith(".msg")])
