@@ -2,6 +2,7 @@
 
     python tests/bench/bench_battle_latency.py [--battles 40] [--broker redis|filesystem]
         [--redis-url redis://127.0.0.1:6379/13] [--database-url postgres://.../scratch]
+        [--burn 8]
 
 Starts a real Celery worker (prefork, two processes) on a scratch database (SQLite, or the
 scratch PostgreSQL database named by ``--database-url``, which it migrates and fills), and:
@@ -18,6 +19,10 @@ scratch PostgreSQL database named by ``--database-url``, which it migrates and f
 For 3 and 4 it counts pool jobs that started while a live job was waiting (the broker served
 a refill first: must be 0) and live jobs that started right after a pool job ended, having
 waited for the process it held (a refill delayed them). Priorities need the Redis broker.
+
+``--burn N`` runs N busy-loop processes from before the worker starts to the end, so the
+machine is loaded reproducibly (the count of pool jobs started while a live job waited was not
+0 only at high load); the load average is printed with each scenario.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -118,6 +124,16 @@ def refill_delays(live: list[Any]) -> tuple[int, int, int]:
     return overtakes, after_sent, waited
 
 
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def burn(count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes that each keep one core busy until they are stopped."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
 def waits(jobs: list[Any]) -> list[float]:
     return [(j.started_at - j.created_at).total_seconds() * 1000 for j in jobs]
 
@@ -138,7 +154,20 @@ def main() -> int:
     parser.add_argument("--broker", choices=["filesystem", "redis"], default="redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--database-url", default=None, help="a scratch PostgreSQL database")
+    parser.add_argument(
+        "--burn", type=int, default=0, help="busy-loop processes to run beside it (load)"
+    )
     args = parser.parse_args()
+    burners = burn(args.burn)
+    try:
+        return measure(args)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def measure(args: argparse.Namespace) -> int:
 
     broker = args.redis_url if args.broker == "redis" else "filesystem://"
     env = scratch_arena(broker_url=broker, warm="all", database_url=args.database_url)
@@ -162,7 +191,8 @@ def main() -> int:
     try:
         print(
             f"worker ready: broker {args.broker}, database {connection.vendor}, "
-            f"{ImageModel.objects.enabled().count()} tiny CPU models, two processes"
+            f"{ImageModel.objects.enabled().count()} tiny CPU models, two processes, "
+            f"{args.burn} busy-loop processes beside it; {load()}"
         )
         chosen = set(args.scenarios.split(","))
         prompts = list(Prompt.objects.curated().order_by("pk")[: args.prompts])
@@ -194,7 +224,10 @@ def main() -> int:
                 else:
                     live_fallbacks += 1
             wait_idle()
-            print("\n1. pool-served battles, submit to 'ready' with both image URLs (JSON API)")
+            print(
+                "\n1. pool-served battles, submit to 'ready' with both image URLs (JSON API); "
+                + load()
+            )
             row("pool-served", served)
             print(f"{'':>44}  ({live_fallbacks} submits fell back to live: pool not stocked)")
         if "alone" in chosen:
@@ -202,6 +235,7 @@ def main() -> int:
             alone = play_live(args.live, "alone", args.gap)
             print(f"\nlive battle jobs' queue wait (created to started), {args.gap} s apart")
             row("live, no refill", waits(alone))
+            print(f"{'':>44}  ({load()})")
         if "flood" in chosen:
             # 3. Live battles beside a flood of queued pool jobs.
             per_round = len(prompts) * ImageModel.objects.enabled().count()
@@ -217,7 +251,8 @@ def main() -> int:
             print(
                 f"{'':>44}  pool jobs started while a live job waited: {overtakes} "
                 f"({after_sent} after it was sent); live jobs that waited for "
-                f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued)"
+                f"a running pool job: {waited}/{len(flooded)} ({left} pool jobs still queued); "
+                + load()
             )
             Generation.objects.filter(pk__in=flood_ids).unfinished().update(
                 status=Generation.Status.FAILED, error="bench: flood over"
@@ -259,7 +294,7 @@ def main() -> int:
                 f"{'':>44}  pool jobs started while a live job waited: {overtakes} "
                 f"({after_sent} after it was sent); live jobs that waited for "
                 f"a running pool job: {waited}/{len(capped)} "
-                f"({len(topped)} pool jobs queued meanwhile)"
+                f"({len(topped)} pool jobs queued meanwhile); " + load()
             )
     finally:
         stop_worker(worker)
