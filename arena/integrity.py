@@ -35,7 +35,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from scipy.stats import binomtest
 
 from arena.models import Vote, Voter
 from leaderboard.models import Snapshot
@@ -93,6 +92,8 @@ def preference_evidence(
     }
     if not tested:
         return None
+    from scipy.stats import binomtest  # here: scipy.stats is 1.7 s of a web server's start
+
     threshold = alpha / len(tested)
     worst: dict[str, Any] | None = None
     for model, outcomes in tested.items():

@@ -11,6 +11,7 @@ rows marked ``excluded`` are skipped (and counted in the result), and ``model_a_
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +78,8 @@ READ_CHUNK = 1 << 23
 # PostgreSQL: per-row trigger checks off for the COPY where the role may (_check_models_once).
 _ROW_CHECKS_OFF = "SET LOCAL session_replication_role = replica"
 _ROW_CHECKS_ON = "SET LOCAL session_replication_role = DEFAULT"
+# About what an imported battle takes in PostgreSQL's heap (a million took 132 MB).
+_HEAP_BYTES_PER_ROW = 130
 
 
 def _silent(stage: str, done: int, total: int) -> None:
@@ -161,23 +165,39 @@ def import_battles(
         pk_of_name = np.array([model_ids[name] for name in battles.names], dtype=np.int64)
         a = pk_of_name[np.asarray(battles.model_a, dtype=np.int64)]
         b = pk_of_name[np.asarray(battles.model_b, dtype=np.int64)]
-        _insert_battles(battles=battles, model_a=a, model_b=b, source=source, report=report)
         anonymous = np.frombuffer(bytes(battles.anonymous), dtype=np.bool_)
         winner = np.frombuffer(bytes(battles.winner), dtype=np.uint8).astype(np.int64)
         category = np.frombuffer(bytes(battles.category), dtype=np.uint8).astype(np.int64)
         # Counted like live votes, by the one tally; online Elo continues from where it stands,
         # over the file's votes in time order (untimed ones last, in file order).
         sequence = np.argsort(np.asarray(battles.order_key)[anonymous], kind="stable")
+
+        def count(current: dict[int, float]) -> tally.Tally:
+            return tally.tally(
+                left=a[anonymous][sequence],
+                right=b[anonymous][sequence],
+                outcome=winner[anonymous][sequence],
+                group=category[anonymous][sequence],
+                elo_from=current,
+                k=settings.LEADERBOARD_ELO_K,
+            )
+
+        # On PostgreSQL the tally (numpy and Python, no database) runs in a thread while the
+        # server takes the rows (the COPY waits on the server, not on this process); SQLite
+        # does its work in this process, so there the two run one after the other. The tally
+        # starts from online Elo as it stands now; the Elo lock is taken only after the rows
+        # are in, so live votes are not held up meanwhile. A vote counted in between moves a
+        # rating: then the tally runs again from the ratings under the lock.
+        overlap = connection.vendor == "postgresql"
+        guess = dict(OnlineElo.objects.values_list("model_id", "rating"))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            counting = pool.submit(count, guess) if overlap else None
+            _insert_battles(battles=battles, model_a=a, model_b=b, source=source, report=report)
+            counted = count(guess) if counting is None else counting.result()
         _ = services.locked_elo_cursor()  # one writer of online Elo at a time
         current = dict(OnlineElo.objects.values_list("model_id", "rating"))
-        counted = tally.tally(
-            left=a[anonymous][sequence],
-            right=b[anonymous][sequence],
-            outcome=winner[anonymous][sequence],
-            group=category[anonymous][sequence],
-            elo_from=current,
-            k=settings.LEADERBOARD_ELO_K,
-        )
+        if current != guess:
+            counted = count(current)
         services.add_pair_counts(pairs=counted.pairs, labels=[(name, True) for name in CATEGORIES])
         services.write_online_elo(counted=counted, existing=current.keys())
     result = ImportResult(
@@ -715,6 +735,8 @@ def _insert_battles(
                 cursor, np.union1d(np.unique(model_a), np.unique(model_b))
             )
         with (
+            # PostgreSQL builds no index over rows with checks pending (per-row checks on).
+            _indexes_built_after(rows if row_checks_off else 0),
             connection.cursor() as cursor,
             cursor.connection.cursor() as raw,
             raw.copy(statement) as copy,
@@ -756,19 +778,72 @@ def _insert_battles(
     # A page cache large enough for the table's indexes while a million rows go in (this
     # connection only; the default is 2 MB).
     raw.execute("PRAGMA cache_size = -262144")
-    for start in range(0, rows, WRITE_BATCH):
-        end = min(start + WRITE_BATCH, rows)
-        raw.executemany(
-            statement_text,
-            zip(
-                itertools.repeat(source, end - start),
-                *(value[start:end] for value in values),
-                itertools.repeat(fixed_now, end - start),
-                strict=True,
-            ),
-        )
-        report("write", end, rows)
+    with _indexes_built_after(rows):
+        for start in range(0, rows, WRITE_BATCH):
+            end = min(start + WRITE_BATCH, rows)
+            raw.executemany(
+                statement_text,
+                zip(
+                    itertools.repeat(source, end - start),
+                    *(value[start:end] for value in values),
+                    itertools.repeat(fixed_now, end - start),
+                    strict=True,
+                ),
+            )
+            report("write", end, rows)
     raw.execute("PRAGMA cache_size = -2000")
+
+
+@contextlib.contextmanager
+def _indexes_built_after(rows: int) -> Iterator[None]:
+    """Drop the imported battles' secondary indexes while ``rows`` rows go in, and build them
+    again afterwards, in the import's transaction (so a failure leaves them as they were), when
+    the table holds fewer rows than that: one sorted build of each index costs less than a
+    million single inserts into it. A larger table keeps its indexes. Dropping an index locks
+    the table against readers until the commit; a role that may not drop them keeps them."""
+    table = ImportedBattle._meta.db_table
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote(table)} LIMIT %s) AS kept",  # noqa: S608
+            [rows],
+        )
+        (kept,) = cursor.fetchone()
+        if connection.vendor == "postgresql" and kept < rows:
+            # A build reads the whole heap, dead rows too (a table emptied but not vacuumed).
+            cursor.execute("SELECT pg_relation_size(%s::regclass)", [table])
+            (heap_bytes,) = cursor.fetchone()
+            kept = max(kept, heap_bytes // _HEAP_BYTES_PER_ROW)
+        if kept >= rows:  # also when rows is 0: nothing to gain
+            yield
+            return
+        if connection.vendor == "postgresql":
+            # Not the primary key, nor an index behind a constraint.
+            cursor.execute(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
+                "AND NOT i.indisprimary AND NOT i.indisunique AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid) ORDER BY 1",
+                [table],
+            )
+        else:
+            # SQLite: the indexes created by name (an automatic one has no SQL), not unique.
+            cursor.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
+                "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%%' ORDER BY 1",
+                [table],
+            )
+        indexes = cursor.fetchall()
+        try:
+            with transaction.atomic():  # a savepoint: a refusal leaves the import whole
+                for name, _ in indexes:
+                    cursor.execute(f"DROP INDEX {quote(name)}")
+        except DatabaseError:  # not the table's owner: insert with the indexes in place
+            indexes = []
+    yield
+    with connection.cursor() as cursor:
+        for _, definition in indexes:
+            cursor.execute(definition)
 
 
 def _check_models_once(cursor: Any, model_ids: Ints) -> bool:

@@ -10,18 +10,17 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
 
-import matplotlib
-import matplotlib.dates as mdates
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 ACCENT = "#3050e0"
 IN_HOUSE = "#d9480f"
-# Hashes make each file's bytes depend on the content only, so cached SVGs compare equal.
-matplotlib.rcParams["svg.hashsalt"] = "image-arena"
-matplotlib.rcParams["svg.fonttype"] = "none"
 NOTHING_TO_DRAW = "No model has enough votes on this board yet"
 
 
@@ -31,7 +30,21 @@ def _svg(figure: Figure) -> str:
     return buffer.getvalue()
 
 
+@cache
+def _matplotlib() -> None:
+    """Import matplotlib at the first plot, not with the web server: it is a third of a second
+    of every start, and most pages draw nothing."""
+    import matplotlib
+
+    # Hashes make each file's bytes depend on the content only, so cached SVGs compare equal.
+    matplotlib.rcParams["svg.hashsalt"] = "image-arena"
+    matplotlib.rcParams["svg.fonttype"] = "none"
+
+
 def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    _matplotlib()
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height))
     return figure, figure.subplots()
 
@@ -137,6 +150,8 @@ def rating_history_plot(
 ) -> str:
     """Ratings over time, one line per version (a model's page) or per model (a board's
     history, drawn without bands so many lines stay readable)."""
+    import matplotlib.dates as mdates
+
     figure, axes = _figure(7.5, 3.6)
     for index, line in enumerate(lines):
         colour = HISTORY_COLOURS[index % len(HISTORY_COLOURS)]

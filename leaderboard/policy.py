@@ -24,7 +24,9 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
-from scipy.stats import norm
+
+# ndtri is norm.ppf, without the import of scipy.stats (a second of every start).
+from scipy.special import ndtri
 
 from generation.models import ImageModel
 from leaderboard import bounds, sampling
@@ -109,7 +111,7 @@ def current(*, models: list[ImageModel], weights: list[float]) -> Policy:
         # the bounded models for a family-wise board, as bounds.relative_half_widths).
         bounded = [r for r in rows.values() if r.rating is not None and not r.status]
         family = max(len(bounded), 1) if snapshot.simultaneous else 1
-        z = float(norm.ppf(1.0 - (1.0 - snapshot.level) / (2.0 * family)))
+        z = float(ndtri(1.0 - (1.0 - snapshot.level) / (2.0 * family)))
         for i, model in enumerate(models):
             row = rows.get(model.pk)
             if row is None or row.rating is None or row.status:

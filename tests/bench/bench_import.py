@@ -10,7 +10,8 @@ Run from the repository root against a scratch database (never one in use):
 ``--baseline REV`` (default ``886fd81``, the row-by-row import) also times
 ``leaderboard/imports.py`` as it is at that git revision, in the same run on the same file,
 checks that both store the same counts, and prints the ratio; ``--baseline ''`` skips it.
-``--imports-only`` stops after the imports.
+``--imports-only`` stops after the imports. ``--repeats N`` imports N times (each after a
+reset, the baseline's import right after this code's) and reports medians and ranges.
 """
 
 from __future__ import annotations
@@ -80,8 +81,18 @@ def write_log(*, path: Path, rows: int, models: int, seed: int) -> None:
             )
 
 
-@transaction.atomic
 def reset() -> None:
+    """Delete what the imports left, then, on PostgreSQL, vacuum the battles' table: this
+    server runs without autovacuum, and the dead rows of the import before would otherwise
+    stay in the heap and indexes that the next import writes to (and builds indexes over)."""
+    delete_imports()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM {ImportedBattle._meta.db_table}")  # noqa: S608
+
+
+@transaction.atomic
+def delete_imports() -> None:
     """Forget every imported battle, count, Elo rating and imported model (and the boards
     that show them)."""
     imported = ImageModel.objects.filter(source="imported")
@@ -169,6 +180,9 @@ def main() -> None:
     # 886fd81: the last commit with the row-by-row import (before issue #17's Arrow one).
     parser.add_argument("--baseline", default="886fd81", help="git revision to compare with")
     parser.add_argument("--imports-only", action="store_true", help="skip the boards")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="imports of each (medians, with the range)"
+    )
     args = parser.parse_args()
 
     name = str(connection.settings_dict["NAME"])
@@ -186,35 +200,57 @@ def main() -> None:
             lambda: write_log(path=path, rows=args.rows, models=args.models, seed=args.seed)
         )
         table.append(("write synthetic JSONL", seconds, f"{path.stat().st_size / 1e6:.0f} MB"))
-        cpu = cpu_seconds()
-        result = import_battles(path=path)
-        cpu = cpu_seconds() - cpu
-        if args.baseline:
-            ours = kept_counts()
-            reset()
-            old_cpu = cpu_seconds()
-            old_seconds, _ = timed(lambda: baseline_import(args.baseline)(path=path))
-            old_cpu = cpu_seconds() - old_cpu
-            assert kept_counts() == ours, "the baseline stored other counts"
-            table.append(
-                (
-                    f"import_battles at {args.baseline}",
-                    old_seconds,
-                    f"same counts; {old_cpu:.1f} s CPU; this code is "
-                    f"{old_seconds / result.seconds:.1f}x faster ({old_cpu / cpu:.1f}x in CPU)",
-                )
-            )
-            if not args.imports_only:
+        ours: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
+        loads = [os.getloadavg()[0]]
+        for run in range(args.repeats):
+            if run:
                 reset()
-                import_battles(path=path)  # this code's import in place for the boards
+            cpu = cpu_seconds()
+            result = import_battles(path=path)
+            ours.append((result.seconds, cpu_seconds() - cpu))
+            if args.baseline:
+                kept = kept_counts()
+                reset()
+                old_cpu = cpu_seconds()
+                old_seconds, _ = timed(lambda: baseline_import(args.baseline)(path=path))
+                theirs.append((old_seconds, cpu_seconds() - old_cpu))
+                assert kept_counts() == kept, "the baseline stored other counts"
+            loads.append(os.getloadavg()[0])
+            print(
+                f"run {run + 1}: import_battles {ours[-1][0]:.2f} s ({ours[-1][1]:.2f} s CPU)"
+                + (
+                    f", at {args.baseline} {theirs[-1][0]:.2f} s ({theirs[-1][1]:.2f} s CPU)"
+                    if theirs
+                    else ""
+                )
+                + f"; load {loads[-1]:.2f}",
+                flush=True,
+            )
+        if args.baseline and not args.imports_only:
+            reset()
+            import_battles(path=path)  # this code's import in place for the boards
+    seconds, cpu = (statistics.median(column) for column in zip(*ours, strict=True))
+    if theirs:
+        old_seconds, old_cpu = (statistics.median(column) for column in zip(*theirs, strict=True))
+        table.append(
+            (
+                f"import_battles at {args.baseline}",
+                old_seconds,
+                f"same counts; {old_cpu:.1f} s CPU; this code is "
+                f"{old_seconds / seconds:.1f}x faster ({old_cpu / cpu:.1f}x in CPU)"
+                + _spread(theirs),
+            )
+        )
     table.append(
         (
             "import_battles",
-            result.seconds,
+            seconds,
             f"{result.rows:,} rows, {result.anonymous_rows:,} anonymous, "
-            f"{len(result.models_created)} models created; {cpu:.1f} s CPU",
+            f"{len(result.models_created)} models created; {cpu:.1f} s CPU" + _spread(ours),
         )
     )
+    print(f"load average (1 min) from {min(loads):.2f} to {max(loads):.2f} over the imports")
     if args.imports_only:
         print_table(name, table)
         return
@@ -291,6 +327,17 @@ def main() -> None:
         )
 
     print_table(name, table)
+
+
+def _spread(runs: list[tuple[float, float]]) -> str:
+    """The range over several runs, wall and CPU, when there were several."""
+    if len(runs) < 2:
+        return ""
+    walls, cpus = zip(*runs, strict=True)
+    return (
+        f"; median of {len(runs)}, wall [{min(walls):.2f}, {max(walls):.2f}],"
+        f" CPU [{min(cpus):.2f}, {max(cpus):.2f}]"
+    )
 
 
 def print_table(name: str, table: list[tuple[str, float, str]]) -> None:

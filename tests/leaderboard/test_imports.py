@@ -609,3 +609,92 @@ def test_the_foreign_key_check_runs_once_per_model_and_is_back_on_after(
 def point_at_no_model(pk: int, cursor: Any) -> None:
     ImportedBattle.objects.filter(pk=pk).update(model_a_id=10**9)
     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def battle_indexes() -> set[str]:
+    """The imported battles' indexes, by name, as the database lists them."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(
+            cursor, ImportedBattle._meta.db_table
+        )
+    return {name for name, about in constraints.items() if about["index"]}
+
+
+def test_indexes_are_built_after_the_rows_and_kept_when_the_table_is_larger(
+    alpha_and_beta: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    # The rows a PostgreSQL heap holds are also estimated from its size (dead rows that other
+    # tests rolled back included): here only the live rows count.
+    monkeypatch.setattr(imports, "_HEAP_BYTES_PER_ROW", 10**12)
+    before = battle_indexes()
+    assert len(before) >= 3  # the two model columns and the time
+    log = write_jsonl(tmp_path / "log.jsonl", list(LOG))
+    with CaptureQueriesContext(connection) as first:
+        import_battles(path=log)
+    # An empty table: dropped before the rows go in, built again after, in the transaction.
+    dropped = [q["sql"] for q in first.captured_queries if q["sql"].startswith("DROP INDEX")]
+    assert len(dropped) >= 3
+    assert battle_indexes() == before
+    with CaptureQueriesContext(connection) as second:
+        import_battles(path=write_jsonl(tmp_path / "small.jsonl", list(LOG[:2])))
+    # Two rows into a table of five: the indexes stay while they go in.
+    assert not [q for q in second.captured_queries if q["sql"].startswith("DROP INDEX")]
+    assert battle_indexes() == before
+    assert ImportedBattle.objects.count() == len(LOG) + 2
+
+
+def test_an_import_that_fails_after_its_rows_went_in_leaves_rows_and_indexes_as_they_were(
+    alpha_and_beta: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = battle_indexes()
+    sizes = table_sizes()
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("the counts could not be written")
+
+    monkeypatch.setattr(services, "add_pair_counts", broken)
+    with pytest.raises(RuntimeError):
+        import_battles(path=write_jsonl(tmp_path / "log.jsonl", list(LOG)))
+    assert table_sizes() == sizes
+    assert battle_indexes() == before
+
+
+def test_a_vote_counted_while_the_rows_go_in_is_not_lost_from_online_elo(
+    alpha_and_beta: Any, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tally starts from online Elo before the rows go in; a rating that moved meanwhile
+    (a live vote) is what the import continues from."""
+    settings.LEADERBOARD_ELO_K = 16.0
+    alpha, beta = alpha_and_beta
+    OnlineElo.objects.create(model=alpha, rating=1000.0, votes=1)
+    OnlineElo.objects.create(model=beta, rating=1000.0, votes=1)
+    insert = imports._insert_battles
+
+    def insert_beside_a_vote(**kwargs: Any) -> None:
+        insert(**kwargs)
+        OnlineElo.objects.filter(model=alpha).update(rating=1200.0)
+
+    monkeypatch.setattr(imports, "_insert_battles", insert_beside_a_vote)
+    rows: list[dict[str, Any] | str] = [
+        {"model_a": "Alpha Model", "model_b": "beta", "winner": "model_a", "tstamp": 100}
+    ]
+    import_battles(path=write_jsonl(tmp_path / "log.jsonl", rows))
+    change = ratings.elo_change(rating_a=1200.0, rating_b=1000.0, outcome=1.0, k=16.0)
+    assert OnlineElo.objects.get(model=alpha).rating == pytest.approx(1200.0 + change, abs=1e-9)
+    assert OnlineElo.objects.get(model=beta).rating == pytest.approx(1000.0 - change, abs=1e-9)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's heap size")
+def test_a_large_heap_keeps_its_indexes_even_with_few_live_rows(
+    alpha_and_beta: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table emptied but not vacuumed still has its pages, which an index build reads."""
+    from django.test.utils import CaptureQueriesContext
+
+    import_battles(path=write_jsonl(tmp_path / "first.jsonl", list(LOG[:1])))
+    monkeypatch.setattr(imports, "_HEAP_BYTES_PER_ROW", 1)  # a page counts as 8192 rows
+    with CaptureQueriesContext(connection) as queries:
+        import_battles(path=write_jsonl(tmp_path / "log.jsonl", list(LOG)))
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("DROP INDEX")]
