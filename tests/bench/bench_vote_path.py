@@ -20,9 +20,9 @@ load, ``vote`` then ``bare``, ``--rounds`` times (``--seconds`` each, after a sh
 Request limits and daily caps are raised so nothing is refused (they still run). During every
 run a thread samples ``pg_stat_activity`` every 20 ms (so both paths pay for it) and, for the
 ``vote`` runs, prints what the busy backends waited on (lock waits name their relation), to show
-where votes queue. ``--threads`` sets gunicorn's threads per process (default: the config's). It prints votes per second,
-p50 and p99 latency in ms for each run, the ratio of vote to bare throughput, the status codes,
-and the load average. Run from the repository root:
+where votes queue. ``--threads`` sets gunicorn's threads per process (default: the config's).
+It prints votes per second, p50 and p99 latency in ms for each run, the ratio of vote to bare
+throughput, the status codes, and the load average. Run from the repository root:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena REDIS_URL=redis://127.0.0.1:6379/6 \\
         CELERY_BROKER_URL=redis://127.0.0.1:6379/7 \\
