@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from arena import gold, pool, voters
+from arena import gold, pool, statements, voters
 from arena.categories import CATEGORIES, classify_prompt
 from arena.matchmaking import available_weights, pick_pair
 from arena.models import Battle, Prompt, Vote, Voter
@@ -544,6 +544,13 @@ def _file_name(generation: Generation) -> str:
     return str(generation.image.name).rsplit("/", 1)[-1]
 
 
+# The vote path's two writes, as fixed statements (arena.statements): the battle's claim, a
+# conditional UPDATE whose row count says whether this vote won it, and the vote's INSERT.
+_CLAIM = statements.conditional_update(Battle, set_field="status", where=("pk", "status"))
+_VOTE_COLUMNS = tuple(f.attname for f in Vote._meta.concrete_fields if not f.primary_key)
+_INSERT_VOTE = statements.insert(Vote, _VOTE_COLUMNS)
+
+
 def cast_vote(
     *,
     battle: Battle,
@@ -567,8 +574,8 @@ def cast_vote(
     with transaction.atomic():
         # The row lock this UPDATE takes serialises concurrent votes: the second one finds
         # the status already changed and updates nothing.
-        claimed = Battle.objects.filter(pk=battle.pk, status=Battle.Status.READY).update(
-            status=Battle.Status.VOTED
+        claimed = statements.run(
+            _CLAIM, [Battle.Status.VOTED.value, battle.pk, Battle.Status.READY.value]
         )
         if not claimed:
             status = Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first()
@@ -592,16 +599,22 @@ def cast_vote(
             gold.record(voter=voter_record, battle=battle, choice=choice)
         else:
             standing = voters.standing(voter=voter_record, address=address, ms_to_vote=ms_to_vote)
-        vote = Vote.objects.create(
+        vote = Vote(
             battle=battle,
             choice=choice,
             voter=voter,
             voter_record=voter_record,
             address=address,
             ms_to_vote=ms_to_vote,
+            created_at=now,
             excluded=standing != Vote.Standing.COUNTED,
             standing=standing,
         )
+        vote.pk = statements.run_insert(
+            _INSERT_VOTE, Vote, _VOTE_COLUMNS, [getattr(vote, c) for c in _VOTE_COLUMNS]
+        )
+        vote._state.adding = False
+        vote._state.db = "default"
         if standing == Vote.Standing.COUNTED:
             leaderboard_services.count_vote(
                 left_id=battle.model_left_id,

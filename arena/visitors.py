@@ -3,16 +3,18 @@ request budget, and the checks a new session passes before its first battle."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest
+from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from arena import captcha, challenge, limits, services, voters
+from arena import captcha, challenge, limits, services, statements, voters
 from arena.models import Battle, Voter
+from generation.models import Generation, ImageModel
 
 SIGN_IN_MESSAGE = "Sign in to vote (at /accounts/login/); your vote then counts for you."
 
@@ -71,47 +73,83 @@ def battle_for(request: HttpRequest, battle_id: UUID) -> Battle:
     )
 
 
-# What a vote and its answer read of a battle (cast_vote, battle_state, the battle panel): the
-# vote path loads these columns only, not every column of five tables.
-_VOTE_FIELDS = (
-    "public_id",
-    "status",
-    "created_at",
-    "ready_at",
-    "reveal_at",
-    "anonymous",
-    "category",
-    "gold_side",
-    "prompt_text",
-    "share_token",
-    "model_left__display_name",
-    "model_right__display_name",
-    *(
-        f"{side}__{name}"
-        for side in ("generation_left", "generation_right")
-        for name in ("status", "image", "steps", "steps_done", "output_width", "output_height")
+# What a vote and its answer read (cast_vote, battle_state, the battle panel), by model and
+# field; every other field is deferred and loads on first use.
+_VOTE_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
+    (
+        "",
+        Battle,
+        (
+            "id",
+            "public_id",
+            "prompt_text",
+            "category",
+            "model_left_id",
+            "model_right_id",
+            "generation_left_id",
+            "generation_right_id",
+            "status",
+            "anonymous",
+            "gold_side",
+            "created_at",
+            "ready_at",
+            "share_token",
+            "reveal_at",
+        ),
     ),
+    *(
+        (
+            side,
+            Generation,
+            ("id", "status", "image", "steps", "steps_done", "output_width", "output_height"),
+        )
+        for side in ("generation_left", "generation_right")
+    ),
+    *((side, ImageModel, ("id", "display_name")) for side in ("model_left", "model_right")),
+)
+_VOTER_COLUMNS = ("voter_pk", "voter_user", "voter_flagged")
+
+
+def _vote_read(public_id: UUID, owner: str) -> QuerySet[Battle]:
+    voter = Voter.objects.filter(session=OuterRef("owner"))
+    columns = [
+        f"{side}__{name}" if side else name for side, _, names in _VOTE_READS for name in names
+    ]
+    return (
+        Battle.objects.filter(public_id=public_id, owner=owner)
+        .annotate(
+            voter_pk=Subquery(voter.values("pk")[:1]),
+            voter_user=Subquery(voter.values("user_id")[:1]),
+            voter_flagged=Subquery(voter.values("flagged")[:1]),
+        )
+        .order_by()
+        .values_list(*columns, *_VOTER_COLUMNS)
+    )
+
+
+_VOTE_READ = statements.PreparedRead(
+    _vote_read, fields=[Battle._meta.get_field("public_id"), Battle._meta.get_field("owner")]
 )
 
 
 def battle_to_vote(request: HttpRequest, battle_id: UUID) -> Battle:
     """battle_for with only the columns the vote path reads, and its owner's voter record
-    (``voter_pk``, ``voter_user``, ``voter_flagged``), in one query; any other field still
-    loads on first use."""
-    voter = Voter.objects.filter(session=OuterRef("owner"))
-    return get_object_or_404(
-        Battle.objects.select_related(
-            "generation_left", "generation_right", "model_left", "model_right"
-        )
-        .only(*_VOTE_FIELDS)
-        .annotate(
-            voter_pk=Subquery(voter.values("pk")[:1]),
-            voter_user=Subquery(voter.values("user_id")[:1]),
-            voter_flagged=Subquery(voter.values("flagged")[:1]),
-        ),
-        public_id=battle_id,
-        owner=owner_of(request),
-    )
+    (``voter_pk``, ``voter_user``, ``voter_flagged``), in one statement built once per
+    process; another session's battle, a forged id and a missing one are the same 404."""
+    row = _VOTE_READ.first(battle_id, owner_of(request))
+    if row is None:
+        raise Http404("No Battle matches the given query.")
+    values = iter(row)
+    loaded: dict[str, Any] = {}
+    for side, model, names in _VOTE_READS:
+        fields = {name: next(values) for name in names}
+        loaded[side] = statements.instance(model, "default", fields)
+    found: Battle = loaded.pop("")
+    for side, related in loaded.items():
+        Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
+    for name in _VOTER_COLUMNS:
+        setattr(found, name, next(values))
+    return found
 
 
 def limit(request: HttpRequest, scope: str) -> None:

@@ -103,12 +103,67 @@ def run(
     return wall * 1000 / n, cpu * 1000 / n, statements / n, statuses
 
 
+# The vote's stages timed by --segments: (label, module, attribute). Each is timed where its
+# caller looks it up, so a stage's time includes the stages it calls.
+SEGMENTS = (
+    ("session load (auth user)", "django.contrib.sessions.backends.db", "SessionStore.load"),
+    ("ninja operation", "ninja.operation", "Operation.run"),
+    ("  body parse + validation", "ninja.operation", "Operation._get_values"),
+    ("  battle lookup", "arena.visitors", "battle_to_vote"),
+    ("  rate limit (Redis)", "arena.visitors", "limit"),
+    ("  cast", "arena.visitors", "cast"),
+    ("    cast_vote", "arena.services", "cast_vote"),
+    ("      standing + daily caps", "arena.voters", "standing"),
+    ("      pair count", "leaderboard.services", "count_vote"),
+    ("  answer (battle_state)", "arena.api", "_battle_json"),
+    ("  answer serialisation", "ninja.operation", "Operation._result_to_response"),
+)
+
+
+def print_segments(client: Any, paths: list[str], csrf: str, rng: random.Random) -> None:
+    """Wall and CPU milliseconds per vote spent in each stage of SEGMENTS (this process's CPU)."""
+    import importlib
+
+    spent: dict[str, list[float]] = {label: [0.0, 0.0] for label, _, _ in SEGMENTS}
+    undo: list[tuple[Any, str, Any]] = []
+    for label, module_name, attribute in SEGMENTS:
+        owner: Any = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = owner.__dict__[name]
+
+        def timed(*a: Any, _f: Any = original, _label: str = label, **kw: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return _f(*a, **kw)
+            finally:
+                spent[_label][0] += time.perf_counter() - wall
+                spent[_label][1] += time.process_time() - cpu
+
+        setattr(owner, name, timed)
+        undo.append((owner, name, original))
+    try:
+        wall, cpu, _, statuses = run(client, paths, csrf, rng)
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+    n = len(paths)
+    print(f"stages of one vote ({n} votes, statuses {statuses}), ms per vote:")
+    print(f"  {'whole request':32s} wall {wall:6.2f}  CPU(process+backend) {cpu:6.2f}")
+    for label, (stage_wall, stage_cpu) in spent.items():
+        print(f"  {label:32s} wall {stage_wall * 1000 / n:6.2f}  CPU {stage_cpu * 1000 / n:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", default="arena_vote_cpu_bench")
     parser.add_argument("--votes", type=int, default=300, help="requests per run")
     parser.add_argument("--rounds", type=int, default=3, help="vote/bare pairs")
     parser.add_argument("--profile", type=int, default=0, help="cProfile: top N functions")
+    parser.add_argument(
+        "--segments", action="store_true", help="time the vote's stages over one more vote run"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     source = os.environ.get("DATABASE_URL", "")
@@ -166,6 +221,8 @@ def main() -> None:
         f"a vote costs {vote[0] / bare[0]:.1f}x the bare insert's wall clock, "
         f"{vote[1] / bare[1]:.1f}x its CPU"
     )
+    if args.segments:
+        print_segments(client, vote_paths(args.votes), csrf, rng)
     if args.profile:
         paths = vote_paths(args.votes)
         profiler = cProfile.Profile(time.process_time)

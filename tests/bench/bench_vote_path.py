@@ -17,11 +17,12 @@ load, ``vote`` then ``bare``, ``--rounds`` times (``--seconds`` each, after a sh
   header and cookies, one battle after another, new connection per request;
 - ``bare``: the same requests to ``/bench/bare-vote/<id>``.
 
-Request limits and daily caps are raised so nothing is refused (they still run). While ``vote``
-runs, a thread samples ``pg_stat_activity`` every 20 ms and prints what the busy backends waited
-on (lock waits name their relation), to show where votes queue. It prints votes per second,
-p50 and p99 latency in ms for each run, the ratio of vote to bare throughput, the status codes,
-and the load average. Run from the repository root:
+Request limits and daily caps are raised so nothing is refused (they still run). During every
+run a thread samples ``pg_stat_activity`` every 20 ms (so both paths pay for it) and, for the
+``vote`` runs, prints what the busy backends waited on (lock waits name their relation), to show
+where votes queue. ``--threads`` sets gunicorn's threads per process (default: the config's).
+It prints votes per second, p50 and p99 latency in ms for each run, the ratio of vote to bare
+throughput, the status codes, and the load average. Run from the repository root:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/arena REDIS_URL=redis://127.0.0.1:6379/6 \\
         CELERY_BROKER_URL=redis://127.0.0.1:6379/7 \\
@@ -289,6 +290,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--rounds", type=int, default=2, help="vote/bare pairs per client count")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads per process (default: the config's)"
+    )
     parser.add_argument("--battles", type=int, default=400, help="battles per client per vote run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -305,7 +309,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     env = {**SERVER_ENV, "DATABASE_URL": database_url}
     print(
-        f"gunicorn --workers {args.workers} (gthread, deploy/gunicorn.conf.py), DEBUG off, "
+        f"gunicorn --workers {args.workers} --threads {args.threads or 'as configured'} "
+        f"(gthread, deploy/gunicorn.conf.py), DEBUG off, "
         f"database {args.database}, {args.seconds:.0f} s per run, {os.cpu_count()} CPUs, "
         f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
@@ -316,6 +321,7 @@ def main() -> None:
             Path(folder),
             {**env, "PROMETHEUS_MULTIPROC_DIR": str(Path(folder) / "prom")},
             workers=args.workers,
+            extra=("--threads", str(args.threads)) if args.threads else (),
         ) as base,
     ):
         host, port = urlsplit(base).hostname or "", urlsplit(base).port or 80
@@ -336,13 +342,13 @@ def main() -> None:
                         for s in sessions
                     ]
                     load(base, clients, path, args.warmup, rng)
-                    sampler = WaitSampler(database_url) if label == "vote" else None
-                    if sampler:
-                        sampler.start()
+                    # Sampled in both runs, so both pay for the sampler; reported for votes.
+                    sampler = WaitSampler(database_url)
+                    sampler.start()
                     elapsed, latencies, statuses = load(base, clients, path, args.seconds, rng)
-                    if sampler:
-                        sampler.stop.set()
-                        sampler.join()
+                    sampler.stop.set()
+                    sampler.join()
+                    if label == "vote":
                         waits.update(sampler.waits)
                         samples += sampler.samples
                     if any(not battles for _, battles in clients):

@@ -1,0 +1,89 @@
+"""The vote path's fixed statements (arena.statements) read and write what the ORM would."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.http import Http404
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
+
+from arena import statements, visitors
+from arena.models import Battle
+
+
+def _request_of(client: Client) -> Any:
+    request = RequestFactory().get("/")
+    request.session = SessionStore(session_key=client.session.session_key)
+    return request
+
+
+@pytest.mark.django_db
+def test_the_vote_read_loads_the_same_values_as_the_orm(
+    client: Client, models: list[Any], finish_battle: Any
+) -> None:
+    assert client.post("/battles", {"prompt": "a fox"}).status_code == 302
+    battle = Battle.objects.get()
+    finish_battle(battle)
+    Battle.objects.filter(pk=battle.pk).update(share_token="shared")
+    request = _request_of(client)
+    with CaptureQueriesContext(connection) as queries:
+        found = visitors.battle_to_vote(request, battle.public_id)
+        read = [
+            (side, [getattr(getattr(found, side) if side else found, n) for n in names])
+            for side, _, names in visitors._VOTE_READS
+        ]
+    assert len(queries.captured_queries) == 1, "one statement; nothing loads lazily"
+    expected = Battle.objects.select_related(
+        "generation_left", "generation_right", "model_left", "model_right"
+    ).get(pk=battle.pk)
+    for side, values in read:
+        orm = getattr(expected, side) if side else expected
+        names = next(names for s, _, names in visitors._VOTE_READS if s == side)
+        want = [getattr(orm, name) for name in names]
+        assert values == want, side
+        assert [type(v) for v in values] == [type(v) for v in want], side
+    assert found.created_at.tzinfo is not None and isinstance(found.public_id, uuid.UUID)
+    voter = found.voter_pk, found.voter_user, found.voter_flagged  # type: ignore[attr-defined]
+    assert voter[0] is not None and voter[1:] == (None, False)
+    # A deferred field still loads on first use.
+    assert found.seed == expected.seed
+
+
+@pytest.mark.django_db
+def test_another_sessions_battle_and_a_forged_id_are_the_same_404(
+    client: Client, models: list[Any]
+) -> None:
+    assert client.post("/battles", {"prompt": "a fox"}).status_code == 302
+    battle = Battle.objects.get()
+    stranger = Client()
+    stranger.get("/api/v1/session")
+    messages = []
+    for request, public_id in (
+        (_request_of(stranger), battle.public_id),
+        (_request_of(client), uuid.uuid4()),
+    ):
+        with pytest.raises(Http404) as refused:
+            visitors.battle_to_vote(request, public_id)
+        messages.append(str(refused.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.django_db
+def test_a_prepared_read_refuses_a_parameter_that_is_not_an_argument() -> None:
+    owner = Battle._meta.get_field("owner")
+    # The status is a constant of the query, so it would be a parameter of its own.
+    read = statements.PreparedRead(
+        lambda who: Battle.objects.filter(owner=who, status="ready").values_list("pk"),
+        fields=[owner],
+    )
+    with pytest.raises(ValueError, match="not one of the arguments"):
+        read.first("someone")
+    fixed = statements.PreparedRead(
+        lambda who: Battle.objects.filter(owner=who).values_list("pk"), fields=[owner]
+    )
+    assert fixed.first("nobody") is None
