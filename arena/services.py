@@ -622,6 +622,8 @@ def cast_vote(
                 category=battle.category,
                 choice=choice,
                 anonymous=battle.anonymous,
+                generation_left_id=battle.generation_left_id,
+                generation_right_id=battle.generation_right_id,
             )
     battle.status = Battle.Status.VOTED
     battle.vote = vote

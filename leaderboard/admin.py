@@ -1,5 +1,5 @@
-"""Admin for boards, their rows, the pair counts and imported logs, all read-only, and the
-board options, the one thing here an admin edits.
+"""Admin for boards, their rows, the pair and style counts and imported logs, all read-only,
+and the board options, the one thing here an admin edits.
 
 Counts change only through votes, exclusions and imports (the services), never by hand. Any
 snapshot can be downloaded as CSV, JSON or Parquet from its page or the list.
@@ -24,12 +24,14 @@ from arena.admin import EitherSideModelFilter
 from generation.admin import RecordAdmin
 from leaderboard import exports
 from leaderboard.models import (
+    STYLE_DIFFERENCES,
     BoardOptions,
     ImportedBattle,
     OnlineElo,
     PairCount,
     Snapshot,
     SnapshotRow,
+    StyleCount,
     TieModel,
 )
 
@@ -158,6 +160,22 @@ class SnapshotAdmin(RecordAdmin):
         name = f"leaderboard-{snapshot.category or 'overall'}-{snapshot.pk}.{fmt}"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+
+@admin.register(StyleCount)
+class StyleCountAdmin(RecordAdmin):
+    list_display = (
+        "model_left",
+        "model_right",
+        *STYLE_DIFFERENCES,
+        "wins_left",
+        "wins_right",
+        "ties",
+        "both_bad",
+        "total",
+    )
+    list_select_related = ("model_left", "model_right")
+    search_fields = ("model_left__key", "model_right__key")
 
 
 @admin.register(PairCount)

@@ -44,6 +44,64 @@ class PairCount(models.Model):
         return self.wins_a + self.wins_b + self.ties + self.both_bad
 
 
+# StyleCount's difference columns: style.covariate_names() without the side, in that order.
+STYLE_DIFFERENCES = (
+    "aspect_portrait",
+    "aspect_landscape",
+    "resolution_small",
+    "resolution_large",
+    "time_medium",
+    "time_slow",
+)
+
+
+class StyleCount(models.Model):
+    """Live anonymous votes between two models, by side, whose images differed in style by one
+    covariate difference, kept up to date by each vote like PairCount (leaderboard.style_counts).
+
+    A row is one row of the style-controlled fit (style.StyledCounts): each difference column is
+    the left image's covariate minus the right one's (-1, 0 or 1; style.covariate_names, the side
+    left out: it is 1 on every row), so a refresh reads these rows and no vote.
+    """
+
+    model_left = models.ForeignKey(ImageModel, on_delete=models.CASCADE, related_name="+")
+    model_right = models.ForeignKey(ImageModel, on_delete=models.CASCADE, related_name="+")
+    aspect_portrait = models.SmallIntegerField()
+    aspect_landscape = models.SmallIntegerField()
+    resolution_small = models.SmallIntegerField()
+    resolution_large = models.SmallIntegerField()
+    time_medium = models.SmallIntegerField()
+    time_slow = models.SmallIntegerField()
+    wins_left = models.PositiveIntegerField(default=0)
+    wins_right = models.PositiveIntegerField(default=0)
+    ties = models.PositiveIntegerField(default=0)
+    both_bad = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_left", "model_right", *STYLE_DIFFERENCES], name="unique_style_count"
+            ),
+            models.CheckConstraint(
+                condition=~Q(model_left=F("model_right")), name="style_count_models_differ"
+            ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__gte": -1, f"{name}__lte": 1}),
+                    name=f"style_count_{name}_difference",
+                )
+                for name in STYLE_DIFFERENCES
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_left_id} (left) vs {self.model_right_id}"
+
+    @property
+    def total(self) -> int:
+        return self.wins_left + self.wins_right + self.ties + self.both_bad
+
+
 class OnlineElo(models.Model):
     """A model's online Elo rating, updated vote by vote (a comparison column only)."""
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from arena import statements
 from generation.models import ImageModel
-from leaderboard import board, bounds, ratings, robustness, tally, ties
+from leaderboard import board, bounds, ratings, robustness, style_counts, tally, ties
 from leaderboard.models import (
     BoardOptions,
     ImportedBattle,
@@ -33,6 +33,7 @@ from leaderboard.models import (
     PairCount,
     Snapshot,
     SnapshotRow,
+    StyleCount,
     TieModel,
 )
 
@@ -44,13 +45,29 @@ _FEW_ROWS = 8  # new pair rows inserted one by one, each racing a concurrent vot
 
 
 def count_vote(
-    *, left_id: int, right_id: int, category: str, choice: str, anonymous: bool = True
+    *,
+    left_id: int,
+    right_id: int,
+    category: str,
+    choice: str,
+    anonymous: bool = True,
+    generation_left_id: int | None = None,
+    generation_right_id: int | None = None,
 ) -> None:
     """Add one vote to its pair's counts, in the caller's transaction (the vote's): one UPDATE
-    of one row, and no lock on any other. Online Elo takes the vote in at the next refresh
-    (fold_online_elo)."""
+    of one row, and no lock on any other. An anonymous vote with its two images (a live vote)
+    also adds to its style row: one more statement (style_counts.add_vote). Online Elo takes
+    the vote in at the next refresh (fold_online_elo)."""
     counted = tally.tally(left=[left_id], right=[right_id], outcome=[tally.FROM_CHOICE[choice]])
     add_pair_counts(pairs=counted.pairs, labels=[(category, anonymous)])
+    if anonymous and generation_left_id is not None and generation_right_id is not None:
+        style_counts.add_vote(
+            left_id=left_id,
+            right_id=right_id,
+            generation_left_id=generation_left_id,
+            generation_right_id=generation_right_id,
+            choice=choice,
+        )
 
 
 def _add_to_pair_sql(connection: BaseDatabaseWrapper) -> str:
@@ -200,9 +217,9 @@ def write_online_elo(*, counted: tally.Tally, existing: Iterable[int]) -> None:
 
 @transaction.atomic
 def rebuild_counts() -> int:
-    """Recompute every pair count and online Elo from the counted votes and imported logs, in
-    time order; returns how many anonymous votes were counted. Named comparisons are counted
-    apart and leave online Elo alone."""
+    """Recompute every pair count, style count and online Elo from the counted votes and
+    imported logs, in time order; returns how many anonymous votes were counted. Named
+    comparisons are counted apart and leave online Elo and the style counts alone."""
     from arena.models import Vote
 
     if connection.vendor == "postgresql":
@@ -210,7 +227,8 @@ def rebuild_counts() -> int:
         # about to be replaced.
         with connection.cursor() as cursor:
             cursor.execute(
-                "LOCK TABLE leaderboard_paircount, leaderboard_onlineelo IN EXCLUSIVE MODE"
+                "LOCK TABLE leaderboard_paircount, leaderboard_stylecount, leaderboard_onlineelo"
+                " IN EXCLUSIVE MODE"
             )
     elo_cursor = locked_elo_cursor()
     votes = Vote.objects.filter(excluded=False)  # the votes that count
@@ -248,8 +266,10 @@ def rebuild_counts() -> int:
         k=settings.LEADERBOARD_ELO_K,
     )
     PairCount.objects.all().delete()
+    StyleCount.objects.all().delete()
     OnlineElo.objects.all().delete()
     add_pair_counts(pairs=counted.pairs, labels=list(labels))
+    style_counts.rebuild()
     write_online_elo(counted=counted, existing=())
     elo_cursor.last_vote_id = Vote.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     elo_cursor.save(update_fields=["last_vote_id"])
@@ -420,8 +440,8 @@ def refresh(
         min_votes=threshold,
         max_half_width=half_width,
         hide_below_min=bool(category),
-        # The style-controlled board is the overall board's only.
-        style_votes=None if category else style_votes(model_ids=counts.model_ids),
+        # The style-controlled board is the overall board's only, from the kept style counts.
+        style_counts=None if category else style_counts.load(model_ids=counts.model_ids),
     )
     if not computed.extended:
         base = None
@@ -589,31 +609,3 @@ def refresh_all(**options: object) -> list[Snapshot]:
         if snapshot is not None:
             made.append(snapshot)
     return made
-
-
-def style_votes(*, model_ids: list[int]) -> np.ndarray:
-    """The live anonymous votes between models of ``model_ids`` as board.STYLE_COLUMNS rows
-    (model indices, left's score, each image's width, height and compute ms) for the
-    style-controlled fit. Imported votes carry no images, so that board counts live votes only."""
-    from arena.models import Battle, Vote
-
-    index = {pk: i for i, pk in enumerate(model_ids)}
-    rows = Vote.objects.filter(
-        excluded=False, battle__anonymous=True, battle__status=Battle.Status.VOTED
-    ).values_list(
-        "battle__model_left_id",
-        "battle__model_right_id",
-        "choice",
-        "battle__generation_left__output_width",
-        "battle__generation_left__output_height",
-        "battle__generation_left__compute_ms",
-        "battle__generation_right__output_width",
-        "battle__generation_right__output_height",
-        "battle__generation_right__compute_ms",
-    )
-    data = [
-        (index[r[0]], index[r[1]], {"left": 1.0, "right": 0.0}.get(r[2], 0.5), *r[3:])
-        for r in rows
-        if r[0] in index and r[1] in index
-    ]
-    return np.array(data, dtype=np.float64).reshape(-1, board.STYLE_COLUMNS)

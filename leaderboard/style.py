@@ -29,6 +29,8 @@ Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 
 ASPECTS = ("portrait", "square", "landscape")  # reference: square
+# Width / height below the first edge is portrait, above the second landscape.
+ASPECT_EDGES = (0.9, 1.1)
 # Output resolution classes by pixel count; reference: the middle one.
 RESOLUTION_EDGES = (512 * 512, 1024 * 1024)
 RESOLUTIONS = ("small", "medium", "large")
@@ -59,7 +61,7 @@ def image_classes(*, width: ArrayLike, height: ArrayLike, seconds: ArrayLike) ->
     t = np.asarray(seconds, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = w / h
-    aspect = np.where(ratio < 0.9, 0, np.where(ratio > 1.1, 2, 1))
+    aspect = np.where(ratio < ASPECT_EDGES[0], 0, np.where(ratio > ASPECT_EDGES[1], 2, 1))
     return np.asarray(9 * aspect + 3 * _bucket(w * h, RESOLUTION_EDGES) + _bucket(t, TIME_EDGES))
 
 

@@ -1,7 +1,9 @@
 """Benchmark: our rating refresh against arena-rank, choix and a FastChat-style pipeline.
 
 Run from the repository root:  python tests/bench/bench_ratings.py [--votes N] [--models M]
-(see tests/bench/README.md for which virtual environment has arena-rank installed).
+[--database-url postgres://.../scratch] (see tests/bench/README.md for which virtual environment
+has arena-rank installed). With a scratch database, the honest refresh also reads its kept counts
+(pair and style rows) from it, as services.refresh does.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def simulate_votes(*, votes: int, models: int, tie_share: float, seed: int) -> V
 
 
 def simulate_style_votes(votes: Votes, *, models: int, seed: int) -> NDArray[np.float64]:
-    """The same votes as services.style_votes returns them (board.STYLE_COLUMNS: left and right
-    model, left's score, then width, height and compute ms of each image), the first model of
+    """The same votes as per-vote rows (board.STYLE_COLUMNS: left and right model, left's
+    score, then width, height and compute ms of each image), the first model of
     each vote on the left. As in the arena, both images of a battle are stored at one size
     (mostly square, some portrait or landscape, a few large), so only the side and the
     generation-time buckets differ within a vote; each model has its own typical compute time,
@@ -187,6 +189,118 @@ def choix_fit(counts: ratings.PairCounts, repeats: int) -> dict[str, Any]:
     return {"fit": fit_s, "theta": np.asarray(theta)}
 
 
+PROTECTED_DATABASES = {"postgres", "test", "root"}
+BENCH_MODEL_PREFIX = "bench-ratings-"
+
+
+def open_database(url: str) -> None:
+    """Point Django at the scratch database ``url`` and migrate it; refuse a database that
+    holds counts or votes of anything but this benchmark's own models."""
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from arena.models import Vote
+    from leaderboard.models import ImportedBattle, PairCount, StyleCount
+
+    if connection.vendor != "postgresql" or connection.settings_dict["NAME"] in PROTECTED_DATABASES:
+        raise SystemExit("--database-url must name a scratch PostgreSQL database")
+    call_command("migrate", verbosity=0)
+    theirs = [
+        PairCount.objects.exclude(model_a__key__startswith=BENCH_MODEL_PREFIX),
+        StyleCount.objects.exclude(model_left__key__startswith=BENCH_MODEL_PREFIX),
+    ]
+    if (
+        any(rows.exists() for rows in theirs)
+        or Vote.objects.exists()
+        or (ImportedBattle.objects.exists())
+    ):
+        raise SystemExit("the database holds other counts or votes: give a scratch database")
+
+
+def clear_database() -> None:
+    """Delete this benchmark's models, with their kept counts and the boards that show them."""
+    from generation.models import ImageModel
+    from leaderboard.models import Snapshot
+
+    ours = ImageModel.objects.filter(key__startswith=BENCH_MODEL_PREFIX)
+    Snapshot.objects.filter(rows__model__in=ours).delete()
+    ours.delete()
+
+
+def store_counts(
+    pairs: ratings.PairCounts, styled: style.StyledCounts, model_ids: list[int]
+) -> None:
+    """Write ``pairs`` and ``styled`` as the kept rows (PairCount, StyleCount) of the models
+    ``model_ids`` (in index order), replacing the rows kept before."""
+    from leaderboard.models import STYLE_DIFFERENCES, PairCount, StyleCount
+
+    PairCount.objects.filter(model_a_id__in=model_ids).delete()
+    StyleCount.objects.filter(model_left_id__in=model_ids).delete()
+    ids = np.asarray(model_ids)
+    PairCount.objects.bulk_create(
+        (
+            PairCount(
+                category="bench",
+                model_a_id=int(ids[a]),
+                model_b_id=int(ids[b]),
+                wins_a=int(wa),
+                wins_b=int(wb),
+                ties=int(t),
+            )
+            for a, b, wa, wb, t in zip(
+                pairs.a, pairs.b, pairs.wins_a, pairs.wins_b, pairs.ties, strict=True
+            )
+        ),
+        batch_size=5000,
+    )
+    StyleCount.objects.bulk_create(
+        (
+            StyleCount(
+                model_left_id=int(ids[left]),
+                model_right_id=int(ids[right]),
+                **{name: int(d) for name, d in zip(STYLE_DIFFERENCES, row[1:], strict=True)},
+                wins_left=int(wl),
+                wins_right=int(wr),
+                ties=int(t),
+            )
+            for left, right, row, wl, wr, t in zip(
+                styled.left,
+                styled.right,
+                styled.features,
+                styled.wins_left,
+                styled.wins_right,
+                styled.ties,
+                strict=True,
+            )
+        ),
+        batch_size=5000,
+    )
+
+
+def read_counts() -> tuple[ratings.PairCounts, style.StyledCounts]:
+    """What services.refresh reads for the overall board: the summed pair counts, then the
+    kept style rows between its models."""
+    from leaderboard import services, style_counts
+
+    counts = services.load_counts()
+    return counts.pairs, style_counts.load(model_ids=counts.model_ids)
+
+
+def same_pairs(one: ratings.PairCounts, other: ratings.PairCounts) -> bool:
+    """Whether two pair counts hold the same rows, whatever their order."""
+
+    def rows(counts: ratings.PairCounts) -> NDArray[np.float64]:
+        table = np.column_stack([counts.a, counts.b, counts.wins_a, counts.wins_b, counts.ties])
+        return table[np.lexsort(table.T[::-1])]
+
+    return one.n_models == other.n_models and np.array_equal(rows(one), rows(other))
+
+
 def main() -> None:
     """Time every method on one synthetic data set and print the comparison table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -216,7 +330,14 @@ def main() -> None:
     parser.add_argument("--tie-share", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a scratch PostgreSQL database: the honest refresh then reads its kept counts there",
+    )
     args = parser.parse_args()
+    if args.database_url:
+        open_database(args.database_url)
 
     added = max(args.new_votes)
     everything = simulate_votes(
@@ -316,14 +437,21 @@ def main() -> None:
         grown: ratings.PairCounts,
         styled: style.StyledCounts,
         previous: ratings.Resamples | None,
+        read: Callable[[], tuple[ratings.PairCounts, style.StyledCounts]] | None = None,
     ) -> dict[str, float]:
-        """An honest board's refresh from kept counts (services.refresh's maths): the board
-        (board.compute_board: bounded core, fit, intervals, sandwich or the extended bootstrap
-        when ``previous`` is given, open bounds, ranks and rank sets, and the style-controlled
-        fit of the overall board, from kept style counts; what the snapshot is saved with),
-        then votes to flip (filled into the saved snapshot afterwards)."""
+        """An honest board's refresh from kept counts (services.refresh's maths): with ``read``,
+        first the kept counts read from the database as services.refresh reads them (the pair
+        counts summed, then the kept style rows); then the board (board.compute_board: bounded
+        core, fit, intervals, sandwich or the extended bootstrap when ``previous`` is given,
+        open bounds, ranks and rank sets, and the style-controlled fit of the overall board, from
+        kept style counts; what the snapshot is saved with), then votes to flip (filled into
+        the saved snapshot afterwards)."""
         times: dict[str, float] = {}
         start = time.perf_counter()
+        if read is not None:
+            grown, styled = read()
+            times["read kept counts"] = time.perf_counter() - start
+        mark = time.perf_counter()
         computed = board.compute_board(
             counts=grown,
             intervals="bootstrap" if previous is not None else "sandwich",
@@ -333,7 +461,8 @@ def main() -> None:
             style_counts=styled,
         )
         assert computed.style is not None
-        times["board (saved)"] = time.perf_counter() - start
+        assert previous is None or computed.extended, "the kept rounds were not extended"
+        times["board (saved)"] = time.perf_counter() - mark
         mark = time.perf_counter()
         board.votes_to_flip(computed)
         times["votes to flip (filled after)"] = time.perf_counter() - mark
@@ -346,7 +475,7 @@ def main() -> None:
         outcome=everything[2][: args.votes + 10],
         n_models=args.models,
     )
-    # Per-vote rows as services.style_votes gives them, and the style counts kept from them.
+    # Per-vote rows with their images' sizes and times, and the style counts kept from them.
     style_rows = simulate_style_votes(everything, models=args.models, seed=args.seed)
     style_count_s, styled = timed(
         lambda: board.count_style_votes(votes=style_rows[: args.votes], n_models=args.models),
@@ -357,12 +486,73 @@ def main() -> None:
     )
     core = np.ones(args.models, dtype=bool)
     style_fit_s, _ = timed(lambda: board.style_fit(counts=styled, core=core), args.repeats)
+
+    def database_runs(
+        base: ratings.PairCounts,
+        base_styled: style.StyledCounts,
+        grown: ratings.PairCounts,
+        grown_styled: style.StyledCounts,
+    ) -> dict[str, list[dict[str, float]]]:
+        """The honest refreshes with their kept counts read from the scratch database, and
+        services.refresh end to end (reads, board, snapshot saved, votes to flip filled in)."""
+        from generation.models import ImageModel
+        from leaderboard import services
+
+        clear_database()
+        model_ids = [
+            ImageModel.objects.create(
+                key=f"{BENCH_MODEL_PREFIX}{i:03d}", display_name=f"Model {i}", source="bench"
+            ).pk
+            for i in range(args.models)
+        ]
+        runs: dict[str, list[dict[str, float]]] = {}
+
+        def end_to_end(**options: Any) -> dict[str, float]:
+            services._FLIPS.clear()  # a cache of the last answer: each run computes its own
+            start = time.perf_counter()
+            snapshot = services.refresh(**options)
+            assert snapshot is not None and snapshot.style
+            return {"total": time.perf_counter() - start}
+
+        store_counts(base, base_styled, model_ids)
+        read_pairs, read_styled = read_counts()
+        assert same_pairs(read_pairs, base), "the stored pair counts read back differ"
+        for name in ("left", "right", "features", "wins_left", "wins_right", "ties"):
+            assert np.array_equal(getattr(read_styled, name), getattr(base_styled, name)), name
+        runs["sandwich, kept counts read from PostgreSQL"] = [
+            honest(base, base_styled, None, read_counts) for _ in range(args.repeats)
+        ]
+        runs["sandwich, services.refresh end to end"] = [
+            end_to_end(interval_method="sandwich") for _ in range(args.repeats)
+        ]
+        # A bootstrap board on the counts before, whose rounds the next refresh extends.
+        services._RESAMPLES.clear()
+        services.refresh(interval_method="bootstrap", rounds=args.rounds, with_votes_to_flip=False)
+        kept = dict(services._RESAMPLES)
+        store_counts(grown, grown_styled, model_ids)
+        runs[f"{args.rounds}-rd bootstrap extended by 10 votes, read from PostgreSQL"] = [
+            honest(grown, grown_styled, before.resamples, read_counts) for _ in range(args.repeats)
+        ]
+
+        def extended_end_to_end() -> dict[str, float]:
+            services._RESAMPLES.clear()
+            services._RESAMPLES.update(kept)
+            return end_to_end(interval_method="bootstrap", rounds=args.rounds)
+
+        runs[f"{args.rounds}-rd bootstrap extended by 10 votes, services.refresh end to end"] = [
+            extended_end_to_end() for _ in range(args.repeats)
+        ]
+        clear_database()
+        return runs
+
     honest_runs = {
         "sandwich": [honest(counts, styled, None) for _ in range(args.repeats)],
         f"{args.rounds}-rd bootstrap extended by 10 votes": [
             honest(plus_ten, styled_plus_ten, before.resamples) for _ in range(args.repeats)
         ],
     }
+    if args.database_url:
+        honest_runs.update(database_runs(counts, styled, plus_ten, styled_plus_ten))
 
     arena = arena_rank_timings(votes, args.models, args.repeats, args.arena_bootstrap_rounds)
     choix_result = choix_fit(counts, args.repeats)
@@ -504,7 +694,12 @@ def main() -> None:
             if stage != "total"
         )
         total = statistics.median(run["total"] for run in runs)
-        print(f"  {label:<44} total {total:.4f}  ({stages})")
+        print(f"  {label:<72} total {total:.4f}" + (f"  ({stages})" if stages else ""))
+    if not args.database_url:
+        print(
+            "  (no --database-url: the kept counts were not read from a database, so these"
+            " totals leave out the reads that services.refresh makes)"
+        )
     print(
         f"  of which the style-controlled fit ({styled.left.size} kept rows of (left, right,"
         f" covariate difference)): {style_fit_s:.4f}; counting the {args.votes:,} per-vote rows"
