@@ -20,8 +20,8 @@ duplicates (votes counted twice in the pair counts, or two votes on one battle),
 service's return until a battle that a probe client creates after it becomes ready, and until
 /readyz answers 200 again. The service's return is the instant the restarted process is
 spawned (worker and beat: 1 s after the kill, so a worker's whole start counts), the instant
-Redis or PostgreSQL accepts connections again, and the kill itself for a child. Targets: 0 lost, 0 duplicates, no 5xx but
-the documented 503, recovery within 30 s.
+Redis or PostgreSQL accepts connections again, and the kill itself for a child. Targets: 0
+lost, 0 duplicates, no 5xx but the documented 503, recovery within 30 s.
 
     .venv/bin/python tests/bench/bench_faults.py [--clients 3] [--phase-s 40] [--json out.json]
 """
