@@ -8,6 +8,11 @@ from celery import Celery
 from generation.worker import Readiness
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
+# Celery runs Django's system checks when a worker starts, and they import every URL module and
+# view (the leaderboard's plotting, the API): seconds of each worker (re)start that serve no
+# task. They still run where deploy/README.md has them, `manage.py check --deploy` and
+# `migrate`. Only Celery's worker reads this variable.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("arena")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -9,12 +9,15 @@ A running job is sent again when its claim is older than its time limit plus a g
 kind ``attempts``, which never counts against the model.
 
 On Redis a dead worker is noticed sooner when it comes back: a message it had reserved stays in
-kombu's ``unacked`` table until the visibility timeout (an hour). When every worker serving the
-message's queue started after the reservation (a restarted node writes its new start time
+kombu's ``unacked`` table until the visibility timeout (an hour). When every live worker serving
+the message's queue started after the reservation (a restarted node writes its new start time
 before it consumes, generation.worker), the reserving process is gone: its job (if that
 delivery had claimed it) goes back to queued and the reserved message itself goes back to its
-queue, at once; no second message is made. A reservation whose job already has a message
-waiting, or that another delivery has claimed, is dropped instead.
+queue, at once; no second message is made. A worker is live while its heartbeat is fresh
+(``capacity.STALE_AFTER_BEATS`` intervals, as matchmaking counts it), so a dead node's
+reservations come back as soon as a replacement serves the queue, under its old name or a new
+one. A reservation whose job already has a message waiting, or that another delivery has
+claimed, is dropped instead.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
+from generation.capacity import STALE_AFTER_BEATS
 from generation.jobs import enqueue, fail
 from generation.models import Generation, WorkerHeartbeat
 
@@ -124,8 +128,11 @@ def restore_orphaned_reservations(jobs: list[Generation], *, now: datetime) -> s
     queues = {j.model.queue for j in jobs}
     if not queues:
         return set()
+    # A node whose heartbeat stopped is dead: what it reserved is lost whatever it was called.
+    fresh = now - timedelta(seconds=STALE_AFTER_BEATS * settings.ARENA_WORKER_HEARTBEAT_S)
+    live = WorkerHeartbeat.objects.filter(seen_at__gte=fresh)
     starts: dict[str, list[datetime | None]] = {}
-    for queues_served, started_at in WorkerHeartbeat.objects.values_list("queues", "started_at"):
+    for queues_served, started_at in live.values_list("queues", "started_at"):
         for queue in queues_served or []:
             starts.setdefault(queue, []).append(started_at)
     restored: set[int] = set()
@@ -168,7 +175,7 @@ def restore_orphaned_reservations(jobs: list[Generation], *, now: datetime) -> s
 
 
 def _reserver_gone(starts: list[datetime | None], reserved_at: datetime) -> bool:
-    """Whether no worker now serving the queue can hold a message reserved at ``reserved_at``:
+    """Whether no live worker serving the queue can hold a message reserved at ``reserved_at``:
     there is one, and each started after it (a worker without a start time may hold anything)."""
     return bool(starts) and all(s is not None and s > reserved_at for s in starts)
 

@@ -163,6 +163,60 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
         again.stop()
 
 
+def test_a_replacement_under_a_new_name_gets_back_what_a_dead_node_held_within_seconds(
+    models: list[Any], worker: Worker, test_queue: str, tmp_path: Path, settings: Any
+) -> None:
+    """The whole worker killed mid-job and replaced by a node of another name (a new host, a
+    rescheduled container): once the dead node's heartbeat is stale and the replacement serves
+    the queue, the sweeper gives the reserved message back once, on the real clock, and the job
+    is made once."""
+    require(broker_is_redis(), "reservations are Redis's (kombu's unacked table)")
+    # The sweeper's clock for a stale heartbeat (3 intervals); the replacement beats as often.
+    settings.ARENA_WORKER_HEARTBEAT_S = 1
+    model = models[0]
+    with transaction.atomic():
+        job = generation_jobs.create_generation(
+            model=model, prompt="a fox", seed=5, steps=SLOW_STEPS
+        )
+        generation_jobs.enqueue(job)
+        earlier = reservations_of(job.pk)
+    before = image_files()
+
+    def running() -> bool:
+        job.refresh_from_db()
+        return job.status == Generation.Status.RUNNING and job.steps_done > 0
+
+    wait_for(running, 60, "the job to start")
+    dead_tags = reservations_of(job.pk) - earlier
+    assert dead_tags, "the worker holds the job's message"
+    worker.kill()
+    assert sweeper.sweep().requeued == [], "nothing is given back while no worker serves"
+
+    again = Worker(test_queue, tmp_path / "new-name.log", env={"ARENA_WORKER_HEARTBEAT_S": "1"})
+    assert again.hostname != worker.hostname
+    again.start()
+    try:
+        dead = WorkerHeartbeat.objects.get(node__startswith=worker.hostname.split("@")[0])
+        assert dead.started_at is not None
+        slow_path_s = model.timeout_s + settings.ARENA_CLAIM_GRACE_S
+        swept_at = time.monotonic()
+        wait_for(lambda: job.pk in sweeper.sweep().requeued, 10, "the sweeper", interval=0.5)
+        assert time.monotonic() - swept_at < slow_path_s
+
+        def done() -> bool:
+            job.refresh_from_db()
+            return job.status == Generation.Status.DONE
+
+        wait_for(done, 90, f"the replacement to finish the job:\n{again.log()}")
+        assert job.attempts == 2 and job.steps_done == SLOW_STEPS
+        assert image_files() - before == {Path(str(job.image.name)).name}
+        # Given back once: the reservation left the table and no other message was made.
+        assert not dead_tags & reservations_of(job.pk)
+        assert sweeper.sweep().requeued == []
+    finally:
+        again.stop()
+
+
 # --- One pool child killed ---------------------------------------------------------------------
 
 
