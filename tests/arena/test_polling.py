@@ -192,3 +192,15 @@ def test_a_late_battle_past_its_floor_carries_no_floor_and_keeps_its_tag(
     assert b'value="99"' in late.content
     clock[0] += timedelta(seconds=2)
     assert client.get(url, headers={"If-None-Match": late["ETag"]}).status_code == 304
+
+
+def test_under_a_reveal_floor_the_page_without_javascript_shows_the_time_elapsed_and_reloads(
+    models: list[Any], client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    battle, clock = under_a_floor(client, settings, monkeypatch)
+    page = client.get(f"/battles/{battle.public_id}")
+    assert b'<meta http-equiv="refresh" content="2">' in page.content
+    assert b'value="25">25%</progress>' in page.content
+    assert "Generating both images… 25%" in page.text
+    clock[0] += timedelta(seconds=5)
+    assert b'value="75">75%</progress>' in client.get(f"/battles/{battle.public_id}").content
