@@ -186,6 +186,7 @@ def test_a_late_battle_past_its_floor_carries_no_floor_and_keeps_its_tag(
     battle, clock = under_a_floor(client, settings, monkeypatch)
     url = f"/battles/{battle.public_id}/panel"
     under = client.get(url)["ETag"]
+    assert battle.reveal_at is not None
     clock[0] = battle.reveal_at + timedelta(seconds=1)  # past the floor, still generating
     late = client.get(url, headers={"If-None-Match": under})
     assert late.status_code == 200 and b"data-floor" not in late.content

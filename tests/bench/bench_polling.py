@@ -102,7 +102,7 @@ def setup_battles(count: int) -> tuple[list[tuple[str, str]], list[tuple[str, st
     from arena.celery import app
 
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(QUEUE)
+        connection.default_channel.queue_purge(QUEUE)  # type: ignore[attr-defined]
     return under, late
 
 
@@ -208,7 +208,7 @@ def main() -> None:
         "gunicorn runs as the old unit did (one sync process) and is polled without ETags",
     )
     args = parser.parse_args()
-    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
         sys.exit("set DATABASE_URL to a PostgreSQL database")
     if not settings.REDIS_URL or not str(settings.CELERY_BROKER_URL).startswith("redis://"):
         sys.exit("set REDIS_URL and CELERY_BROKER_URL to Redis")
