@@ -176,21 +176,33 @@ def _panel(
     return render(request, "arena/_battle_panel.html", context, status=status)
 
 
-def _floor(found: Battle, state: services.BattleState) -> dict[str, int] | None:
-    """Under the reveal floor: when the floor ends, in milliseconds from now, and its length.
+# How long after the floor's end the page under it polls: its poll reaches the server past the
+# floor, so it is answered in full rather than with the floor's 304.
+FLOOR_POLL_MARGIN_MS = 100
 
-    The page animates the progress (the time elapsed towards the floor) from these between polls,
-    so the polls themselves can be 304s (arena.polling). Both come from the submit time and the
-    secret draw of the floor alone, never from the pair."""
+
+def _floor(found: Battle, state: services.BattleState) -> dict[str, int] | None:
+    """Under the reveal floor: when the floor ends, in milliseconds from now, its length, and
+    when the page polls next.
+
+    Under the floor nothing can be shown (the battle shows at the floor's end at the earliest), so
+    the page polls once, at the floor's end, instead of every 400 ms; a battle voided under the
+    floor shows there too. The page animates the progress (the time elapsed towards the floor)
+    from these in the meantime; a poll under the floor all the same (a page opened twice) is a 304
+    (arena.polling). All come from the submit time and the secret draw of the floor alone, never
+    from the pair."""
     if state.status != "generating" or found.reveal_at is None:
         return None
     left = found.reveal_at - timezone.now()
     if left.total_seconds() <= 0:
         return None
     window = found.reveal_at - found.created_at
+    in_ms = math.ceil(left.total_seconds() * 1000)
     return {
-        "in_ms": math.ceil(left.total_seconds() * 1000),
+        "in_ms": in_ms,
         "length_ms": max(round(window.total_seconds() * 1000), 1),
+        # The page polls once, just past the floor's end, not every 400 ms under it.
+        "next_ms": in_ms + FLOOR_POLL_MARGIN_MS,
     }
 
 

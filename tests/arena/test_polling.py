@@ -180,6 +180,29 @@ def test_under_a_reveal_floor_every_panel_poll_after_the_first_is_a_304_whatever
     assert b"data-floor" not in shown.content
 
 
+def poll_trigger(html: bytes) -> str:
+    found = re.search(rb'hx-trigger="([^"]*)"', html)
+    assert found, html
+    return found[1].decode()
+
+
+def test_under_a_reveal_floor_the_panel_polls_once_just_past_the_floors_end_then_every_400ms(
+    models: list[Any], client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    battle, clock = under_a_floor(client, settings, monkeypatch)
+    assert battle.reveal_at is not None
+    # 7.5 s of the 10 s floor left: the page and the panel poll next 100 ms past its end,
+    # (and 2 s after a failed poll), not every 400 ms.
+    for url in (f"/battles/{battle.public_id}", f"/battles/{battle.public_id}/panel"):
+        shown = client.get(url)
+        assert poll_trigger(shown.content) == "load delay:7600ms, arena-retry delay:2s"
+    clock[0] = battle.reveal_at - timedelta(milliseconds=20)
+    assert "load delay:120ms," in poll_trigger(client.get(url).content)
+    # Past the floor (still generating: no worker) the panel polls every 400 ms again.
+    clock[0] = battle.reveal_at + timedelta(milliseconds=1)
+    assert poll_trigger(client.get(url).content) == "every 400ms"
+
+
 def test_a_late_battle_past_its_floor_carries_no_floor_and_keeps_its_tag(
     models: list[Any], client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

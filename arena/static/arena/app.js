@@ -209,6 +209,17 @@
     if (!ticking) { ticking = true; window.requestAnimationFrame(tick); }
   }
 
+  // Under the floor the panel polls once, at the floor's end (hx-trigger "load delay:..."). If
+  // that poll fails, nothing else would ask again: its "arena-retry" trigger asks 2 s later.
+  function retryFloorPoll(event) {
+    var panel = event.detail && event.detail.elt;
+    if (panel && panel.id === "battle" && panel.dataset.floorMs) {
+      panel.dispatchEvent(new CustomEvent("arena-retry"));
+    }
+  }
+
+  document.addEventListener("htmx:sendError", retryFloorPoll);
+  document.addEventListener("htmx:responseError", retryFloorPoll);
   document.addEventListener("DOMContentLoaded", watchFloor);
   document.addEventListener("htmx:load", watchFloor);
   document.addEventListener("DOMContentLoaded", function () { revealTogether(document); });
