@@ -5,24 +5,33 @@ starts one gunicorn process per run, and has ``--clients`` threads poll the batt
 does (``HX-Request``, the session cookie, the last ETag sent back as the browser's cache does),
 back to back, for ``--seconds`` per run.
 
-Each client plays battles as they live: a battle is polled ``--floor-polls`` times under its
-reveal floor (the floor of 3 to 4 s at the page's 400 ms period: 9 polls; the first has no tag,
-as a new battle's first poll), then once past its floor, the poll that sees it change. Battles
-under the floor have their floor hours away; "late" battles are past theirs and still
-generating, so no database write happens during a run. With ``--floor-polls 0`` every poll is of
-a late battle, the case of a slow model. The runs, interleaved ``--pairs`` times under the same
-load:
+Each client plays battles as they live, one after another, flat out (no sleeping between polls):
+every battle lasts as long in both versions (its reveal floor, ``--floor-s``, plus
+``--past-floor-s`` until the images are ready past it), and a client makes the polls the page
+of its version makes for such a battle:
 
-- ``before`` (with ``--before DIR``): the code before the change, in a checkout of its own,
-  served as the old systemd unit did (sync worker); it sends no ETag, so every poll is answered
-  in full;
-- ``after``: this code as deployed (deploy/gunicorn.conf.py: gthread, ARENA_WEB_THREADS threads);
-- with ``--modes``, also ``full`` (this code, sync worker, no ``If-None-Match``) and ``etag``
-  (this code, sync worker, ETags).
+- ``before`` (with ``--before DIR``, the code of 886fd81 in a checkout of its own, served as the
+  old systemd unit did: one sync worker): its page polls every 400 ms from submit until the
+  images show, without ETags (that code sent none), so for a 3.5 s floor 8 polls under the floor
+  and then one every 400 ms past it until the one that sees the images;
+- ``after`` (this code as deployed, deploy/gunicorn.conf.py: gthread, ARENA_WEB_THREADS
+  threads): its page polls nothing under the floor and once 100 ms past its end, then every
+  400 ms until the images show, sending back the last ETag as the browser's cache does;
+- with ``--modes``, also ``full`` (this code, sync worker, no ``If-None-Match``, the before
+  schedule) and ``etag`` (this code, sync worker, ETags, the before schedule).
 
-It prints, per run, polls per second, p50 and p99 latency in milliseconds, the answers by status,
-the battles in flight one process carries at the page's poll period (400 ms) and the load
-average; then each pair's ratio to ``before`` and the median. Run from the repository root:
+A poll under the floor is of a battle whose floor is hours away; a poll past it is of a "late"
+battle, past its floor and still generating (it stands for the poll that sees the images too),
+so no database write happens during a run. The page load, the submit and the vote are the same
+in both versions and are left out: the figure is what keeps a battle in flight.
+
+Since a battle lasts as long in both, the battles one process carries in flight scale with the
+battles it completes per second at saturation: that is the figure compared.
+
+It prints, per run, battles completed per second, the battles in flight one process carries at
+that rate (battles/s times the battle's length), polls per second, p50 and p99 latency in
+milliseconds, the answers by status and the load average; then each pair's ratio to ``before``
+and the median. Run from the repository root:
 
     DATABASE_URL=postgres://... REDIS_URL=redis://.../N CELERY_BROKER_URL=redis://.../M \\
         .venv/bin/python tests/bench/bench_polling.py --seconds 10 --clients 8 --battles 40 \\
@@ -65,6 +74,28 @@ from generation.models import Generation, ImageModel  # noqa: E402
 from tests.local_servers import gunicorn  # noqa: E402
 
 POLL_PERIOD_S = 0.4
+# The page under the floor polls this long past the floor's end (arena.views.FLOOR_POLL_MARGIN_MS).
+FLOOR_POLL_MARGIN_S = 0.1
+
+
+def schedule(version: str, floor_s: float, past_floor_s: float) -> list[bool]:
+    """The polls one battle's page makes, in order: True for a poll under the floor.
+
+    ``before``: every 400 ms from submit; ``after``: none under the floor, one just past its end,
+    then every 400 ms. Both until the first poll at or past floor + past_floor_s (images shown)."""
+    shown_at = floor_s + past_floor_s
+    if version == "before":
+        times = [POLL_PERIOD_S * k for k in range(1, 10_000)]
+    else:
+        times = [floor_s + FLOOR_POLL_MARGIN_S + POLL_PERIOD_S * k for k in range(10_000)]
+    polls: list[bool] = []
+    for at in times:
+        polls.append(at < floor_s)
+        if at >= shown_at:
+            return polls
+    raise ValueError("a battle too long")
+
+
 QUEUE = "bench-polling"
 
 
@@ -113,47 +144,53 @@ def load(
     seconds: float,
     *,
     conditional: bool,
-    floor_polls: int,
+    plan: list[bool],
 ) -> tuple[int, list[float], dict[int, int]]:
+    """Each client plays battles after one another, flat out, polling as ``plan`` says.
+
+    Returns the battles completed, every poll's latency and the answers by status."""
     host, port = base.removeprefix("http://").split(":")
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    done = [0]
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
     def client(index: int) -> None:
         under, late = battles[0][index::clients], battles[1][index::clients]
-        etags: dict[str, str] = {}
         seen: list[float] = []
         counts: dict[int, int] = {}
-        # One battle's life: floor_polls polls under its floor, then one past it.
-        plan = [under] * floor_polls + [late]
-        turn = 0
+        completed = 0
+        battle = 0
         while time.monotonic() < stop_at:
-            step = turn % len(plan)
-            battle = turn // len(plan)
-            turn += 1
-            session, path = plan[step][battle % len(plan[step])]
-            if floor_polls and step in (0, floor_polls):
-                etags.pop(path, None)  # a new battle's first poll, or its first past the floor
-            headers = {
-                "Cookie": f"{settings.SESSION_COOKIE_NAME}={session}",
-                "HX-Request": "true",
-                "Host": "127.0.0.1",
-            }
-            if conditional and path in etags:
-                headers["If-None-Match"] = etags[path]
-            started = time.perf_counter()
-            connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-            seen.append(time.perf_counter() - started)
-            counts[response.status] = counts.get(response.status, 0) + 1
-            if response.getheader("ETag"):
-                etags[path] = response.getheader("ETag") or ""
+            etags: dict[str, str] = {}  # a new battle: nothing cached yet
+            for step, is_under in enumerate(plan):
+                if time.monotonic() >= stop_at:
+                    break  # a battle cut short by the end of the run is not counted
+                pool = under if is_under else late
+                session, path = pool[(battle + step) % len(pool)]
+                headers = {
+                    "Cookie": f"{settings.SESSION_COOKIE_NAME}={session}",
+                    "HX-Request": "true",
+                    "Host": "127.0.0.1",
+                }
+                if conditional and path in etags:
+                    headers["If-None-Match"] = etags[path]
+                started = time.perf_counter()
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                seen.append(time.perf_counter() - started)
+                counts[response.status] = counts.get(response.status, 0) + 1
+                if response.getheader("ETag"):
+                    etags[path] = response.getheader("ETag") or ""
+            else:
+                completed += 1
+            battle += 1
         with lock:
+            done[0] += completed
             latencies.extend(seen)
             for status, n in counts.items():
                 statuses[status] = statuses.get(status, 0) + n
@@ -163,23 +200,28 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
-    return len(latencies), latencies, statuses
+    return done[0], latencies, statuses
 
 
 def report(
-    label: str, seconds: float, total: int, latencies: list[float], statuses: dict[int, int]
-) -> tuple[float, float]:
-    rate = total / seconds
+    label: str,
+    seconds: float,
+    battle_s: float,
+    result: tuple[int, list[float], dict[int, int]],
+) -> tuple[float, float, float]:
+    completed, latencies, statuses = result
+    rate = completed / seconds
+    polls = len(latencies) / seconds
     cuts = statistics.quantiles(latencies, n=100)
     load_1m = os.getloadavg()[0]
     print(
-        f"{label:6s} polls/s {rate:7.1f}  p50 {cuts[49] * 1000:6.1f} ms  "
-        f"p99 {cuts[98] * 1000:6.1f} ms  battles in flight at {POLL_PERIOD_S}s polls "
-        f"{rate * POLL_PERIOD_S:5.0f}  statuses {dict(sorted(statuses.items()))}  "
+        f"{label:6s} battles/s {rate:6.1f}  in flight ({battle_s:.1f} s battles) "
+        f"{rate * battle_s:5.0f}  polls/s {polls:7.1f}  p50 {cuts[49] * 1000:6.1f} ms  "
+        f"p99 {cuts[98] * 1000:6.1f} ms  statuses {dict(sorted(statuses.items()))}  "
         f"load {load_1m:.2f}",
         flush=True,
     )
-    return rate, cuts[98]
+    return rate, polls, cuts[98]
 
 
 def main() -> None:
@@ -190,11 +232,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--pairs", type=int, default=3, help="before/after runs, interleaved")
     parser.add_argument(
-        "--floor-polls",
-        type=int,
-        default=9,
-        help="polls of a battle under its reveal floor before its one poll past it "
-        "(0: every poll is of a battle past its floor)",
+        "--floor-s", type=float, default=3.5, help="the reveal floor (3 to 4 s by default)"
+    )
+    parser.add_argument(
+        "--past-floor-s",
+        type=float,
+        default=0.0,
+        help="how long past the floor the images are ready (0: the models were done within it)",
     )
     parser.add_argument(
         "--modes",
@@ -205,7 +249,8 @@ def main() -> None:
         "--before",
         type=Path,
         help="a checkout of the code before the change (git worktree add DIR COMMIT): its "
-        "gunicorn runs as the old unit did (one sync process) and is polled without ETags",
+        "gunicorn runs as the old unit did (one sync process) and is polled without ETags, "
+        "every 400 ms from submit",
     )
     args = parser.parse_args()
     if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
@@ -218,48 +263,48 @@ def main() -> None:
         "ALLOWED_HOSTS": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-"),
     }
-    # label: (code, extra gunicorn flags, send ETags back)
+    # label: (code, extra gunicorn flags, send ETags back, the page's schedule)
     sync = ("--worker-class", "sync", "--threads", "1")
-    kinds: dict[str, tuple[Path, tuple[str, ...], bool]] = {
-        "full": (ROOT, sync, False),
-        "etag": (ROOT, sync, True),
-        "after": (ROOT, (), True),
+    kinds: dict[str, tuple[Path, tuple[str, ...], bool, str]] = {
+        "full": (ROOT, sync, False, "before"),
+        "etag": (ROOT, sync, True, "before"),
+        "after": (ROOT, (), True, "after"),
     }
     if args.before:
-        kinds["before"] = (args.before.resolve(), sync, False)
+        kinds["before"] = (args.before.resolve(), sync, False, "before")
     order = (["before"] if args.before else []) + [m for m in args.modes.split(",") if m]
+    battle_s = args.floor_s + args.past_floor_s
+    plans = {v: schedule(v, args.floor_s, args.past_floor_s) for v in ("before", "after")}
     print(
-        f"one gunicorn process per run, {args.clients} clients, {args.battles} battles under "
-        f"the floor and {args.battles} past it, {args.floor_polls} polls under the floor per "
-        f"battle, {args.seconds:.0f} s per run; database "
-        f"{settings.DATABASES['default']['NAME']}",
+        f"one gunicorn process per run, {args.clients} clients flat out, {args.battles} battles "
+        f"under the floor and {args.battles} past it; battles of {battle_s:.1f} s (floor "
+        f"{args.floor_s:.1f} s); polls per battle (under the floor + past it): "
+        + ", ".join(f"{v} {sum(p)} + {len(p) - sum(p)}" for v, p in plans.items())
+        + f"; {args.seconds:.0f} s per run; database {settings.DATABASES['default']['NAME']}",
         flush=True,
     )
-    rates: dict[str, list[float]] = {label: [] for label in order}
-    p99s: dict[str, list[float]] = {label: [] for label in order}
+    figures: dict[str, list[tuple[float, float, float]]] = {label: [] for label in order}
     for pair in range(args.pairs):
         print(f"pair {pair + 1}", flush=True)
         for label in order:
-            root, extra, conditional = kinds[label]
+            root, extra, conditional, page = kinds[label]
             with (
                 tempfile.TemporaryDirectory() as folder,
                 gunicorn(Path(folder), env, root=root, extra=extra) as base,
             ):
-                options = {"conditional": conditional, "floor_polls": args.floor_polls}
+                options = {"conditional": conditional, "plan": plans[page]}
                 load(base, battles, args.clients, args.warmup, **options)
-                total, latencies, statuses = load(
-                    base, battles, args.clients, args.seconds, **options
-                )
-                rate, p99 = report(label, args.seconds, total, latencies, statuses)
-                rates[label].append(rate)
-                p99s[label].append(p99)
+                result = load(base, battles, args.clients, args.seconds, **options)
+                figures[label].append(report(label, args.seconds, battle_s, result))
     baseline = "before" if args.before else order[0]
     for label in order:
-        ratios = [r / b for r, b in zip(rates[label], rates[baseline], strict=True)]
+        rates = [f[0] for f in figures[label]]
+        ratios = [f[0] / b[0] for f, b in zip(figures[label], figures[baseline], strict=True)]
         print(
-            f"{label:6s} polls/s median {statistics.median(rates[label]):7.1f}  p99 median "
-            f"{statistics.median(p99s[label]) * 1000:6.1f} ms  battles in flight per web process "
-            f"vs {baseline}: "
+            f"{label:6s} battles/s median {statistics.median(rates):6.1f}  polls/s median "
+            f"{statistics.median(f[1] for f in figures[label]):7.1f}  p99 median "
+            f"{statistics.median(f[2] for f in figures[label]) * 1000:6.1f} ms  "
+            f"battles in flight per web process vs {baseline}: "
             + ", ".join(f"{r:.1f}x" for r in ratios)
             + f" (median {statistics.median(ratios):.1f}x)"
         )
