@@ -59,7 +59,12 @@ def test_waits_and_refusals_show_their_message_with_javascript(
 def panel_requests(page: Any) -> list[float]:
     """When (time.monotonic()) the page asked for its battle panel, filled as it asks."""
     asked: list[float] = []
-    page.on("request", lambda request: "/panel" in request.url and asked.append(time.monotonic()))
+
+    def seen(request: Any) -> None:
+        if "/panel" in request.url:
+            asked.append(time.monotonic())
+
+    page.on("request", seen)
     return asked
 
 

@@ -292,9 +292,11 @@ def main() -> None:
                 tempfile.TemporaryDirectory() as folder,
                 gunicorn(Path(folder), env, root=root, extra=extra) as base,
             ):
-                options = {"conditional": conditional, "plan": plans[page]}
-                load(base, battles, args.clients, args.warmup, **options)
-                result = load(base, battles, args.clients, args.seconds, **options)
+                plan = plans[page]
+                load(base, battles, args.clients, args.warmup, conditional=conditional, plan=plan)
+                result = load(
+                    base, battles, args.clients, args.seconds, conditional=conditional, plan=plan
+                )
                 figures[label].append(report(label, args.seconds, battle_s, result))
     baseline = "before" if args.before else order[0]
     for label in order:
