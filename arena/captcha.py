@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 from arena.challenge import ChallengeFailed
 
@@ -87,7 +88,11 @@ def context(request: HttpRequest) -> dict[str, Any]:
     if not enabled():
         session = getattr(request, "session", None)
         return {
-            "challenge_due": session is not None and not challenge.passed(session),
+            # Read when a template asks (the prompt form): it loads the session, which the
+            # battle panel's polls need not.
+            "challenge_due": SimpleLazyObject(
+                lambda: session is not None and not challenge.passed(session)
+            ),
             "accounts_enabled": settings.ARENA_ACCOUNTS,
         }
     provider = PROVIDERS[settings.ARENA_CAPTCHA]

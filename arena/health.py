@@ -7,16 +7,20 @@ poll it before sending traffic.
 
 Both answer whatever the ``Host`` header says (``ProbeMiddleware``): a kubelet or a container
 health check sends the pod's address, which is no name in ``ALLOWED_HOSTS``. Every other path
-keeps Django's host check.
+keeps Django's host check; under ``/api/`` its refusal is a 400 in the API's error shape
+(``bad_host``), not Django's HTML page.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.core.cache import cache
+from django.core.exceptions import DisallowedHost
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -118,4 +122,37 @@ class ProbeMiddleware:
         probe = PROBES.get(request.path_info)
         if probe is not None:
             return probe(request)
+        if request.path_info.startswith("/api/"):
+            # The host check, done here for the API so that its refusal has the API's shape.
+            try:
+                request.get_host()
+            except DisallowedHost as exc:
+                return bad_host(request, exc)
         return self.get_response(request)
+
+
+BAD_HOST_MESSAGE = "The Host header names no address this arena serves."
+_security_log = logging.getLogger("django.security.DisallowedHost")
+
+
+def bad_host(request: HttpRequest, exc: DisallowedHost) -> JsonResponse:
+    """A disallowed Host under /api/: 400 in the API's error shape, logged as Django logs it."""
+    _security_log.error(str(exc), extra={"status_code": 400, "request": request})
+    return api_bad_request(request, exc)
+
+
+def api_bad_request(request: HttpRequest, exc: Exception) -> JsonResponse:
+    if isinstance(exc, DisallowedHost):
+        code, message = "bad_host", BAD_HOST_MESSAGE
+    else:
+        code, message = "bad_request", "The request could not be read."
+    return JsonResponse({"error": {"code": code, "message": message}}, status=400)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400``: a refused request (a bad Host, a body too large, too many fields) under
+    /api/ in the API's error shape; Django's page elsewhere. Django calls it when DEBUG is off;
+    it has logged the refusal already. With DEBUG on, the host check above still answers JSON."""
+    if request.path_info.startswith("/api/"):
+        return api_bad_request(request, exception)
+    return defaults.bad_request(request, exception)

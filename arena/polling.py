@@ -10,6 +10,13 @@ only costs one more full answer.
 Before the images are shown, the tag is drawn from what the voter sees (the status and the one
 combined progress figure) and nothing else: a tag that changed when one side's steps moved or its
 image was stored would tell, through the timing of 304s, how fast each side runs.
+
+Under the reveal floor the panel's progress is the time elapsed towards the floor, which moves at
+every poll. The page animates that itself (``arena/static/arena/app.js``) from the floor's end and
+length that the panel carries, so the panel's tag names only the phase ("under the floor") and
+every poll under the floor after the first is a 304. What the panel carries there depends on the
+submit time and the secret draw of the floor alone, never on the pair. The JSON API still shows
+the elapsed progress, and its tag moves with it.
 """
 
 from __future__ import annotations
@@ -67,6 +74,10 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
     if row is None:
         return None
     now = timezone.now()
+    under_floor = row[15] is not None and now < _aware(row[15])
+    if kind == "panel" and under_floor and row[0] in _UNSHOWN:
+        # The page animates the time elapsed itself: one tag for the whole floor.
+        return _tag(kind, "under the floor")
     status, progress = services.visible_phase(
         status=row[0],
         created_at=_aware(row[13]),
@@ -79,12 +90,19 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
     # columns do not see, so the tag also changes every WAIT_REFRESH_S (arena.waiting).
     # (The JSON API does not show the wait: its tag stays put.)
     # Under the reveal floor nothing may depend on the pair, so neither may the tag's refresh.
-    under_floor = row[15] is not None and now < _aware(row[15])
     queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
     bucket = wait_bucket() if queued and kind == "panel" and not under_floor else 0
     shown = row if status != "generating" else None
-    seen = repr((kind, _DRAWN_BY, status, progress, shown, bucket))
-    return '"' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
+    return _tag(kind, status, progress, shown, bucket)
+
+
+# A battle in these states is not shown yet under its floor; voided and voted ones are.
+_UNSHOWN = (Battle.Status.GENERATING, Battle.Status.READY)
+
+
+def _tag(*seen: object) -> str:
+    drawn = repr((_DRAWN_BY, *seen))
+    return '"' + hashlib.sha256(drawn.encode()).hexdigest()[:32] + '"'
 
 
 def wait_bucket() -> int:

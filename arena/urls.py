@@ -33,6 +33,9 @@ class ShareToken:
         return value
 
 
+# A refused request (SuspiciousOperation) under /api/ answers in the API's error shape.
+handler400 = "arena.health.bad_request"
+
 register_converter(FileName, "filename")
 register_converter(ShareToken, "sharetoken")
 json_api = api.create_api(routers=[api.battles, leaderboard_api.router])

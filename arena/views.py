@@ -6,6 +6,7 @@ forged id and a missing battle all get the same 404.
 
 from __future__ import annotations
 
+import math
 from uuid import UUID
 
 from django.conf import settings
@@ -143,7 +144,12 @@ def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
         )
         return render(request, "arena/error.html", {"message": message}, status=404)
     state = services.battle_state(found)
-    context = {"battle": found, "state": state, "wait": _wait(found, state)}
+    context = {
+        "battle": found,
+        "state": state,
+        "wait": _wait(found, state),
+        "floor": _floor(found, state),
+    }
     return render(request, "arena/battle.html", context)
 
 
@@ -160,8 +166,44 @@ def _panel(
     request: HttpRequest, found: Battle, *, status: int = 200, error: str = ""
 ) -> HttpResponse:
     state = services.battle_state(found)
-    context = {"battle": found, "state": state, "error": error, "wait": _wait(found, state)}
+    context = {
+        "battle": found,
+        "state": state,
+        "error": error,
+        "wait": _wait(found, state),
+        "floor": _floor(found, state),
+    }
     return render(request, "arena/_battle_panel.html", context, status=status)
+
+
+# How long after the floor's end the page under it polls: its poll reaches the server past the
+# floor, so it is answered in full rather than with the floor's 304.
+FLOOR_POLL_MARGIN_MS = 100
+
+
+def _floor(found: Battle, state: services.BattleState) -> dict[str, int] | None:
+    """Under the reveal floor: when the floor ends, in milliseconds from now, its length, and
+    when the page polls next.
+
+    Under the floor nothing can be shown (the battle shows at the floor's end at the earliest), so
+    the page polls once, at the floor's end, instead of every 400 ms; a battle voided under the
+    floor shows there too. The page animates the progress (the time elapsed towards the floor)
+    from these in the meantime; a poll under the floor all the same (a page opened twice) is a 304
+    (arena.polling). All come from the submit time and the secret draw of the floor alone, never
+    from the pair."""
+    if state.status != "generating" or found.reveal_at is None:
+        return None
+    left = found.reveal_at - timezone.now()
+    if left.total_seconds() <= 0:
+        return None
+    window = found.reveal_at - found.created_at
+    in_ms = math.ceil(left.total_seconds() * 1000)
+    return {
+        "in_ms": in_ms,
+        "length_ms": max(round(window.total_seconds() * 1000), 1),
+        # The page polls once, just past the floor's end, not every 400 ms under it.
+        "next_ms": in_ms + FLOOR_POLL_MARGIN_MS,
+    }
 
 
 def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:

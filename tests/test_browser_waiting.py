@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -53,3 +54,82 @@ def test_waits_and_refusals_show_their_message_with_javascript(
     # The 503 above came from the route, on purpose: only it may be in the guard's list.
     assert [e for e in conftest.SERVER_ERRORS if not e.startswith("503 POST")] == []
     conftest.SERVER_ERRORS.clear()
+
+
+def panel_requests(page: Any) -> list[float]:
+    """When (time.monotonic()) the page asked for its battle panel, filled as it asks."""
+    asked: list[float] = []
+
+    def seen(request: Any) -> None:
+        if "/panel" in request.url:
+            asked.append(time.monotonic())
+
+    page.on("request", seen)
+    return asked
+
+
+def test_under_the_reveal_floor_the_page_animates_progress_and_polls_only_at_its_end(
+    browser: Any, live_server: Any, models: list[Any], settings: Any
+) -> None:
+    settings.ARENA_REVEAL_MIN_MS, settings.ARENA_REVEAL_JITTER_MS = 5000, 0
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    asked = panel_requests(page)
+    page.goto(live_server.url + "/")
+    page.fill("#prompt", "a lighthouse at dusk")
+    page.click("#start-battle")
+    panel = page.wait_for_selector("#battle[data-floor-ms]")
+    shown = time.monotonic()
+    # The floor is drawn just before the battle's row is written: a few ms short of 5 s.
+    assert 4900 <= int(panel.get_attribute("data-floor-ms") or 0) <= 5000
+    value = "() => Number(document.getElementById('progress').value)"
+    text = "() => document.getElementById('progress-label').textContent"
+    page.wait_for_timeout(1500)
+    early = page.evaluate(value)
+    page.wait_for_timeout(1500)
+    later = page.evaluate(value)
+    # The figure moves from the page's own clock: about 30% and 60% here.
+    assert 10 <= early < later <= 99, (early, later)
+    label = page.evaluate(text)  # a frame later than the figure: it may be a point on
+    assert label in (f"Generating both images… {n}%" for n in (later, later + 1)), label
+    # Past the floor the battle is late (no worker runs): the server's figure is shown again.
+    page.wait_for_selector("#progress-label:has-text('The models are still loading')")
+    assert page.evaluate(value) == 99
+    # Under the floor the page asked for its panel once at most (at its end), not every 400 ms.
+    under = [t for t in asked if t - shown < 4.8]
+    assert len(under) <= 1 and asked and asked[0] - shown >= 4.5, [t - shown for t in asked]
+    # Past the floor it polls every 400 ms again.
+    before = len(asked)
+    page.wait_for_timeout(1200)
+    assert len(asked) - before >= 2
+    assert "still loading" in page.evaluate(text), "the animation stopped with the floor"
+    assert not errors
+    page.close()
+
+
+@pytest.mark.worker
+def test_under_a_short_floor_the_page_polls_at_most_twice_and_the_images_appear(
+    browser: Any, live_server: Any, worker: Any, models: list[Any], settings: Any
+) -> None:
+    settings.ARENA_REVEAL_MIN_MS, settings.ARENA_REVEAL_JITTER_MS = 3000, 1000
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    asked = panel_requests(page)
+    page.goto(live_server.url + "/")
+    page.fill("#prompt", "a lighthouse at noon")
+    page.click("#start-battle")
+    panel = page.wait_for_selector("#battle[data-floor-ms]")
+    floor_s = int(panel.get_attribute("data-floor-in-ms") or 0) / 1000
+    shown = time.monotonic()
+    page.wait_for_selector("#battle img.frame", timeout=60_000)
+    images = time.monotonic()
+    assert page.locator("#battle img.frame").count() == 2
+    # Under the 3 to 4 s floor: at most two panel requests (every 400 ms would be 7 to 10).
+    under = [t - shown for t in asked if t - shown < floor_s]
+    assert len(under) <= 2, under
+    if images - shown < floor_s + 1:  # the tiny models were done within the floor
+        assert len(asked) <= 2, [t - shown for t in asked]
+    assert not errors
+    page.close()

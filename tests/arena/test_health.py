@@ -126,3 +126,42 @@ def test_probes_answer_any_host_and_every_other_path_still_refuses_it(
     assert client.post("/healthz", HTTP_HOST=POD_ADDRESS).status_code == 405
     # An allowed Host behaves as before, redirect and all.
     assert client.get("/", HTTP_HOST="arena.example.org").status_code == 301
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+def test_a_disallowed_host_under_the_api_is_a_json_400_in_the_apis_error_shape(
+    models: list[Any], settings: Any, debug: bool
+) -> None:
+    settings.ALLOWED_HOSTS = ["arena.example.org"]
+    settings.DEBUG = debug
+    client = Client()
+    paths = ["/api/v1/session", "/api/v1/battles/00000000-0000-0000-0000-000000000000", "/api/x"]
+    for path in paths:
+        refused = client.get(path, HTTP_HOST="evil.example")
+        assert refused.status_code == 400, path
+        assert refused["Content-Type"] == "application/json", path
+        assert refused.json() == {
+            "error": {
+                "code": "bad_host",
+                "message": "The Host header names no address this arena serves.",
+            }
+        }
+    posted = client.post("/api/v1/battles", {"prompt": "x"}, HTTP_HOST="evil.example")
+    assert posted.status_code == 400 and posted.json()["error"]["code"] == "bad_host"
+    # Elsewhere Django's page as before; an allowed Host reaches the API.
+    page = Client().get("/leaderboard/", HTTP_HOST="evil.example")
+    assert page.status_code == 400 and not page["Content-Type"].startswith("application/json")
+    assert client.get("/api/v1/session", HTTP_HOST="arena.example.org").status_code == 200
+
+
+def test_behind_the_https_redirect_a_disallowed_host_under_the_api_is_still_json(
+    models: list[Any], settings: Any
+) -> None:
+    # The redirect reads the Host before any other middleware: Django's 400 handler answers.
+    settings.ALLOWED_HOSTS = ["arena.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.DEBUG = False
+    refused = Client().get("/api/v1/session", HTTP_HOST="evil.example")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_host"
+    page = Client().get("/", HTTP_HOST="evil.example")
+    assert page.status_code == 400 and not page["Content-Type"].startswith("application/json")

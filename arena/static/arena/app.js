@@ -164,6 +164,64 @@
       else if (random) random.checked = true;
     }
   });
+  // Under the reveal floor the progress shown is the time elapsed towards the floor. The panel
+  // says when the floor ends (milliseconds from when it was drawn) and how long it is, and stays
+  // the same for the whole floor, so the polls are 304s and the browser swaps its cached copy
+  // back in: this animates the figure between them. A copy seen later than it was drawn names a
+  // later end, so each battle keeps the earliest end it was told.
+  var floors = {};
+  var ticking = false;
+
+  function floorOf(panel) {
+    if (!panel || !panel.dataset.floorMs) return null;
+    return floors[panel.getAttribute("hx-get")] || null;
+  }
+
+  // Draw the figure now; false once no panel under a floor is on the page.
+  function paintFloor() {
+    var floor = floorOf(document.getElementById("battle"));
+    if (!floor) return false;
+    var left = Math.max(floor.end - performance.now(), 0);
+    var done = Math.max(Math.min(Math.floor(100 * (floor.length - left) / floor.length), 99), 0);
+    var bar = document.getElementById("progress");
+    var label = document.getElementById("progress-label");
+    if (bar) { bar.value = done; bar.textContent = done + "%"; }
+    if (label) label.textContent = "Generating both images… " + done + "%";
+    return true;
+  }
+
+  function tick() {
+    ticking = paintFloor();
+    if (ticking) window.requestAnimationFrame(tick);
+  }
+
+  function watchFloor() {
+    var panel = document.getElementById("battle");
+    if (!panel || !panel.dataset.floorMs) return;
+    var key = panel.getAttribute("hx-get");
+    var end = performance.now() + Number(panel.dataset.floorInMs);
+    var known = floors[key];
+    floors[key] = {
+      end: known ? Math.min(known.end, end) : end,
+      length: Math.max(Number(panel.dataset.floorMs), 1)
+    };
+    paintFloor();
+    if (!ticking) { ticking = true; window.requestAnimationFrame(tick); }
+  }
+
+  // Under the floor the panel polls once, at the floor's end (hx-trigger "load delay:..."). If
+  // that poll fails, nothing else would ask again: its "arena-retry" trigger asks 2 s later.
+  function retryFloorPoll(event) {
+    var panel = event.detail && event.detail.elt;
+    if (panel && panel.id === "battle" && panel.dataset.floorMs) {
+      panel.dispatchEvent(new CustomEvent("arena-retry"));
+    }
+  }
+
+  document.addEventListener("htmx:sendError", retryFloorPoll);
+  document.addEventListener("htmx:responseError", retryFloorPoll);
+  document.addEventListener("DOMContentLoaded", watchFloor);
+  document.addEventListener("htmx:load", watchFloor);
   document.addEventListener("DOMContentLoaded", function () { revealTogether(document); });
   document.addEventListener("htmx:load", function (event) { revealTogether(event.target); });
   document.addEventListener("keydown", onKey);
