@@ -110,17 +110,14 @@ def reservations_of(job_pk: int) -> set[bytes]:
     }
 
 
-def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_seconds(
-    models: list[Any], worker: Worker, test_queue: str, tmp_path: Path
-) -> None:
-    """The whole worker killed mid-job and started again under its node name: the sweeper, on
-    the real clock, gives the reserved message back at once (not after the job's time limit
-    plus the grace, nor the broker's visibility timeout), and the job is made once."""
-    require(broker_is_redis(), "reservations are Redis's (kombu's unacked table)")
-    model = models[0]
+def _kill_mid_job(
+    models: list[Any], worker: Worker, seed: int
+) -> tuple[Generation, set[bytes], set[str]]:
+    """Start a slow job, wait until the worker runs it and holds its message, then kill the whole
+    worker: returns the job, the dead worker's reservation tags and the image files before."""
     with transaction.atomic():
         job = generation_jobs.create_generation(
-            model=model, prompt="a fox", seed=4, steps=SLOW_STEPS
+            model=models[0], prompt="a fox", seed=seed, steps=SLOW_STEPS
         )
         generation_jobs.enqueue(job)
         # Earlier tests' jobs of the same number may still sit there (the visibility timeout).
@@ -138,27 +135,45 @@ def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_se
     dead_tags = reservations_of(job.pk) - earlier
     assert dead_tags, "the worker holds the job's message"
     worker.kill()
+    return job, dead_tags, before
+
+
+def _given_back_once(
+    job: Generation, again: Worker, dead_tags: set[bytes], before: set[str], settings: Any
+) -> None:
+    """The sweeper, on the real clock, gives the dead worker's reservation back at once (not
+    after the job's time limit plus the grace, nor the broker's visibility timeout), the
+    replacement makes the job, and nothing else was made or stays reserved."""
+    slow_path_s = job.model.timeout_s + settings.ARENA_CLAIM_GRACE_S
+    swept_at = time.monotonic()
+    wait_for(lambda: job.pk in sweeper.sweep().requeued, 10, "the sweeper", interval=0.5)
+    assert time.monotonic() - swept_at < slow_path_s
+
+    def done() -> bool:
+        job.refresh_from_db()
+        return job.status == Generation.Status.DONE
+
+    wait_for(done, 90, f"the replacement to finish the job:\n{again.log()}")
+    assert job.attempts == 2 and job.steps_done == SLOW_STEPS
+    assert image_files() - before == {Path(str(job.image.name)).name}
+    # Given back once: the reservation left the table and no other message was made.
+    assert not dead_tags & reservations_of(job.pk)
+    assert sweeper.sweep().requeued == []
+
+
+def test_a_restarted_worker_gets_back_what_its_killed_incarnation_held_within_seconds(
+    models: list[Any], worker: Worker, test_queue: str, tmp_path: Path, settings: Any
+) -> None:
+    """The whole worker killed mid-job and started again under its node name: the job's
+    reserved message comes back at once and the job is made once."""
+    require(broker_is_redis(), "reservations are Redis's (kombu's unacked table)")
+    job, dead_tags, before = _kill_mid_job(models, worker, seed=4)
     assert sweeper.sweep().requeued == [], "nothing is given back while the node is away"
 
     again = Worker(test_queue, tmp_path / "again.log", hostname=worker.hostname)
     again.start()
     try:
-        slow_path_s = model.timeout_s + settings.ARENA_CLAIM_GRACE_S
-        swept_at = time.monotonic()
-        wait_for(lambda: job.pk in sweeper.sweep().requeued, 10, "the sweeper", interval=0.5)
-        assert time.monotonic() - swept_at < slow_path_s
-
-        def done() -> bool:
-            job.refresh_from_db()
-            return job.status == Generation.Status.DONE
-
-        wait_for(done, 90, f"the restarted worker to finish the job:\n{again.log()}")
-        assert job.attempts == 2 and job.steps_done == SLOW_STEPS
-        assert image_files() - before == {Path(str(job.image.name)).name}
-        # The reservation went back to the queue: nothing of it stays for the visibility
-        # timeout to hand out again, and no other message was made.
-        assert not dead_tags & reservations_of(job.pk)
-        assert sweeper.sweep().requeued == []
+        _given_back_once(job, again, dead_tags, before, settings)
     finally:
         again.stop()
 
@@ -173,23 +188,7 @@ def test_a_replacement_under_a_new_name_gets_back_what_a_dead_node_held_within_s
     require(broker_is_redis(), "reservations are Redis's (kombu's unacked table)")
     # The sweeper's clock for a stale heartbeat (3 intervals); the replacement beats as often.
     settings.ARENA_WORKER_HEARTBEAT_S = 1
-    model = models[0]
-    with transaction.atomic():
-        job = generation_jobs.create_generation(
-            model=model, prompt="a fox", seed=5, steps=SLOW_STEPS
-        )
-        generation_jobs.enqueue(job)
-        earlier = reservations_of(job.pk)
-    before = image_files()
-
-    def running() -> bool:
-        job.refresh_from_db()
-        return job.status == Generation.Status.RUNNING and job.steps_done > 0
-
-    wait_for(running, 60, "the job to start")
-    dead_tags = reservations_of(job.pk) - earlier
-    assert dead_tags, "the worker holds the job's message"
-    worker.kill()
+    job, dead_tags, before = _kill_mid_job(models, worker, seed=5)
     assert sweeper.sweep().requeued == [], "nothing is given back while no worker serves"
 
     again = Worker(test_queue, tmp_path / "new-name.log", env={"ARENA_WORKER_HEARTBEAT_S": "1"})
@@ -198,21 +197,7 @@ def test_a_replacement_under_a_new_name_gets_back_what_a_dead_node_held_within_s
     try:
         dead = WorkerHeartbeat.objects.get(node__startswith=worker.hostname.split("@")[0])
         assert dead.started_at is not None
-        slow_path_s = model.timeout_s + settings.ARENA_CLAIM_GRACE_S
-        swept_at = time.monotonic()
-        wait_for(lambda: job.pk in sweeper.sweep().requeued, 10, "the sweeper", interval=0.5)
-        assert time.monotonic() - swept_at < slow_path_s
-
-        def done() -> bool:
-            job.refresh_from_db()
-            return job.status == Generation.Status.DONE
-
-        wait_for(done, 90, f"the replacement to finish the job:\n{again.log()}")
-        assert job.attempts == 2 and job.steps_done == SLOW_STEPS
-        assert image_files() - before == {Path(str(job.image.name)).name}
-        # Given back once: the reservation left the table and no other message was made.
-        assert not dead_tags & reservations_of(job.pk)
-        assert sweeper.sweep().requeued == []
+        _given_back_once(job, again, dead_tags, before, settings)
     finally:
         again.stop()
 
