@@ -13,10 +13,12 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -544,11 +546,41 @@ def _file_name(generation: Generation) -> str:
     return str(generation.image.name).rsplit("/", 1)[-1]
 
 
-# The vote path's two writes, as fixed statements (arena.statements): the battle's claim, a
+# The vote path's writes, as fixed statements (arena.statements): the battle's claim, a
 # conditional UPDATE whose row count says whether this vote won it, and the vote's INSERT.
 _CLAIM = statements.conditional_update(Battle, set_field="status", where=("pk", "status"))
 _VOTE_COLUMNS = tuple(f.attname for f in Vote._meta.concrete_fields if not f.primary_key)
 _INSERT_VOTE = statements.insert(Vote, _VOTE_COLUMNS)
+# The vote's single statement on PostgreSQL: the claim, the INSERT of the vote from the claimed
+# row, and (when it counts) the counts' upserts under "the vote was stored", as data-modifying
+# CTEs; it answers the new vote's id, NULL when another vote claimed the battle first.
+_STORED = "EXISTS (SELECT 1 FROM vote)"
+
+
+def _one_statement_sql(connection: BaseDatabaseWrapper, *, counts: tuple[str, ...]) -> str:
+    pk = connection.ops.quote_name(str(Battle._meta.pk.column))
+    insert = statements.insert(Vote, _VOTE_COLUMNS, select_from="claim").sql(connection)
+    parts = [f"claim AS ({_CLAIM.sql(connection)} RETURNING {pk})", f"vote AS ({insert})"]
+    parts += [f"count{n} AS ({sql} RETURNING 1)" for n, sql in enumerate(counts)]
+    answers = ["(SELECT id FROM vote)"]
+    answers += [f"(SELECT COUNT(*) FROM count{n})" for n in range(len(counts))]  # noqa: S608
+    return f"WITH {', '.join(parts)} SELECT {', '.join(answers)}"
+
+
+class _OneStatements(dict[tuple[statements.Statement, ...], statements.Statement]):
+    """The vote's single statement for each set of count statements (none, the pair's, the
+    pair's and the style row's), written once per process and database, prepared on
+    PostgreSQL."""
+
+    def __missing__(self, counts: tuple[statements.Statement, ...]) -> statements.Statement:
+        def build(connection: BaseDatabaseWrapper) -> str:
+            return _one_statement_sql(connection, counts=tuple(c.sql(connection) for c in counts))
+
+        made = self[counts] = statements.Statement(build, name="vote")
+        return made
+
+
+_ONE_STATEMENT = _OneStatements()
 
 
 def cast_vote(
@@ -560,74 +592,108 @@ def cast_vote(
     address: str = "",
 ) -> Vote:
     """Record the one vote a battle may have; when it is in good standing, count it for its
-    pair in the same transaction. Every vote is stored; ``Vote.standing`` says why one does
-    not count.
+    pair at the same moment. Every vote is stored; ``Vote.standing`` says why one does not
+    count.
 
-    The lean path: one conditional UPDATE claims the battle, one INSERT stores the vote, and
-    the pair count; ``battle`` is updated in place (status, vote), so the answer needs no
-    re-read.
+    The lean path: the checks run on what the caller read (status, when the images were shown,
+    the voter's standing and daily caps); then, on PostgreSQL, one statement claims the battle,
+    stores the vote and adds it to its counts (elsewhere, and for gold battles, the same writes
+    in one transaction). ``battle`` is updated in place (status, vote): the answer needs no
+    re-read. A vote that loses the battle to a concurrent one gives back the daily caps it took.
     """
     if choice not in Vote.Choice.values:
         raise VoteRejected("bad_choice", f"choice must be one of {', '.join(Vote.Choice.values)}")
     battle = void_if_overdue(battle)
+    if battle.status != Battle.Status.READY or battle.ready_at is None:
+        # Read again: it may have become ready since the caller read it.
+        battle.status, battle.ready_at = (
+            Battle.objects.filter(pk=battle.pk).values_list("status", "ready_at").get()
+        )
+    if battle.status != Battle.Status.READY:
+        _refuse(battle.status)
     now = timezone.now()
-    with transaction.atomic():
-        # The row lock this UPDATE takes serialises concurrent votes: the second one finds
-        # the status already changed and updates nothing.
-        claimed = statements.run(
-            _CLAIM, [Battle.Status.VOTED.value, battle.pk, Battle.Status.READY.value]
-        )
-        if not claimed:
-            status = Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first()
-            if status == Battle.Status.VOTED:
-                raise VoteRejected("already_voted", "This battle already has a vote.")
-            if status == Battle.Status.VOID:
-                raise VoteRejected("void", VOID_MESSAGE)
-            raise VoteRejected("not_ready", NOT_READY_MESSAGE)
-        ready_at = battle.ready_at
-        if ready_at is None:  # it became ready after the caller read it
-            ready_at = Battle.objects.values_list("ready_at", flat=True).get(pk=battle.pk)
-        shown = shown_at(ready_at=ready_at, reveal_at=battle.reveal_at) or now
-        if shown > now:
-            # Ready but not shown yet: the same answer as a battle still generating, so an
-            # early vote cannot tell when the jobs finished. Raising rolls the claim back.
-            raise VoteRejected("not_ready", NOT_READY_MESSAGE)
-        # From when the images were shown, not from when the jobs finished.
-        ms_to_vote = max(0, int((now - shown).total_seconds() * 1000))
-        if battle.gold_side:
-            standing = gold.outcome(battle=battle, choice=choice)
-            gold.record(voter=voter_record, battle=battle, choice=choice)
-        else:
-            standing = voters.standing(voter=voter_record, address=address, ms_to_vote=ms_to_vote)
-        vote = Vote(
-            battle=battle,
-            choice=choice,
-            voter=voter,
-            voter_record=voter_record,
-            address=address,
-            ms_to_vote=ms_to_vote,
-            created_at=now,
-            excluded=standing != Vote.Standing.COUNTED,
-            standing=standing,
-        )
-        vote.pk = statements.run_insert(
-            _INSERT_VOTE, Vote, _VOTE_COLUMNS, [getattr(vote, c) for c in _VOTE_COLUMNS]
-        )
-        vote._state.adding = False
-        vote._state.db = "default"
-        if standing == Vote.Standing.COUNTED:
-            leaderboard_services.count_vote(
-                left_id=battle.model_left_id,
-                right_id=battle.model_right_id,
-                category=battle.category,
-                choice=choice,
-                anonymous=battle.anonymous,
-                generation_left_id=battle.generation_left_id,
-                generation_right_id=battle.generation_right_id,
-            )
+    shown = shown_at(ready_at=battle.ready_at, reveal_at=battle.reveal_at) or now
+    if shown > now:
+        # Ready but not shown yet: the same answer as a battle still generating, so an early
+        # vote cannot tell when the jobs finished.
+        raise VoteRejected("not_ready", NOT_READY_MESSAGE)
+    # From when the images were shown, not from when the jobs finished.
+    ms_to_vote = max(0, int((now - shown).total_seconds() * 1000))
+    if battle.gold_side:
+        standing = gold.outcome(battle=battle, choice=choice)
+    else:
+        standing = voters.standing(voter=voter_record, address=address, ms_to_vote=ms_to_vote)
+    vote = Vote(
+        battle=battle,
+        choice=choice,
+        voter=voter,
+        voter_record=voter_record,
+        address=address,
+        ms_to_vote=ms_to_vote,
+        created_at=now,
+        excluded=standing != Vote.Standing.COUNTED,
+        standing=standing,
+    )
+    if not _store(battle, vote, choice):
+        if not battle.gold_side:
+            voters.give_back(voter=voter_record, address=address, standing=standing)
+        _refuse(Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first())
+    vote._state.adding = False
+    vote._state.db = "default"
     battle.status = Battle.Status.VOTED
     battle.vote = vote
     return vote
+
+
+def _store(battle: Battle, vote: Vote, choice: str) -> bool:
+    """Claim the battle and store the vote, counted when it is in good standing; False when
+    another vote claimed the battle first (nothing is written then)."""
+    claim = [Battle.Status.VOTED.value, battle.pk, Battle.Status.READY.value]
+    counted = vote.standing == Vote.Standing.COUNTED
+    count: dict[str, Any] = {
+        "left_id": battle.model_left_id,
+        "right_id": battle.model_right_id,
+        "category": battle.category,
+        "choice": choice,
+        "anonymous": battle.anonymous,
+        "generation_left_id": battle.generation_left_id,
+        "generation_right_id": battle.generation_right_id,
+    }
+    connection = connections["default"]
+    values = [getattr(vote, c) for c in _VOTE_COLUMNS]
+    if connection.vendor == "postgresql" and not battle.gold_side:
+        counts = leaderboard_services.vote_counts(**count, only_if=_STORED) if counted else []
+        statement = _ONE_STATEMENT[tuple(s for s, _ in counts)]
+        params = [*claim, *statements.save_params(Vote, _VOTE_COLUMNS, values, connection)]
+        for _, count_params in counts:
+            params += count_params
+        with statements.cursor(connection) as cursor:
+            cursor.execute(statement.sql(connection), params)
+            row = cursor.fetchone()
+        assert row is not None
+        vote.pk, *changed = row
+        if vote.pk is not None and changed != [1] * len(counts):
+            raise ValueError(f"vote {vote.pk} stored but not counted: {changed}")
+        return vote.pk is not None
+    with transaction.atomic():
+        # The row lock this UPDATE takes serialises concurrent votes: the second one finds
+        # the status already changed and updates nothing.
+        if not statements.run(_CLAIM, claim):
+            return False
+        vote.pk = statements.run_insert(_INSERT_VOTE, Vote, _VOTE_COLUMNS, values)
+        if counted:
+            leaderboard_services.count_vote(**count)
+        if battle.gold_side:
+            gold.record(voter=vote.voter_record, battle=battle, choice=choice)
+    return True
+
+
+def _refuse(status: str | None) -> NoReturn:
+    if status == Battle.Status.VOTED:
+        raise VoteRejected("already_voted", "This battle already has a vote.")
+    if status == Battle.Status.VOID:
+        raise VoteRejected("void", VOID_MESSAGE)
+    raise VoteRejected("not_ready", NOT_READY_MESSAGE)
 
 
 @dataclass(frozen=True)

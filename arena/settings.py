@@ -81,7 +81,12 @@ def database_from_url(url: str) -> dict[str, object]:
         }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        options: dict[str, object] = {}
+        # Server-side prepared statements for the vote path's fixed statements only (the rest of
+        # the ORM binds on the client, which never prepares); off for a pooler in transaction
+        # mode that cannot keep them (PgBouncer before 1.21).
+        options: dict[str, object] = {
+            "prepare_threshold": 5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+        }
         if "sslmode" in query:
             options["sslmode"] = query["sslmode"]
         return {

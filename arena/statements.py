@@ -6,6 +6,12 @@ joins, quoting and column names), but once per database; a vote only runs it wit
 parameters, through ``connection.cursor()``, so the statement is counted, logged and timed like
 any other. Results come back as plain rows with the backend's converters applied; the caller
 builds what instances it needs with ``Model.from_db``.
+
+On PostgreSQL these statements also run as server-side prepared statements (psycopg prepares a
+statement once its connection has run it ``prepare_threshold`` times; the setting
+``DATABASE_PREPARED_STATEMENTS`` turns that off for a pooler in transaction mode): planning the
+battle read and the style row's upsert cost the database backend about 0.7 ms of a vote's 2 ms.
+The rest of the ORM keeps Django's client-side binding.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model, QuerySet
 
 
@@ -74,9 +81,9 @@ class PreparedRead:
             field.get_db_prep_value(value, connection, prepared=False)
             for field, value in zip(self.fields, arguments, strict=True)
         ]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, [prepared[slot] for slot in compiled.slots])
-            row = cursor.fetchone()
+        with cursor(connection) as running:
+            running.execute(compiled.sql, [prepared[slot] for slot in compiled.slots])
+            row = running.fetchone()
         if row is None:
             return None
         values = list(row)
@@ -106,8 +113,9 @@ class Statement:
     """A statement whose SQL ``build(connection)`` writes once per database (quoted names from
     the models' metadata; the values stay parameters)."""
 
-    def __init__(self, build: Callable[[BaseDatabaseWrapper], str]) -> None:
+    def __init__(self, build: Callable[[BaseDatabaseWrapper], str], *, name: str = "") -> None:
         self.build = build
+        self.name = name
         self._sql: dict[tuple[str, str], str] = {}
 
     def sql(self, connection: BaseDatabaseWrapper) -> str:
@@ -118,17 +126,19 @@ class Statement:
         return sql
 
 
-def insert(model: type[Model], columns: Sequence[str]) -> Statement:
+def insert(model: type[Model], columns: Sequence[str], *, select_from: str = "") -> Statement:
     """INSERT of these fields' values (in this order), returning the new row's id where the
-    database can (run it with ``run_insert``)."""
+    database can (run it with ``run_insert``); with ``select_from``, one row for each row of
+    that table or CTE instead of exactly one."""
 
     def build(connection: BaseDatabaseWrapper) -> str:
         quote = connection.ops.quote_name
         names = [quote(str(_field(model, name).column)) for name in columns]
-        sql = (
-            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(names)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(names))})"
-        )
+        values = ", ".join(["%s"] * len(names))
+        source = f"VALUES ({values})"
+        if select_from:
+            source = f"SELECT {values} FROM {select_from}"  # noqa: S608 - a CTE's name
+        sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(names)}) {source}"  # noqa: S608
         if connection.features.can_return_columns_from_insert:
             sql += f" RETURNING {quote(str(_field(model, 'pk').column))}"
         return sql
@@ -156,25 +166,55 @@ def run_insert(
 ) -> Any:
     """Run an ``insert`` statement with each value prepared as its field saves it; the new id."""
     connection = connections["default"]
-    params = [
+    params = save_params(model, columns, values, connection)
+    with cursor(connection) as running:
+        running.execute(statement.sql(connection), params)
+        if connection.features.can_return_columns_from_insert:
+            row = running.fetchone()
+            assert row is not None
+            return row[0]
+        return running.lastrowid
+
+
+def save_params(
+    model: type[Model],
+    columns: Sequence[str],
+    values: Sequence[Any],
+    connection: BaseDatabaseWrapper,
+) -> list[Any]:
+    """Each value prepared as its field saves it."""
+    return [
         _field(model, name).get_db_prep_save(value, connection)
         for name, value in zip(columns, values, strict=True)
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql(connection), params)
-        if connection.features.can_return_columns_from_insert:
-            row = cursor.fetchone()
-            assert row is not None
-            return row[0]
-        return cursor.lastrowid
 
 
 def run(statement: Statement, params: Sequence[Any]) -> int:
     """Run a statement; the number of rows it changed."""
     connection = connections["default"]
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql(connection), params)
-        return int(cursor.rowcount)
+    with cursor(connection) as running:
+        running.execute(statement.sql(connection), params)
+        return int(running.rowcount)
+
+
+def cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor for a fixed statement: on PostgreSQL with prepared statements on, one that binds
+    its parameters on the server, so psycopg can prepare the statement; elsewhere the usual one.
+    Either way wrapped as ``connection.cursor()`` wraps it (counted, logged, errors translated)."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw is None or raw.prepare_threshold is None:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        bound: Any = cast(Any, ServerBindingCursor)(raw)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(bound)
+    return connection.make_cursor(bound)
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:

@@ -70,6 +70,36 @@ def _over_daily_cap(*, voter: Voter | None, address: str) -> Vote.Standing:
     The counts live in the cache because they are only a brake: were they lost, a cap would
     start again from zero, and the integrity task still sees every vote in the database.
     """
+    active = _caps(voter=voter, address=address)
+    if not active:
+        return Vote.Standing.COUNTED
+    try:
+        used = _increment([key for _, key, _ in active])
+    except Exception as error:  # noqa: BLE001 - a cache outage must not refuse votes
+        logger.warning("daily vote caps are off: the cache cannot be reached (%s)", error)
+        return Vote.Standing.COUNTED
+    for (reason, _, cap), count in zip(active, used, strict=True):
+        if count > cap:
+            return reason
+    return Vote.Standing.COUNTED
+
+
+def give_back(*, voter: Voter | None, address: str, standing: Vote.Standing) -> None:
+    """Undo what ``standing`` took from today's caps, for a vote that was not stored after all
+    (another vote claimed its battle first)."""
+    if standing in (Vote.Standing.GOLD, Vote.Standing.VOTER_FLAGGED, Vote.Standing.TOO_FAST):
+        return  # decided before the caps were counted
+    keys = [key for _, key, _ in _caps(voter=voter, address=address)]
+    if not keys:
+        return
+    try:
+        _increment(keys, by=-1)
+    except Exception as error:  # noqa: BLE001 - a brake; the integrity task sees every vote
+        logger.warning("daily vote caps: could not give back one vote (%s)", error)
+
+
+def _caps(*, voter: Voter | None, address: str) -> list[tuple[Vote.Standing, str, int]]:
+    """Today's (UTC) caps that apply to this vote: (standing when passed, counter key, cap)."""
     day = datetime.now(UTC).strftime("%Y%m%d")
     caps = [
         (Vote.Standing.OVER_CAP_ADDRESS, address, settings.ARENA_DAILY_CAP_ADDRESS),
@@ -84,34 +114,24 @@ def _over_daily_cap(*, voter: Voter | None, address: str) -> Vote.Standing:
             settings.ARENA_DAILY_CAP_ACCOUNT,
         ),
     ]
-    active = [(reason, who, cap) for reason, who, cap in caps if who and cap]
-    if not active:
-        return Vote.Standing.COUNTED
-    keys = [f"daily-cap:{reason}:{who}:{day}" for reason, who, _ in active]
-    try:
-        used = _increment(keys)
-    except Exception as error:  # noqa: BLE001 - a cache outage must not refuse votes
-        logger.warning("daily vote caps are off: the cache cannot be reached (%s)", error)
-        return Vote.Standing.COUNTED
-    for (reason, _, cap), count in zip(active, used, strict=True):
-        if count > cap:
-            return reason
-    return Vote.Standing.COUNTED
+    return [
+        (reason, f"daily-cap:{reason}:{who}:{day}", cap) for reason, who, cap in caps if who and cap
+    ]
 
 
-def _increment(keys: list[str]) -> list[int]:
-    """Add one to each counter (kept two days), in one round trip on Redis."""
+def _increment(keys: list[str], *, by: int = 1) -> list[int]:
+    """Add ``by`` to each counter (kept two days), in one round trip on Redis."""
     client = limits.redis_client()
     if client is None:
         counts = []
         for key in keys:
             cache.add(key, 0, timeout=2 * 86400)
-            counts.append(int(cache.incr(key)))
+            counts.append(int(cache.incr(key, by)))
         return counts
     made = [cache.make_and_validate_key(key) for key in keys]
     pipe = client.pipeline(transaction=False)
     for key in made:
-        pipe.incr(key)
+        pipe.incrby(key, by)
         pipe.expire(key, 2 * 86400, nx=True)
     results = pipe.execute()
     return [int(results[2 * i]) for i in range(len(made))]

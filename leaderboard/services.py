@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 ELO_INIT = tally.ELO_INIT
 OVERALL = ""
-_FEW_ROWS = 8  # new pair rows inserted one by one, each racing a concurrent vote safely
+_FEW_ROWS = 8  # pair rows upserted one by one; more (an import) are read, then bulk inserted
 
 
 def count_vote(
@@ -54,80 +54,119 @@ def count_vote(
     generation_left_id: int | None = None,
     generation_right_id: int | None = None,
 ) -> None:
-    """Add one vote to its pair's counts, in the caller's transaction (the vote's): one UPDATE
+    """Add one vote to its pair's counts, in the caller's transaction (the vote's): one upsert
     of one row, and no lock on any other. An anonymous vote with its two images (a live vote)
     also adds to its style row: one more statement (style_counts.add_vote). Online Elo takes
-    the vote in at the next refresh (fold_online_elo)."""
+    the vote in at the next refresh (fold_online_elo). On PostgreSQL a live vote runs these
+    inside its own single statement instead (vote_counts)."""
+    for statement, params in vote_counts(
+        left_id=left_id,
+        right_id=right_id,
+        category=category,
+        choice=choice,
+        anonymous=anonymous,
+        generation_left_id=generation_left_id,
+        generation_right_id=generation_right_id,
+    ):
+        if statements.run(statement, params) != 1:
+            raise ValueError(f"vote not counted: {statement.name} changed no row ({params})")
+
+
+def vote_counts(
+    *,
+    left_id: int,
+    right_id: int,
+    category: str,
+    choice: str,
+    anonymous: bool,
+    generation_left_id: int | None,
+    generation_right_id: int | None,
+    only_if: str = "1 = 1",
+) -> list[tuple[statements.Statement, list[Any]]]:
+    """The statements that count one vote, with their parameters: the pair's upsert and, for a
+    live anonymous vote, its style row's. ``only_if`` is an SQL condition each runs under (the
+    vote's single statement passes "the vote was stored")."""
     counted = tally.tally(left=[left_id], right=[right_id], outcome=[tally.FROM_CHOICE[choice]])
-    add_pair_counts(pairs=counted.pairs, labels=[(category, anonymous)])
+    ((_, a, b, row),) = counted.pairs.rows()
+    parts = [(_UPSERT_PAIR[only_if], [category, anonymous, a, b, *row])]
     if anonymous and generation_left_id is not None and generation_right_id is not None:
-        style_counts.add_vote(
-            left_id=left_id,
-            right_id=right_id,
-            generation_left_id=generation_left_id,
-            generation_right_id=generation_right_id,
-            choice=choice,
+        parts.append(
+            style_counts.vote_statement(
+                left_id=left_id,
+                right_id=right_id,
+                generation_left_id=generation_left_id,
+                generation_right_id=generation_right_id,
+                choice=choice,
+                only_if=only_if,
+            )
         )
+    return parts
 
 
-def _add_to_pair_sql(connection: BaseDatabaseWrapper) -> str:
+_PAIR_KEY = ("category", "anonymous", "model_a", "model_b")
+
+
+def _upsert_pair_sql(connection: BaseDatabaseWrapper, only_if: str) -> str:
+    """INSERT the pair's row with these counts, or add them to its row (PostgreSQL and SQLite);
+    parameters: category, anonymous, model a, model b, then the four counts."""
     quote = connection.ops.quote_name
+    table = quote(PairCount._meta.db_table)
     column = {f.name: quote(str(f.column)) for f in PairCount._meta.concrete_fields}
-    added = ", ".join(f"{column[name]} = {column[name]} + %s" for name in tally.FIELDS)
-    where = " AND ".join(
-        f"{column[name]} = %s" for name in ("category", "anonymous", "model_a", "model_b")
+    names = [column[name] for name in (*_PAIR_KEY, *tally.FIELDS)]
+    added = ", ".join(
+        f"{column[name]} = {table}.{column[name]} + excluded.{column[name]}"
+        for name in tally.FIELDS
     )
-    return f"UPDATE {quote(PairCount._meta.db_table)} SET {added} WHERE {where}"  # noqa: S608
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608 - model names only
+        # SQLite needs a WHERE before ON CONFLICT to parse an upsert from a SELECT.
+        f"SELECT {', '.join(['%s'] * len(names))} WHERE {only_if} "
+        f"ON CONFLICT ({', '.join(column[name] for name in _PAIR_KEY)}) DO UPDATE SET {added}"
+    )
 
 
-# Adds to one pair's row; a fixed statement built once per process (arena.statements), since
-# the ORM's UPDATE with F() expressions cost a vote about half a millisecond to build.
-_ADD_TO_PAIR = statements.Statement(_add_to_pair_sql)
+class _Upserts(dict[str, statements.Statement]):
+    """The pair upsert per condition, each written once per process and database (a fixed
+    statement: arena.statements), since the ORM cost a vote about half a millisecond to build
+    its UPDATE."""
+
+    def __missing__(self, only_if: str) -> statements.Statement:
+        made = self[only_if] = statements.Statement(
+            functools.partial(_upsert_pair_sql, only_if=only_if), name="pair count upsert"
+        )
+        return made
+
+
+_UPSERT_PAIR = _Upserts()
 
 
 def add_pair_counts(*, pairs: tally.PairTally, labels: list[tuple[str, bool]]) -> None:
     """Add tallied counts to the pair-count rows (``labels[group]`` is the category and whether
-    the votes were anonymous): one UPDATE per existing row, INSERTs for the rest."""
+    the votes were anonymous): one upsert per row; for many rows (an import), one read of which
+    rows exist and a bulk INSERT of the rest."""
     rows = pairs.rows()
-    if len(rows) > _FEW_ROWS:
-        # Many pairs (an import): read which rows exist in one query, insert the rest in bulk.
-        groups = {labels[group] for group, _, _, _ in rows}
-        existing = set(
-            PairCount.objects.filter(
-                category__in={category for category, _ in groups},
-                anonymous__in={anonymous for _, anonymous in groups},
-                model_a_id__in={a for _, a, _, _ in rows},
-            ).values_list("category", "anonymous", "model_a_id", "model_b_id")
-        )
+    upsert = _UPSERT_PAIR["1 = 1"]
+    if len(rows) <= _FEW_ROWS:
+        for group, a, b, row in rows:
+            category, anonymous = labels[group]
+            statements.run(upsert, [category, anonymous, a, b, *row])
+        return
+    groups = {labels[group] for group, _, _, _ in rows}
+    existing = set(
+        PairCount.objects.filter(
+            category__in={category for category, _ in groups},
+            anonymous__in={anonymous for _, anonymous in groups},
+            model_a_id__in={a for _, a, _, _ in rows},
+        ).values_list("category", "anonymous", "model_a_id", "model_b_id")
+    )
     missing: list[tuple[Any, ...]] = []
     for group, a, b, row in rows:
         category, anonymous = labels[group]
-        known = len(rows) <= _FEW_ROWS or (category, anonymous, a, b) in existing
-        if known and statements.run(_ADD_TO_PAIR, [*row, category, anonymous, a, b]):
-            continue
-        missing.append((category, anonymous, a, b, *row))
-    if len(rows) > _FEW_ROWS:
-        _insert_pair_counts(missing)
-        return
-    for category, anonymous, a, b, *added_counts in missing:
-        new = PairCount(
-            category=category,
-            anonymous=anonymous,
-            model_a_id=a,
-            model_b_id=b,
-            **dict(zip(tally.FIELDS, added_counts, strict=True)),
-        )
-        # A concurrent vote on the same new pair may insert it first: then add to its row.
-        try:
-            with transaction.atomic():
-                new.save(force_insert=True)
-        except IntegrityError:
-            PairCount.objects.filter(
-                category=new.category,
-                anonymous=new.anonymous,
-                model_a_id=new.model_a_id,
-                model_b_id=new.model_b_id,
-            ).update(**{name: F(name) + getattr(new, name) for name in tally.FIELDS})
+        if (category, anonymous, a, b) in existing:
+            statements.run(upsert, [category, anonymous, a, b, *row])
+        else:
+            missing.append((category, anonymous, a, b, *row))
+    _insert_pair_counts(missing)
 
 
 def _insert_pair_counts(rows: list[tuple[Any, ...]]) -> None:

@@ -16,9 +16,13 @@ time counts as 0 (a fast image), and a tie and "both bad" count as a tie.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
+from arena import statements
 from leaderboard import style, tally
 from leaderboard.models import STYLE_DIFFERENCES, StyleCount
 
@@ -88,33 +92,52 @@ def _tables() -> tuple[str, str, str]:
     )
 
 
-def add_vote(
-    *, left_id: int, right_id: int, generation_left_id: int, generation_right_id: int, choice: str
-) -> None:
-    """Add one live anonymous vote to its style row, in the caller's transaction: one statement
-    that classes its two images and inserts the row or adds to it."""
+def _add_vote_sql(connection: BaseDatabaseWrapper, only_if: str) -> str:
     q = connection.ops.quote_name
     table = q(StyleCount._meta.db_table)
     _, _, generation = _tables()
-    outcome = tally.FROM_CHOICE[choice]
-    counts = [int(outcome == index) for index in range(len(OUTCOME_FIELDS))]
     differences = ", ".join(_differences_sql("images.class_left", "images.class_right"))
     key = ", ".join(q(c) for c in ("model_left_id", "model_right_id", *STYLE_DIFFERENCES))
     added = ", ".join(f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}" for c in OUTCOME_FIELDS)
-    sql = (
+    return (
         f"{_insert_head()} SELECT %s, %s, {differences}, %s, %s, %s, %s"  # noqa: S608 (names)
         f" FROM (SELECT {_image_class_sql('l')} AS class_left,"
         f" {_image_class_sql('r')} AS class_right"
         f" FROM {generation} l, {generation} r WHERE l.{q('id')} = %s AND r.{q('id')} = %s)"
         # SQLite needs a WHERE before ON CONFLICT to parse an upsert from a SELECT.
-        f" AS images WHERE 1 = 1 ON CONFLICT ({key}) DO UPDATE SET {added}"
+        f" AS images WHERE {only_if} ON CONFLICT ({key}) DO UPDATE SET {added}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [left_id, right_id, *counts, generation_left_id, generation_right_id])
-        if cursor.rowcount != 1:
-            raise ValueError(
-                f"no style row for generations {generation_left_id} and {generation_right_id}"
-            )
+
+
+class _Upserts(dict[str, statements.Statement]):
+    """The style upsert per condition, written once per process and database and prepared on
+    PostgreSQL (arena.statements): planning it anew cost the database about 0.4 ms per vote."""
+
+    def __missing__(self, only_if: str) -> statements.Statement:
+        made = self[only_if] = statements.Statement(
+            functools.partial(_add_vote_sql, only_if=only_if), name="style count upsert"
+        )
+        return made
+
+
+_ADD_VOTE = _Upserts()
+
+
+def vote_statement(
+    *,
+    left_id: int,
+    right_id: int,
+    generation_left_id: int,
+    generation_right_id: int,
+    choice: str,
+    only_if: str = "1 = 1",
+) -> tuple[statements.Statement, list[object]]:
+    """The statement that adds one live anonymous vote to its style row (classing its two
+    images and inserting the row or adding to it), with its parameters; it changes one row."""
+    outcome = tally.FROM_CHOICE[choice]
+    counts = [int(outcome == index) for index in range(len(OUTCOME_FIELDS))]
+    params: list[object] = [left_id, right_id, *counts, generation_left_id, generation_right_id]
+    return _ADD_VOTE[only_if], params
 
 
 def rebuild() -> None:

@@ -87,3 +87,56 @@ def test_a_prepared_read_refuses_a_parameter_that_is_not_an_argument() -> None:
         lambda who: Battle.objects.filter(owner=who).values_list("pk"), fields=[owner]
     )
     assert fixed.first("nobody") is None
+
+
+def _prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db
+def test_on_postgresql_the_fixed_statements_run_prepared_unless_turned_off(
+    client: Client, models: list[Any], finish_battle: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    assert client.post("/battles", {"prompt": "a fox"}).status_code == 302
+    battle = Battle.objects.get()
+    request = _request_of(client)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection.connection.prepare_threshold = 5  # as settings.DATABASES sets it
+    for _ in range(6):
+        visitors.battle_to_vote(request, battle.public_id)
+    reads = [s for s in _prepared() if '"arena_battle"' in s and "$1" in s]
+    assert len(reads) == 1, _prepared()
+    # Turned off (DATABASE_PREPARED_STATEMENTS=false, for a pooler): the usual cursor, nothing
+    # prepared, the same answer.
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection.connection.prepare_threshold = None
+    try:
+        for _ in range(6):
+            assert visitors.battle_to_vote(request, battle.public_id).pk == battle.pk
+        assert _prepared() == []
+    finally:
+        connection.connection.prepare_threshold = 5
+
+
+def test_prepared_statements_are_on_by_default_and_can_be_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from arena import settings as project_settings
+
+    url = "postgres://u@127.0.0.1:5432/arena"
+    monkeypatch.delenv("DATABASE_PREPARED_STATEMENTS", raising=False)
+
+    def threshold() -> object:
+        options = project_settings.database_from_url(url)["OPTIONS"]
+        assert isinstance(options, dict)
+        return options["prepare_threshold"]
+
+    assert threshold() == 5
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
+    assert threshold() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +14,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from arena import challenge
+from arena import challenge, services
 from arena.models import Battle, Vote, Voter
 from leaderboard import services as leaderboard_services
-from leaderboard.models import PairCount
+from leaderboard.models import PairCount, StyleCount
 
 HTMX = {"HX-Request": "true"}
 
@@ -112,21 +113,9 @@ def test_a_second_vote_is_refused_and_the_first_stands(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_vote_path_takes_at_most_eight_queries(
-    client: Client, models: list[Any], finish_battle: Any, monkeypatch: pytest.MonkeyPatch
+    client: Client, models: list[Any], finish_battle: Any
 ) -> None:
     battle = ready_battle(client, finish_battle)
-    # The steady state: the pair already has its count row (a pair's first vote inserts it).
-    a, b = sorted((battle.model_left_id, battle.model_right_id))
-    PairCount.objects.create(category=battle.category, anonymous=True, model_a_id=a, model_b_id=b)
-    inside_count: list[int] = []
-    real_count_vote = leaderboard_services.count_vote
-
-    def counting(**kwargs: Any) -> None:
-        with CaptureQueriesContext(connection) as counted:
-            real_count_vote(**kwargs)
-        inside_count.append(len(counted.captured_queries))
-
-    monkeypatch.setattr(leaderboard_services, "count_vote", counting)
     with CaptureQueriesContext(connection) as queries:
         response = client.post(
             f"/battles/{battle.public_id}/vote", {"choice": "left"}, headers=HTMX
@@ -135,17 +124,93 @@ def test_the_vote_path_takes_at_most_eight_queries(
         response.status_code == 200 and battle.model_left.display_name in response.content.decode()
     )
     assert Vote.objects.get().standing == Vote.Standing.COUNTED
+    assert counted_total() == 1 and StyleCount.objects.get().total == 1
     statements = [q["sql"] for q in queries.captured_queries]
+    listing = "\n".join(s[:120] for s in statements)
     assert not any('FROM "arena_vote"' in s for s in statements), (
         "the answer is built from what the service holds, without reading the vote back"
     )
-    own = len(statements) - inside_count[0]
-    # Session, battle with its voter, BEGIN, the battle's conditional UPDATE, the vote's INSERT,
-    # COMMIT.
-    assert own <= 6, "\n".join(s[:90] for s in statements)
-    # The pair's count: one UPDATE; the style row of its two images: one upsert.
-    assert inside_count[0] <= 2, "the pair's count and the style row: one statement each"
-    assert len(statements) <= 8, statements
+    if connection.vendor == "postgresql":
+        # The session, the battle with its voter, and one statement that claims the battle,
+        # stores the vote and adds it to the pair's and the style row's counts.
+        assert len(statements) == 3, listing
+        (write,) = [s for s in statements if s.startswith("WITH")]
+        for table in (
+            "arena_battle",
+            "arena_vote",
+            "leaderboard_paircount",
+            "leaderboard_stylecount",
+        ):
+            assert f'"{table}"' in write
+    else:
+        # Session, battle with its voter, BEGIN, the claim, the vote's INSERT, the pair's and
+        # the style row's upserts, COMMIT.
+        assert len(statements) <= 8, listing
+
+
+def _ready(finish_battle: Any, prompt: str) -> Battle:
+    battle = services.create_battle(prompt_text=prompt, owner="me")
+    finish_battle(battle)
+    Battle.objects.filter(pk=battle.pk).update(ready_at=timezone.now() - timedelta(seconds=5))
+    battle.refresh_from_db()
+    return battle
+
+
+@pytest.mark.django_db
+def test_a_vote_that_loses_its_battle_to_another_gives_its_daily_cap_back(
+    models: list[Any], finish_battle: Any, settings: Any
+) -> None:
+    settings.ARENA_DAILY_CAP_VOTER = 1
+    voter = Voter.objects.create(session="s" * 64, address="a" * 64)
+    first, second = _ready(finish_battle, "a fox"), _ready(finish_battle, "a cat")
+    stale = Battle.objects.get(pk=first.pk)  # read before the other vote, as a racing request
+    services.cast_vote(battle=first, choice="left", voter="other")
+    with pytest.raises(services.VoteRejected) as refused:
+        services.cast_vote(battle=stale, choice="right", voter="me", voter_record=voter)
+    assert refused.value.code == "already_voted"
+    assert list(Vote.objects.values_list("voter", "choice")) == [("other", "left")]
+    # The lost vote took nothing from the cap: the voter's next vote still counts.
+    vote = services.cast_vote(battle=second, choice="tie", voter="me", voter_record=voter)
+    assert vote.standing == Vote.Standing.COUNTED and counted_total() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_votes_racing_for_one_battle_store_and_count_exactly_one(
+    models: list[Any], finish_battle: Any, settings: Any
+) -> None:
+    settings.ARENA_DAILY_CAP_VOTER = 1
+    battle = _ready(finish_battle, "a fox")
+    racers = 6
+    voters = [Voter.objects.create(session=f"{i}" * 64, address="a" * 64) for i in range(racers)]
+    start = threading.Barrier(racers)
+    outcomes: list[str] = []
+
+    def vote(i: int) -> None:
+        mine = Battle.objects.get(pk=battle.pk)
+        start.wait()
+        try:
+            services.cast_vote(battle=mine, choice="left", voter=f"v{i}", voter_record=voters[i])
+            outcomes.append("stored")
+        except services.VoteRejected as error:
+            outcomes.append(error.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=vote, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["already_voted"] * (racers - 1) + ["stored"]
+    assert Vote.objects.count() == 1 and counted_total() == 1
+    assert StyleCount.objects.get().total == 1
+    # Each loser's cap was given back: each of them can still cast one vote that counts.
+    (winner,) = Vote.objects.values_list("voter_record", flat=True)
+    loser = next(v for v in voters if v.pk != winner)
+    next_vote = services.cast_vote(
+        battle=_ready(finish_battle, "a cat"), choice="tie", voter="x", voter_record=loser
+    )
+    assert next_vote.standing == Vote.Standing.COUNTED
 
 
 # --- The proof-of-work check -----------------------------------------------------------------

@@ -58,8 +58,8 @@ class _Session:
         self.session_key = session_key
 
 
-def cpu_seconds() -> float:
-    """CPU seconds of this process plus its PostgreSQL backend (same machine)."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process and of its PostgreSQL backend (same machine)."""
     from django.db import connection
 
     used = time.process_time()
@@ -70,14 +70,15 @@ def cpu_seconds() -> float:
     try:
         fields = Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return used + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used, float("nan")
+    return used, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(
     client: Any, paths: list[str], csrf: str, rng: random.Random
-) -> tuple[float, float, float, dict[int, int]]:
-    """POST each path once; returns (wall ms, CPU ms, statements) per request, and statuses."""
+) -> tuple[float, float, float, dict[int, int], float]:
+    """POST each path once; returns (wall ms, CPU ms, statements) per request, statuses, and
+    the PostgreSQL backend's share of the CPU ms."""
     from django.db import connection
 
     statements = 0
@@ -98,9 +99,10 @@ def run(
             )
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     wall = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu_before
+    cpu_after = cpu_seconds()
+    process, backend = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
     n = len(paths)
-    return wall * 1000 / n, cpu * 1000 / n, statements / n, statuses
+    return wall * 1000 / n, (process + backend) * 1000 / n, statements / n, statuses, backend * 1000 / n
 
 
 # The vote's stages timed by --segments: (label, module, attribute). Each is timed where its
@@ -144,7 +146,7 @@ def print_segments(client: Any, paths: list[str], csrf: str, rng: random.Random)
         setattr(owner, name, timed)
         undo.append((owner, name, original))
     try:
-        wall, cpu, _, statuses = run(client, paths, csrf, rng)
+        wall, cpu, _, statuses, _ = run(client, paths, csrf, rng)
     finally:
         for owner, name, original in reversed(undo):
             setattr(owner, name, original)
@@ -202,10 +204,11 @@ def main() -> None:
     for _ in range(args.rounds):
         for label, make in (("vote", vote_paths), ("bare", bare_paths)):
             paths = make(args.votes)
-            wall, cpu, queries, statuses = run(client, paths, csrf, rng)
+            wall, cpu, queries, statuses, backend = run(client, paths, csrf, rng)
             results[label].append((wall, cpu, queries))
             print(
-                f"  {label:4s} wall {wall:6.2f} ms  CPU {cpu:6.2f} ms  "
+                f"  {label:4s} wall {wall:6.2f} ms  CPU {cpu:6.2f} ms "
+                f"(PostgreSQL backend {backend:4.2f})  "
                 f"{queries:4.1f} queries/request  statuses {statuses}  "
                 f"load {os.getloadavg()[0]:.2f}",
                 flush=True,

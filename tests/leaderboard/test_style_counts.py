@@ -213,6 +213,7 @@ def test_a_counted_vote_adds_one_statement_for_its_style_row(
         with CaptureQueriesContext(connection) as captured:
             arena_services.cast_vote(battle=battle, choice="left", voter=f"v{i}")
         touching = [q["sql"] for q in captured.captured_queries if kept in q["sql"]]
-        assert len(touching) == 1 and touching[0].startswith("INSERT")
+        # One statement: the style row's upsert (on PostgreSQL inside the vote's statement).
+        assert len(touching) == 1 and f"INSERT INTO {kept}" in touching[0]
     (row,) = StyleCount.objects.all()
     assert row.wins_left == 2 and row.total == 2
