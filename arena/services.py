@@ -667,9 +667,8 @@ def _store(battle: Battle, vote: Vote, choice: str) -> bool:
         params = [*claim, *statements.save_params(Vote, _VOTE_COLUMNS, values, connection)]
         for _, count_params in counts:
             params += count_params
-        with statements.cursor(connection) as cursor:
-            cursor.execute(statement.sql(connection), params)
-            row = cursor.fetchone()
+        with statements.execute(connection, statement.sql(connection), params) as ran:
+            row = ran.fetchone()
         assert row is not None
         vote.pk, *changed = row
         if vote.pk is not None and changed != [1] * len(counts):

@@ -254,6 +254,8 @@ if ARENA_MEDIA_SERVE not in {"django", "accel"}:
         f"ARENA_MEDIA_SERVE must be django or accel, got {ARENA_MEDIA_SERVE!r}"
     )
 
+# Django's database sessions, read with a fixed (prepared) statement: arena/sessions.py.
+SESSION_ENGINE = "arena.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG

@@ -128,10 +128,24 @@ def _increment(keys: list[str], *, by: int = 1) -> list[int]:
             cache.add(key, 0, timeout=2 * 86400)
             counts.append(int(cache.incr(key, by)))
         return counts
+    script = getattr(client, "_arena_caps", None)
+    if script is None:
+        script = client.register_script(_INCREMENT)
+        setattr(client, "_arena_caps", script)  # noqa: B010
     made = [cache.make_and_validate_key(key) for key in keys]
-    pipe = client.pipeline(transaction=False)
-    for key in made:
-        pipe.incrby(key, by)
-        pipe.expire(key, 2 * 86400, nx=True)
-    results = pipe.execute()
-    return [int(results[2 * i]) for i in range(len(made))]
+    return [int(count) for count in script(keys=made, args=[by, _KEEP_S])]
+
+
+_KEEP_S = 2 * 86400
+# INCRBY each key, and give a new counter its expiry: one EVALSHA instead of a pipeline of two
+# commands per key (redis-py packs and parses each command of a pipeline in Python).
+_INCREMENT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+    counts[i] = redis.call('INCRBY', key, ARGV[1])
+    if redis.call('TTL', key) < 0 then
+        redis.call('EXPIRE', key, ARGV[2])
+    end
+end
+return counts
+"""

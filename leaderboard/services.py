@@ -86,8 +86,7 @@ def vote_counts(
     """The statements that count one vote, with their parameters: the pair's upsert and, for a
     live anonymous vote, its style row's. ``only_if`` is an SQL condition each runs under (the
     vote's single statement passes "the vote was stored")."""
-    counted = tally.tally(left=[left_id], right=[right_id], outcome=[tally.FROM_CHOICE[choice]])
-    ((_, a, b, row),) = counted.pairs.rows()
+    a, b, row = _one_vote(left_id, right_id, tally.FROM_CHOICE[choice])
     parts = [(_UPSERT_PAIR[only_if], [category, anonymous, a, b, *row])]
     if anonymous and generation_left_id is not None and generation_right_id is not None:
         parts.append(
@@ -101,6 +100,17 @@ def vote_counts(
             )
         )
     return parts
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_vote(
+    left_id: int, right_id: int, outcome: tally.Outcome
+) -> tuple[int, int, tuple[int, int, int, int]]:
+    """What one vote adds, from tally.tally itself (the one rule), kept per pair and outcome:
+    numpy's setup for a single vote cost about 0.15 ms, a twentieth of a vote."""
+    counted = tally.tally(left=[left_id], right=[right_id], outcome=[outcome])
+    ((_, a, b, row),) = counted.pairs.rows()
+    return a, b, row
 
 
 _PAIR_KEY = ("category", "anonymous", "model_a", "model_b")

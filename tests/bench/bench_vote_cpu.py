@@ -232,7 +232,7 @@ def main() -> None:
         profiler.enable()
         run(client, paths, csrf, rng)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(args.profile)
 
 
 if __name__ == "__main__":
