@@ -32,6 +32,12 @@ _READ = statements.PreparedRead(
 
 
 class SessionStore(db.SessionStore):
+    def preload(self, session_data: str) -> None:
+        """Take this session's row data read by another statement (the vote's battle read),
+        unless the session was loaded already; decoded as a load decodes it."""
+        if not hasattr(self, "_session_cache"):
+            self._session_cache = self.decode(session_data)
+
     def _get_session_from_db(self) -> Session | None:
         from django.utils import timezone
 

@@ -3,10 +3,12 @@ request budget, and the checks a new session passes before its first battle."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
@@ -110,8 +112,10 @@ _VOTE_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
 _VOTER_COLUMNS = ("voter_pk", "voter_user", "voter_flagged")
 
 
-def _vote_read(public_id: UUID, owner: str) -> QuerySet[Battle]:
+def _vote_read(public_id: UUID, owner: str, session_key: str, now: datetime) -> QuerySet[Battle]:
     voter = Voter.objects.filter(session=OuterRef("owner"))
+    # The visitor's session row too (arena.sessions), so the vote reads it in this round trip.
+    session = Session.objects.filter(session_key=session_key, expire_date__gt=now)
     columns = [
         f"{side}__{name}" if side else name for side, _, names in _VOTE_READS for name in names
     ]
@@ -121,22 +125,31 @@ def _vote_read(public_id: UUID, owner: str) -> QuerySet[Battle]:
             voter_pk=Subquery(voter.values("pk")[:1]),
             voter_user=Subquery(voter.values("user_id")[:1]),
             voter_flagged=Subquery(voter.values("flagged")[:1]),
+            session_data=Subquery(session.values("session_data")[:1]),
         )
         .order_by()
-        .values_list(*columns, *_VOTER_COLUMNS)
+        .values_list(*columns, *_VOTER_COLUMNS, "session_data")
     )
 
 
 _VOTE_READ = statements.PreparedRead(
-    _vote_read, fields=[Battle._meta.get_field("public_id"), Battle._meta.get_field("owner")]
+    _vote_read,
+    fields=[
+        Battle._meta.get_field("public_id"),
+        Battle._meta.get_field("owner"),
+        Session._meta.get_field("session_key"),
+        Session._meta.get_field("expire_date"),
+    ],
 )
 
 
 def battle_to_vote(request: HttpRequest, battle_id: UUID) -> Battle:
-    """battle_for with only the columns the vote path reads, and its owner's voter record
-    (``voter_pk``, ``voter_user``, ``voter_flagged``), in one statement built once per
-    process; another session's battle, a forged id and a missing one are the same 404."""
-    row = _VOTE_READ.first(battle_id, owner_of(request))
+    """battle_for with only the columns the vote path reads, its owner's voter record
+    (``voter_pk``, ``voter_user``, ``voter_flagged``) and the visitor's session row, in one
+    statement built once per process; another session's battle, a forged id and a missing one
+    are the same 404."""
+    owner = owner_of(request)
+    row = _VOTE_READ.first(battle_id, owner, request.session.session_key, timezone.now())
     if row is None:
         raise Http404("No Battle matches the given query.")
     values = iter(row)
@@ -149,6 +162,10 @@ def battle_to_vote(request: HttpRequest, battle_id: UUID) -> Battle:
         Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
     for name in _VOTER_COLUMNS:
         setattr(found, name, next(values))
+    session_data = next(values)
+    preload = getattr(request.session, "preload", None)
+    if session_data is not None and preload is not None:
+        preload(session_data)
     return found
 
 

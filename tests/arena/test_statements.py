@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from django.db import connection
 from django.http import Http404
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from arena import statements, visitors
 from arena.models import Battle
@@ -140,3 +142,37 @@ def test_prepared_statements_are_on_by_default_and_can_be_turned_off(
     assert threshold() == 5
     monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
     assert threshold() is None
+
+
+@pytest.mark.django_db
+def test_the_vote_read_brings_the_session_so_the_vote_does_not_read_it_again(
+    client: Client, models: list[Any], finish_battle: Any
+) -> None:
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("reader", password="x")
+    client.force_login(user)
+    assert client.post("/battles", {"prompt": "a fox"}).status_code == 302
+    battle = Battle.objects.get()
+    finish_battle(battle)
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.post(f"/api/v1/battles/{battle.public_id}/vote", {"choice": "left"})
+    assert answer.status_code == 200, answer.content
+    sessions = [q["sql"] for q in queries.captured_queries if '"django_session"' in q["sql"]]
+    assert len(sessions) == 1 and '"arena_battle"' in sessions[0]
+    # The session it brought is the visitor's: the account it holds is the vote's.
+    record = Battle.objects.get().vote.voter_record
+    assert record is not None and record.user_id == user.pk
+    # An expired session brings nothing: Django then loads it itself and finds none, as a
+    # request without the battle read would.
+    assert client.post("/battles", {"prompt": "a cat"}).status_code == 302
+    second = Battle.objects.order_by("-pk").first()
+    assert second is not None
+    finish_battle(second)
+    from django.contrib.sessions.models import Session
+
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    with CaptureQueriesContext(connection) as queries:
+        client.post(f"/api/v1/battles/{second.public_id}/vote", {"choice": "left"})
+    sessions = [q["sql"] for q in queries.captured_queries if '"django_session"' in q["sql"]]
+    assert len(sessions) >= 2 and '"arena_battle"' not in sessions[1]
