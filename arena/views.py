@@ -149,6 +149,7 @@ def battle(request: HttpRequest, battle_id: UUID) -> HttpResponse:
         "state": state,
         "wait": _wait(found, state),
         "floor": _floor(found, state),
+        "poll": _next_poll(found, state),
     }
     return render(request, "arena/battle.html", context)
 
@@ -172,6 +173,7 @@ def _panel(
         "error": error,
         "wait": _wait(found, state),
         "floor": _floor(found, state),
+        "poll": _next_poll(found, state),
     }
     return render(request, "arena/_battle_panel.html", context, status=status)
 
@@ -204,6 +206,17 @@ def _floor(found: Battle, state: services.BattleState) -> dict[str, int] | None:
         # The page polls once, just past the floor's end, not every 400 ms under it.
         "next_ms": in_ms + FLOOR_POLL_MARGIN_MS,
     }
+
+
+def _next_poll(found: Battle, state: services.BattleState) -> polling.NextPoll | None:
+    """Past the floor (or without one): when the page asks again, from the battle's one
+    earliest-shown estimate (arena.polling.next_poll), instead of every 400 ms."""
+    if state.status != "generating":
+        return None
+    now = timezone.now()
+    if found.reveal_at is not None and now < found.reveal_at:
+        return None  # under the floor: _floor says when
+    return polling.battle_next_poll(found, now=now)
 
 
 def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:
