@@ -160,7 +160,8 @@ def battle_panel(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     tag = polling.status_etag(kind="panel", battle_id=battle_id, owner=owner_of(request))
     if polling.matches(request, tag):
         return polling.not_modified(tag or "")
-    return polling.with_etag(_panel(request, battle_for(request, battle_id)), tag)
+    found = polling.panel_battle(battle_id=battle_id, owner=owner_of(request))
+    return polling.with_etag(_panel(request, found), tag)
 
 
 def _panel(
@@ -229,7 +230,10 @@ def _wait(found: Battle, state: services.BattleState) -> waiting.Wait | None:
         return None
     if found.reveal_at is not None and timezone.now() < found.reveal_at:
         return None
-    return waiting.battle_wait(found.generation_left, found.generation_right)
+    sides = (found.generation_left, found.generation_right)
+    if Generation.Status.QUEUED not in (sides[0].status, sides[1].status):
+        return waiting.Wait()  # both running or done: nothing waits (no need to ask workers)
+    return waiting.battle_wait(*sides)
 
 
 @require_POST
