@@ -15,14 +15,17 @@ of its version makes for such a battle:
   images show, without ETags (that code sent none), so for a 3.5 s floor 8 polls under the floor
   and then one every 400 ms past it until the one that sees the images;
 - ``after`` (this code as deployed, deploy/gunicorn.conf.py: gthread, ARENA_WEB_THREADS
-  threads): its page polls nothing under the floor and once 100 ms past its end, then every
-  400 ms until the images show, sending back the last ETag as the browser's cache does;
+  threads): its page polls nothing under the floor and once 100 ms past its end, then after the
+  delay each answer names (``load delay:Nms``), until the images show, sending back the last
+  ETag as the browser's cache does (see ``load`` for how the page's time is kept);
 - with ``--modes``, also ``full`` (this code, sync worker, no ``If-None-Match``, the before
   schedule) and ``etag`` (this code, sync worker, ETags, the before schedule).
 
 A poll under the floor is of a battle whose floor is hours away; a poll past it is of a "late"
-battle, past its floor and still generating (it stands for the poll that sees the images too),
-so no database write happens during a run. The page load, the submit and the vote are the same
+battle, past its floor and still generating (it stands for the poll that sees the images too,
+played as a full answer). The only writes during a run are ``after``'s: its late battle's rows
+set as the workers would have written them at the page's time, before each poll that comes
+before the images are ready. The page load, the submit and the vote are the same
 in both versions and are left out: the figure is what keeps a battle in flight.
 
 Since a battle lasts as long in both, the battles one process carries in flight scale with the
@@ -126,13 +129,17 @@ QUEUE = "bench-polling"
 Row = tuple[str, str, int, tuple[tuple[int, float], ...]]
 
 
-def setup_battles(count: int, *, slow_run_s: float) -> tuple[list[Row], list[Row]]:
+def setup_battles(
+    count: int, *, slow_run_s: float, fastest_share: float
+) -> tuple[list[Row], list[Row]]:
     """``count`` generating battles under their floor and ``count`` past it, one session each.
 
     The two models have recent finished runs, as a worker writes them (``compute_ms`` for
-    ``STEPS`` steps): ``bench-a`` took ``slow_run_s`` (done at the battle's end, floor plus the
-    time past it), ``bench-b`` FAST_RUN_S. The page's next poll past the floor is drawn from
-    these and the sides' start and steps (arena.polling.next_poll)."""
+    ``STEPS`` steps): ``bench-a``'s fastest took ``fastest_share`` of ``slow_run_s`` (this
+    battle's slow side takes ``slow_run_s``: done at the battle's end, floor plus the time past
+    it), ``bench-b`` FAST_RUN_S. The page's next poll past the floor is drawn from these and the
+    sides' start and steps (arena.polling.next_poll); a share under 1 makes the estimate short,
+    so the page polls more often than it needs to."""
     call_command("migrate", verbosity=0)
     models = {}
     for key in ("bench-a", "bench-b"):
@@ -150,6 +157,7 @@ def setup_battles(count: int, *, slow_run_s: float) -> tuple[list[Row], list[Row
     ImageModel.objects.exclude(key__in=["bench-a", "bench-b"]).update(enabled=False)
     Generation.objects.filter(model__in=models.values(), purpose=Generation.Purpose.CHAT).delete()
     run_s = {models["bench-a"].pk: slow_run_s, models["bench-b"].pk: FAST_RUN_S}
+    history = {models["bench-a"].pk: fastest_share, models["bench-b"].pk: 1.0}
     for model in models.values():
         for _ in range(5):
             Generation.objects.create(
@@ -167,7 +175,7 @@ def setup_battles(count: int, *, slow_run_s: float) -> tuple[list[Row], list[Row
                 steps_done=STEPS,
                 started_at=timezone.now(),
                 finished_at=timezone.now(),
-                compute_ms=round(run_s[model.pk] * 1000),
+                compute_ms=round(run_s[model.pk] * 1000 * history[model.pk]),
             )
     under: list[Row] = []
     late: list[Row] = []
@@ -389,6 +397,13 @@ def main() -> None:
         help="how long past the floor the images are ready (0: the models were done within it)",
     )
     parser.add_argument(
+        "--fastest-share",
+        type=float,
+        default=1.0,
+        help="the slow model's fastest recent run as a share of this battle's run (1: the "
+        "battle's run is as fast as its model's fastest; under 1: slower, the estimate short)",
+    )
+    parser.add_argument(
         "--modes",
         default="after",
         help="runs of this code in each pair, of after, full, etag (comma-separated)",
@@ -407,7 +422,11 @@ def main() -> None:
         sys.exit("set REDIS_URL and CELERY_BROKER_URL to Redis")
     global PLACE
     PLACE = place_statement()
-    battles = setup_battles(args.battles, slow_run_s=args.floor_s + args.past_floor_s)
+    battles = setup_battles(
+        args.battles,
+        slow_run_s=args.floor_s + args.past_floor_s,
+        fastest_share=args.fastest_share,
+    )
     env = {
         "ARENA_BATTLE_DEADLINE_S": "86400",
         "ALLOWED_HOSTS": "127.0.0.1",
