@@ -44,6 +44,7 @@ and the median. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import os
 import re
@@ -117,7 +118,6 @@ def seen_late_by(version: str, floor_s: float, past_floor_s: float) -> float:
     return first + period * (len(polls) - 1) - (floor_s + past_floor_s)
 
 
-PLACE = ""  # place_statement(), once Django is set up: main()
 HINT = re.compile(rb'hx-trigger="load delay:(\d+)ms')
 
 
@@ -212,6 +212,7 @@ def setup_battles(
     return under, late
 
 
+@functools.cache
 def place_statement() -> str:
     battle, job = Battle._meta.db_table, Generation._meta.db_table
     # One statement (atomic by itself, one round trip): the battle's times, both sides' start
@@ -231,7 +232,7 @@ def place(row: Row, *, at_s: float, floor_s: float) -> None:
     (left, left_step_s), (right, right_step_s) = row[3]
     with db_connection.cursor() as cursor:
         cursor.execute(
-            PLACE,
+            place_statement(),
             [
                 created,
                 created + timedelta(seconds=floor_s),
@@ -420,8 +421,6 @@ def main() -> None:
         sys.exit("set DATABASE_URL to a PostgreSQL database")
     if not settings.REDIS_URL or not str(settings.CELERY_BROKER_URL).startswith("redis://"):
         sys.exit("set REDIS_URL and CELERY_BROKER_URL to Redis")
-    global PLACE
-    PLACE = place_statement()
     battles = setup_battles(
         args.battles,
         slow_run_s=args.floor_s + args.past_floor_s,
