@@ -17,24 +17,37 @@ length that the panel carries, so the panel's tag names only the phase ("under t
 every poll under the floor after the first is a 304. What the panel carries there depends on the
 submit time and the secret draw of the floor alone, never on the pair. The JSON API still shows
 the elapsed progress, and its tag moves with it.
+
+Past the floor the battle is shown at the floor's end plus a whole number of reveal steps
+(``services.shown_at``), so the page asks again only at the next step at which the battle could
+first be shown, as far as the two sides' progress and their models' fastest recent runs say
+(``next_poll``): one figure for the battle, the later of its two sides, on the reveal's own grid
+and at most POLL_MAX_MS ahead, so it says nothing the reveal itself will not. The panel's tag
+names that step, so a poll that finds the same step is a 304.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import threading
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 
-from arena import services
+from arena import services, statements
 from arena.models import Battle, Vote
-from generation.models import Generation
+from generation import capacity
+from generation.models import Generation, ImageModel
 
 # How often a waiting battle's queue position and estimate are drawn afresh, in seconds.
 WAIT_REFRESH_S = 3
@@ -47,7 +60,7 @@ _DRAWN_BY = hashlib.sha256(
 
 def _statement() -> str:
     battle, job, vote = Battle._meta.db_table, Generation._meta.db_table, Vote._meta.db_table
-    columns = "status, steps_done, steps, image"
+    columns = "status, steps_done, steps, image, started_at"
     left = ", ".join(f"l.{c}" for c in columns.split(", "))
     right = ", ".join(f"r.{c}" for c in columns.split(", "))
     # Table names come from the models, values go in as parameters.
@@ -73,6 +86,8 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    # (status, anonymous, model ids, left's 5 columns, right's 5, choice, created, ready, reveal)
+    row = row[:4] + row[4:8] + row[9:13] + row[14:] + (row[8], row[13])
     now = timezone.now()
     under_floor = row[15] is not None and now < _aware(row[15])
     if kind == "panel" and under_floor and row[0] in _UNSHOWN:
@@ -92,8 +107,20 @@ def status_etag(*, kind: str, battle_id: UUID, owner: str) -> str | None:
     # Under the reveal floor nothing may depend on the pair, so neither may the tag's refresh.
     queued = row[0] == Battle.Status.GENERATING and Generation.Status.QUEUED in (row[4], row[8])
     bucket = wait_bucket() if queued and kind == "panel" and not under_floor else 0
-    shown = row if status != "generating" else None
-    return _tag(kind, status, progress, shown, bucket)
+    shown = row[:16] if status != "generating" else None
+    asks = None
+    if kind == "panel" and status == "generating":
+        asks = next_poll(
+            status=row[0],
+            ready_at=row[14] and _aware(row[14]),
+            reveal_at=row[15] and _aware(row[15]),
+            sides=(
+                _side(row[2], row[4], row[5], row[6], row[16]),
+                _side(row[3], row[8], row[9], row[10], row[17]),
+            ),
+            now=now,
+        ).step
+    return _tag(kind, status, progress, shown, bucket, asks)
 
 
 # A battle in these states is not shown yet under its floor; voided and voted ones are.
@@ -108,6 +135,230 @@ def _tag(*seen: object) -> str:
 def wait_bucket() -> int:
     """The number of the current WAIT_REFRESH_S interval."""
     return int(time.time() // WAIT_REFRESH_S)
+
+
+# --- When the page asks again, past the floor --------------------------------------------------
+
+# The bounds of the wait before the next poll of a generating battle past its floor.
+POLL_MIN_MS = 400
+POLL_MAX_MS = 4000
+# The poll goes this long after the moment it aims at, so it reaches the server past it (as
+# arena.views.FLOOR_POLL_MARGIN_MS under the floor).
+POLL_MARGIN_MS = 100
+# How long a model's fastest recent run is kept in this process before it is read again.
+FASTEST_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Side:
+    """What one side's job says about when it can be done, at the earliest."""
+
+    status: str
+    steps: int
+    steps_done: int
+    started_at: datetime | None
+    # The model's fastest recent fresh run, per step; None when it has none yet.
+    step_s: float | None
+
+
+@dataclass(frozen=True)
+class NextPoll:
+    """When the page asks again: milliseconds from now, and the reveal step it aims at
+    (None off the grid), which the panel's tag names."""
+
+    in_ms: int
+    step: int | None
+
+    @property
+    def refresh_s(self) -> int:
+        """The same wait in whole seconds, at least one: the page without JavaScript reloads
+        then (a meta refresh counts whole seconds)."""
+        return max(math.ceil(self.in_ms / 1000), 1)
+
+
+def earliest_done(side: Side, *, now: datetime) -> datetime:
+    """The earliest this side can be done: its model's fastest recent run from its start, and
+    no sooner than its steps left at that pace; now when nothing is known."""
+    if side.status in (Generation.Status.DONE, Generation.Status.FAILED) or side.step_s is None:
+        return now
+    step = timedelta(seconds=side.step_s)
+    if side.status != Generation.Status.RUNNING or side.started_at is None:
+        return now + side.steps * step  # still queued: all of it is still to run
+    # steps_done is written every PROGRESS_INTERVAL_S: a step may be done but not yet written.
+    left = max(side.steps - side.steps_done - 1, 0)
+    return max(side.started_at + side.steps * step, now + left * step)
+
+
+def next_poll(
+    *,
+    status: str,
+    ready_at: datetime | None,
+    reveal_at: datetime | None,
+    sides: tuple[Side, Side],
+    now: datetime,
+) -> NextPoll:
+    """When a generating battle's page asks again (under its floor: arena.views._floor).
+
+    Aimed at the earliest moment the battle could be shown: a ready battle's shown_at, or else
+    the first reveal step at or after the later of its two sides' earliest_done (the max, never
+    one side, so swapping the sides changes nothing), plus POLL_MARGIN_MS; bounded to
+    [POLL_MIN_MS, POLL_MAX_MS] and kept on the reveal's grid of ARENA_REVEAL_STEP_MS."""
+    step = timedelta(milliseconds=settings.ARENA_REVEAL_STEP_MS)
+    margin = timedelta(milliseconds=POLL_MARGIN_MS)
+    if status == Battle.Status.READY:
+        aim = services.shown_at(ready_at=ready_at, reveal_at=reveal_at) or now
+    else:
+        aim = max(max(earliest_done(s, now=now) for s in sides), now)
+    if reveal_at is None or not step:
+        # No grid (no floor, or shown as soon as ready): whole POLL_MIN_MS.
+        wait_ms = (aim - now + margin) / timedelta(milliseconds=1)
+        in_ms = POLL_MIN_MS * max(math.ceil(wait_ms / POLL_MIN_MS), 1)
+        return NextPoll(in_ms=min(in_ms, POLL_MAX_MS), step=None)
+    # The first step at or after the aim (a ms of slack for rounding), then no further than
+    # POLL_MAX_MS from now, and always a step still ahead.
+    first = math.ceil((aim - reveal_at - timedelta(milliseconds=1)) / step)
+    latest = math.floor((now - reveal_at + timedelta(milliseconds=POLL_MAX_MS) - margin) / step)
+    ahead = math.floor((now - reveal_at) / step) + 1
+    at = max(min(first, latest), ahead, 0)
+    in_ms = math.ceil((reveal_at + at * step + margin - now) / timedelta(milliseconds=1))
+    return NextPoll(in_ms=min(max(in_ms, POLL_MIN_MS), POLL_MAX_MS), step=at)
+
+
+_fastest: dict[int, tuple[float, float | None]] = {}
+_fastest_lock = threading.Lock()
+
+
+def fastest_step_s(model_id: int) -> float | None:
+    """A model's fastest recent fresh run, per step, in seconds (kept FASTEST_TTL_S)."""
+    now = time.monotonic()
+    with _fastest_lock:
+        kept = _fastest.get(model_id)
+    if kept is not None and now - kept[0] < FASTEST_TTL_S:
+        return kept[1]
+    runs = Generation.objects.filter(
+        model_id=model_id, status=Generation.Status.DONE, cached_from=None, compute_ms__isnull=False
+    ).order_by("-finished_at")[: capacity.RECENT_JOBS]
+    per_step = [
+        ms / 1000 / max(steps, 1)
+        for ms, steps in runs.values_list("compute_ms", "steps")
+        if ms is not None
+    ]
+    found = min(per_step) if per_step else None
+    with _fastest_lock:
+        _fastest[model_id] = (now, found)
+    return found
+
+
+def forget_fastest_runs() -> None:
+    """Drop every model's kept fastest run (tests; a process sees new runs within the TTL)."""
+    with _fastest_lock:
+        _fastest.clear()
+
+
+def _side(
+    model_id: int, status: str, steps_done: int, steps: int, started_at: datetime | None
+) -> Side:
+    return Side(
+        status=status,
+        steps=steps,
+        steps_done=steps_done,
+        started_at=started_at and _aware(started_at),
+        step_s=fastest_step_s(model_id),
+    )
+
+
+def battle_next_poll(battle: Battle, *, now: datetime | None = None) -> NextPoll:
+    """next_poll for a battle read with its two generations."""
+    left, right = battle.generation_left, battle.generation_right
+    return next_poll(
+        status=battle.status,
+        ready_at=battle.ready_at,
+        reveal_at=battle.reveal_at,
+        sides=(
+            _side(battle.model_left_id, left.status, left.steps_done, left.steps, left.started_at),
+            _side(
+                battle.model_right_id, right.status, right.steps_done, right.steps, right.started_at
+            ),
+        ),
+        now=now or timezone.now(),
+    )
+
+
+# --- The panel's full answer: one statement compiled once ---------------------------------------
+
+# What the battle panel and next_poll read, by model and field; every other field is deferred
+# and loads on first use (the vote, for a voted battle). An ORM query of the battle with its
+# four related rows cost more to compile each time than the rest of the answer together.
+_PANEL_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
+    (
+        "",
+        Battle,
+        (
+            "id",
+            "public_id",
+            "prompt_text",
+            "category",
+            "model_left_id",
+            "model_right_id",
+            "generation_left_id",
+            "generation_right_id",
+            "status",
+            "anonymous",
+            "gold_side",
+            "created_at",
+            "ready_at",
+            "share_token",
+            "reveal_at",
+        ),
+    ),
+    *(
+        (
+            side,
+            Generation,
+            (
+                "id",
+                "status",
+                "image",
+                "steps",
+                "steps_done",
+                "started_at",
+                "output_width",
+                "output_height",
+            ),
+        )
+        for side in ("generation_left", "generation_right")
+    ),
+    *((side, ImageModel, ("id", "display_name")) for side in ("model_left", "model_right")),
+)
+
+
+def _panel_read(public_id: UUID, owner: str) -> QuerySet[Any]:
+    columns = [
+        f"{side}__{name}" if side else name for side, _, names in _PANEL_READS for name in names
+    ]
+    return Battle.objects.filter(public_id=public_id, owner=owner).order_by().values_list(*columns)
+
+
+_PANEL_READ = statements.PreparedRead(
+    _panel_read, fields=[Battle._meta.get_field("public_id"), Battle._meta.get_field("owner")]
+)
+
+
+def panel_battle(*, battle_id: UUID, owner: str) -> Battle:
+    """This owner's battle with what its panel shows, in one statement built once per process
+    (visitors.battle_for reads every column); another's, a forged id and a missing one are the
+    same 404."""
+    row = _PANEL_READ.first(battle_id, owner)
+    if row is None:
+        raise Http404("No Battle matches the given query.")
+    values = iter(row)
+    loaded: dict[str, Any] = {}
+    for side, model, names in _PANEL_READS:
+        loaded[side] = statements.instance(model, "default", {n: next(values) for n in names})
+    found: Battle = loaded.pop("")
+    for side, related in loaded.items():
+        Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
+    return found
 
 
 def _aware(value: datetime) -> datetime:

@@ -340,7 +340,10 @@ def _fresh_cache() -> None:
     """Rate-limit counters and cached plots must not leak from one test into the next."""
     from django.core.cache import cache
 
+    from arena import polling
+
     cache.clear()
+    polling.forget_fastest_runs()
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -99,10 +100,11 @@ def test_under_the_reveal_floor_the_page_animates_progress_and_polls_only_at_its
     # Under the floor the page asked for its panel once at most (at its end), not every 400 ms.
     under = [t for t in asked if t - shown < 4.8]
     assert len(under) <= 1 and asked and asked[0] - shown >= 4.5, [t - shown for t in asked]
-    # Past the floor it polls every 400 ms again.
+    # Past the floor it polls at the next reveal step (each second: the models have no runs
+    # to go by), not every 400 ms.
     before = len(asked)
     page.wait_for_timeout(1200)
-    assert len(asked) - before >= 2
+    assert 1 <= len(asked) - before <= 2, [t - shown for t in asked]
     assert "still loading" in page.evaluate(text), "the animation stopped with the floor"
     assert not errors
     page.close()
@@ -131,5 +133,44 @@ def test_under_a_short_floor_the_page_polls_at_most_twice_and_the_images_appear(
     assert len(under) <= 2, under
     if images - shown < floor_s + 1:  # the tiny models were done within the floor
         assert len(asked) <= 2, [t - shown for t in asked]
+    assert not errors
+    page.close()
+
+
+def test_past_the_floor_the_page_polls_when_the_panel_says(
+    browser: Any, live_server: Any, models: list[Any], settings: Any
+) -> None:
+    from tests.arena.test_polling import ran
+
+    # Every model's fastest run took 2.5 s; no worker runs, so the jobs stay queued and the
+    # battle can be shown no sooner than 2.5 s after each poll: the next poll is 3 steps on.
+    for model in models:
+        ran(model, compute_ms=2500)
+    settings.ARENA_REVEAL_MIN_MS, settings.ARENA_REVEAL_JITTER_MS = 1000, 0
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    asked = panel_requests(page)
+    told: list[tuple[float, int]] = []  # (when answered, the delay each panel answer names)
+
+    def answered(response: Any) -> None:
+        if "/panel" in response.url and response.status == 200:
+            found = re.search(r'data-poll-ms="(\d+)"', response.text())
+            if found:
+                told.append((time.monotonic(), int(found[1])))
+
+    page.on("response", answered)
+    page.goto(live_server.url + "/")
+    page.fill("#prompt", "a lighthouse in rain")
+    page.click("#start-battle")
+    page.wait_for_selector("#battle[data-poll-ms]")
+    page.wait_for_timeout(6500)
+    assert told and len(asked) >= 2, (told, asked)
+    # Each poll past the floor came when the answer before it said, not every 400 ms.
+    for (at, delay), next_at in zip(told, asked[1:], strict=False):
+        assert 2500 <= delay <= 4000, told
+        assert abs((next_at - at) * 1000 - delay) < 400, (told, asked)
+    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    assert gaps and min(gaps) > 2.0, gaps
     assert not errors
     page.close()

@@ -209,11 +209,12 @@
     if (!ticking) { ticking = true; window.requestAnimationFrame(tick); }
   }
 
-  // Under the floor the panel polls once, at the floor's end (hx-trigger "load delay:..."). If
-  // that poll fails, nothing else would ask again: its "arena-retry" trigger asks 2 s later.
+  // A generating panel polls once, when the server says (hx-trigger "load delay:..."): under
+  // the floor at its end, past it at the next reveal step the battle could be shown at. If that
+  // poll fails, nothing else would ask again: its "arena-retry" trigger asks 2 s later.
   function retryFloorPoll(event) {
     var panel = event.detail && event.detail.elt;
-    if (panel && panel.id === "battle" && panel.dataset.floorMs) {
+    if (panel && panel.id === "battle" && (panel.dataset.floorMs || panel.dataset.pollMs)) {
       panel.dispatchEvent(new CustomEvent("arena-retry"));
     }
   }
