@@ -11,6 +11,7 @@ forged id and a missing battle all get the same 404.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Router, Status
@@ -167,6 +168,22 @@ def session(request: HttpRequest) -> dict[str, Any]:
     return {"csrf_token": get_token(request)}
 
 
+def _image_path(name: str) -> str:
+    """reverse("arena:image", args=[name]), with the prefix looked up once per URLconf (the
+    name is a random hex file name, which reverse would leave as it is)."""
+    prefix = _image_prefix(get_urlconf(), get_script_prefix())
+    return f"{prefix}{name}"
+
+
+@functools.lru_cache(maxsize=8)
+def _image_prefix(urlconf: str | None, script_prefix: str) -> str:
+    marker = "0123456789abcdef.png"
+    path = reverse("arena:image", args=[marker], urlconf=urlconf)
+    assert path.startswith(script_prefix), path
+    assert path.endswith(marker), path
+    return path[: -len(marker)]
+
+
 def _battle_json(request: HttpRequest, found: Battle) -> dict[str, Any]:
     state = services.battle_state(found)
     data: dict[str, Any] = {
@@ -176,8 +193,8 @@ def _battle_json(request: HttpRequest, found: Battle) -> dict[str, Any]:
     }
     if state.left_image and state.right_image:
         data["images"] = {
-            "left": request.build_absolute_uri(reverse("arena:image", args=[state.left_image])),
-            "right": request.build_absolute_uri(reverse("arena:image", args=[state.right_image])),
+            "left": request.build_absolute_uri(_image_path(state.left_image)),
+            "right": request.build_absolute_uri(_image_path(state.right_image)),
         }
     if state.status == "void":
         data["message"] = state.message

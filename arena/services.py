@@ -79,7 +79,13 @@ def clean_prompt(text: object) -> str:
 
 def identity_hash(value: str) -> str:
     """A salted, one-way stand-in for a session key, kept with battles and votes."""
-    return hmac.new(settings.ARENA_VOTER_SALT.encode(), value.encode(), hashlib.sha256).hexdigest()
+    return _identity_hash(settings.ARENA_VOTER_SALT, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_hash(salt: str, value: str) -> str:
+    # Kept per salt and value: a vote asks for its session's and address's hashes several times.
+    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
 def load_prompts(*, path: Path | None = None) -> int:

@@ -102,7 +102,13 @@ def run(
     cpu_after = cpu_seconds()
     process, backend = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
     n = len(paths)
-    return wall * 1000 / n, (process + backend) * 1000 / n, statements / n, statuses, backend * 1000 / n
+    return (
+        wall * 1000 / n,
+        (process + backend) * 1000 / n,
+        statements / n,
+        statuses,
+        backend * 1000 / n,
+    )
 
 
 # The vote's stages timed by --segments: (label, module, attribute). Each is timed where its
@@ -232,7 +238,9 @@ def main() -> None:
         profiler.enable()
         run(client, paths, csrf, rng)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(args.profile)
+        pstats.Stats(profiler).sort_stats(
+            os.environ.get("BENCH_PROFILE_SORT", "cumulative")
+        ).print_stats(args.profile)
 
 
 if __name__ == "__main__":
