@@ -266,7 +266,6 @@ def battle(request: HttpRequest, battle_id: UUID, response: HttpResponse) -> Any
 @decorate_view(csrf_protect)
 def vote(request: HttpRequest, battle_id: UUID, payload: schemas.VoteIn) -> Any:
     found = visitors.battle_to_vote(request, battle_id)
-    visitors.limit(request, "votes")
     try:
         visitors.cast(request, found, payload.choice)
     except services.VoteRejected as exc:

@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,29 +51,39 @@ SCOPES = {
     ),
 }
 
-# KEYS: the buckets. ARGV: per bucket, its emission interval and period in microseconds.
-# Returns 0 (a token taken from every bucket) or the microseconds to wait (nothing taken).
-# The clock is the Redis server's, so web hosts with skewed clocks share one timeline.
+# KEYS: the buckets, then counters. ARGV: how many KEYS are buckets, per bucket its emission
+# interval and period in microseconds, then the counters' lifetime in seconds. Returns {0, the
+# counters' new values} (a token taken from every bucket, one added to every counter) or {the
+# microseconds to wait} (nothing taken, nothing counted). The clock is the Redis server's, so
+# web hosts with skewed clocks share one timeline.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local buckets = tonumber(ARGV[1])
 local wait = 0
 local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local period = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key) or now)
+for i = 1, buckets do
+  local interval = tonumber(ARGV[2 * i])
+  local period = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   tats[i] = tat + interval
   local allow_at = tats[i] - period
   if allow_at > now and allow_at - now > wait then wait = allow_at - now end
 end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, tats[i], 'PX', math.ceil((tats[i] - now) / 1000) + 1)
+if wait > 0 then return {wait} end
+for i = 1, buckets do
+  redis.call('SET', KEYS[i], tats[i], 'PX', math.ceil((tats[i] - now) / 1000) + 1)
 end
-return 0
+local out = {0}
+for i = buckets + 1, #KEYS do
+  out[#out + 1] = redis.call('INCRBY', KEYS[i], 1)
+  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[2 * buckets + 2]) end
+end
+return out
 """
+# Counters (the daily vote caps) live two days.
+COUNTER_KEEP_S = 2 * 86400
 
 _WARN_EVERY_S = 30.0
 _state = {"warned_at": -math.inf}
@@ -164,41 +174,70 @@ def hit(
     session: str | None = None,
     address: str | None = None,
     account: str | None = None,
-) -> None:
+    counters: Sequence[str] = (),
+) -> list[int]:
     """Take one token from each of the scope's buckets for these subjects; raise RateLimited
-    (taking none) when any bucket is empty. Subjects that are None are not limited."""
+    (taking none) when any bucket is empty. Subjects that are None are not limited.
+
+    When the tokens are taken, also add one to each of ``counters`` (cache keys, kept
+    COUNTER_KEEP_S; the daily vote caps) in the same round trip, and return their new values;
+    an empty list when the cache cannot be reached (both fail open)."""
     subjects = {"session": session, "address": address, "account": account}
     buckets = [
         (_key(scope, rule, subject), rule)
         for rule in rules(scope)
         if (subject := subjects[rule.who]) is not None
     ]
-    if not buckets:
-        return
+    if not buckets and not counters:
+        return []
     try:
-        wait_us = _take(buckets)
+        wait_us, counts = _take(buckets, list(counters))
     except Exception as error:  # noqa: BLE001 - any cache failure must let the request pass
         now = time.monotonic()
         if now - _state["warned_at"] >= _WARN_EVERY_S:
             _state["warned_at"] = now
             logger.warning("rate limits are off: the cache cannot be reached (%s)", error)
-        return
+        return []
     if wait_us > 0:
         raise RateLimited(retry_after=max(1, math.ceil(wait_us / 1_000_000)), scope=scope)
+    return counts
 
 
-def _take(buckets: list[tuple[str, Rule]]) -> int:
-    """Microseconds until every bucket has a token (0: the tokens were taken)."""
-    arguments: list[int] = []
+def _take(buckets: list[tuple[str, Rule]], counters: list[str]) -> tuple[int, list[int]]:
+    """Microseconds until every bucket has a token (0: the tokens were taken, and then the
+    counters' new values)."""
+    arguments: list[int] = [len(buckets)]
     for _, rule in buckets:
         period = rule.seconds * 1_000_000
         arguments += [period // rule.count, period]
+    arguments.append(COUNTER_KEEP_S)
     client = redis_client()
     if client is not None:
         keys = [cache.make_and_validate_key(key) for key, _ in buckets]
+        keys += [cache.make_and_validate_key(key) for key in counters]
         # One round trip: EVALSHA, with the script's text sent only when Redis lacks it.
-        return int(_gcra_script(client)(keys=keys, args=arguments))
-    return _take_locally(buckets, arguments)
+        wait, *counts = _gcra_script(client)(keys=keys, args=arguments)
+        return int(wait), [int(count) for count in counts]
+    wait = _take_locally(buckets, arguments[1:-1])
+    return wait, ([] if wait else count(counters))
+
+
+def count(keys: Sequence[str], *, by: int = 1) -> list[int]:
+    """Add ``by`` to each counter (kept COUNTER_KEEP_S); their new values."""
+    client = redis_client()
+    if client is None:
+        counts = []
+        for key in keys:
+            cache.add(key, 0, timeout=COUNTER_KEEP_S)
+            counts.append(int(cache.incr(key, by)))
+        return counts
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        made = cache.make_and_validate_key(key)
+        pipe.incrby(made, by)
+        pipe.expire(made, COUNTER_KEEP_S, nx=True)
+    results = pipe.execute()
+    return [int(results[2 * i]) for i in range(len(keys))]
 
 
 def redis_client() -> Any:

@@ -596,6 +596,7 @@ def cast_vote(
     voter: str,
     voter_record: Voter | None = None,
     address: str = "",
+    take: voters.Take | None = None,
 ) -> Vote:
     """Record the one vote a battle may have; when it is in good standing, count it for its
     pair at the same moment. Every vote is stored; ``Vote.standing`` says why one does not
@@ -605,11 +606,53 @@ def cast_vote(
     the voter's standing and daily caps); then, on PostgreSQL, one statement claims the battle,
     stores the vote and adds it to its counts (elsewhere, and for gold battles, the same writes
     in one transaction). ``battle`` is updated in place (status, vote): the answer needs no
-    re-read. A vote that loses the battle to a concurrent one gives back the daily caps it took.
+    re-read. ``take`` is the request limit (voters.Take), called once whatever the outcome, so
+    a refused vote counts against it too; it also counts the daily caps, in the same round
+    trip. A vote that loses the battle to a concurrent one gives back the caps it took.
     """
     if choice not in Vote.Choice.values:
         raise VoteRejected("bad_choice", f"choice must be one of {', '.join(Vote.Choice.values)}")
     battle = void_if_overdue(battle)
+    try:
+        ms_to_vote = _votable(battle)
+    except VoteRejected:
+        if take is not None:
+            take([])  # limited first, as any vote
+        raise
+    now = timezone.now()
+    # Gold battles spend no cap: their standing is the gold check's.
+    by_voter = voters.standing(
+        voter=voter_record,
+        address=address,
+        ms_to_vote=ms_to_vote,
+        gold=bool(battle.gold_side),
+        take=take,
+    )
+    standing = gold.outcome(battle=battle, choice=choice) if battle.gold_side else by_voter
+    vote = Vote(
+        battle=battle,
+        choice=choice,
+        voter=voter,
+        voter_record=voter_record,
+        address=address,
+        ms_to_vote=ms_to_vote,
+        created_at=now,
+        excluded=standing != Vote.Standing.COUNTED,
+        standing=standing,
+    )
+    if not _store(battle, vote, choice):
+        voters.give_back(voter=voter_record, address=address, standing=by_voter)
+        _refuse(Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first())
+    vote._state.adding = False
+    vote._state.db = "default"
+    battle.status = Battle.Status.VOTED
+    battle.vote = vote
+    return vote
+
+
+def _votable(battle: Battle) -> int:
+    """The milliseconds since the battle's images were shown; raises VoteRejected when it
+    cannot take a vote now (still generating, not shown yet, voted, void)."""
     if battle.status != Battle.Status.READY or battle.ready_at is None:
         # Read again: it may have become ready since the caller read it.
         battle.status, battle.ready_at = (
@@ -624,31 +667,7 @@ def cast_vote(
         # vote cannot tell when the jobs finished.
         raise VoteRejected("not_ready", NOT_READY_MESSAGE)
     # From when the images were shown, not from when the jobs finished.
-    ms_to_vote = max(0, int((now - shown).total_seconds() * 1000))
-    if battle.gold_side:
-        standing = gold.outcome(battle=battle, choice=choice)
-    else:
-        standing = voters.standing(voter=voter_record, address=address, ms_to_vote=ms_to_vote)
-    vote = Vote(
-        battle=battle,
-        choice=choice,
-        voter=voter,
-        voter_record=voter_record,
-        address=address,
-        ms_to_vote=ms_to_vote,
-        created_at=now,
-        excluded=standing != Vote.Standing.COUNTED,
-        standing=standing,
-    )
-    if not _store(battle, vote, choice):
-        if not battle.gold_side:
-            voters.give_back(voter=voter_record, address=address, standing=standing)
-        _refuse(Battle.objects.filter(pk=battle.pk).values_list("status", flat=True).first())
-    vote._state.adding = False
-    vote._state.db = "default"
-    battle.status = Battle.Status.VOTED
-    battle.vote = vote
-    return vote
+    return max(0, int((now - shown).total_seconds() * 1000))
 
 
 def _store(battle: Battle, vote: Vote, choice: str) -> bool:

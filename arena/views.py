@@ -244,7 +244,6 @@ def vote(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     try:
         if not form.is_valid():
             raise services.VoteRejected("bad_choice", first_error(form))
-        visitors.limit(request, "votes")
         visitors.cast(request, found, form.cleaned_data["choice"])
     except (services.VoteRejected, limits.RateLimited) as exc:
         if isinstance(exc, limits.RateLimited):

@@ -201,8 +201,21 @@ def check_new_session(request: HttpRequest, *, altcha: object, captcha_token: ob
 
 
 def cast(request: HttpRequest, found: Battle, choice: str) -> None:
-    """This visitor's vote on ``found`` (updated in place; nothing is read back)."""
+    """This visitor's vote on ``found`` (updated in place; nothing is read back), counted
+    against the votes' request limit (and the daily caps, in the same round trip); raises
+    limits.RateLimited or services.VoteRejected."""
+
+    def take(counters: list[str]) -> list[int]:
+        return limits.hit(
+            scope="votes",
+            session=owner_of(request),
+            address=limits.client_address(request),
+            account=account_of(request),
+            counters=counters,
+        )
+
     if settings.ARENA_REQUIRE_SIGN_IN and account_of(request) is None:
+        take([])
         raise services.VoteRejected("sign_in_required", SIGN_IN_MESSAGE)
     services.cast_vote(
         battle=found,
@@ -210,6 +223,7 @@ def cast(request: HttpRequest, found: Battle, choice: str) -> None:
         voter=owner_of(request),
         voter_record=voter_of(request, found),
         address=address_of(request),
+        take=take,
     )
 
 

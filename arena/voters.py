@@ -8,10 +8,10 @@ integrity task (``arena.integrity``) revisits that later with more evidence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from arena import integrity, limits
@@ -49,34 +49,58 @@ def voter_for(
 
 
 def standing(
-    *, voter: Voter | None, address: str, ms_to_vote: int, gold: bool = False
+    *,
+    voter: Voter | None,
+    address: str,
+    ms_to_vote: int,
+    gold: bool = False,
+    take: Take | None = None,
 ) -> Vote.Standing:
     """Whether a new vote counts, and if not why; takes the daily caps' counts when it does.
 
-    Gold battles and flagged voters are decided first, so they spend no cap.
+    Gold battles and flagged voters are decided first, so they spend no cap. ``take`` is the
+    request limit's call (limits.hit for this visitor), which adds one to the caps it is given
+    in the same round trip; it is called exactly once, with no caps when they do not apply.
     """
+    take = take or _count
+    decided = None
     if gold:
-        return Vote.Standing.GOLD
-    if voter is not None and voter.flagged:
-        return Vote.Standing.VOTER_FLAGGED
-    if ms_to_vote < settings.ARENA_MIN_MS_TO_VOTE:
-        return Vote.Standing.TOO_FAST
-    return _over_daily_cap(voter=voter, address=address)
+        decided = Vote.Standing.GOLD
+    elif voter is not None and voter.flagged:
+        decided = Vote.Standing.VOTER_FLAGGED
+    elif ms_to_vote < settings.ARENA_MIN_MS_TO_VOTE:
+        decided = Vote.Standing.TOO_FAST
+    if decided is not None:
+        take([])
+        return decided
+    return _over_daily_cap(voter=voter, address=address, take=take)
 
 
-def _over_daily_cap(*, voter: Voter | None, address: str) -> Vote.Standing:
+# The request limit's call: adds one to each counter it is given when the request may go on
+# (raises limits.RateLimited when not); the counters' new values, or [] when the cache is down.
+Take = Callable[[list[str]], list[int]]
+
+
+def _count(keys: list[str]) -> list[int]:
+    """The caps' counters without a request limit (a vote cast in code)."""
+    if not keys:
+        return []
+    try:
+        return limits.count(keys)
+    except Exception as error:  # noqa: BLE001 - a cache outage must not refuse votes
+        logger.warning("daily vote caps are off: the cache cannot be reached (%s)", error)
+        return []
+
+
+def _over_daily_cap(*, voter: Voter | None, address: str, take: Take) -> Vote.Standing:
     """Count the vote against today's caps (UTC) in the cache; the first cap passed, if any.
 
     The counts live in the cache because they are only a brake: were they lost, a cap would
     start again from zero, and the integrity task still sees every vote in the database.
     """
     active = _caps(voter=voter, address=address)
-    if not active:
-        return Vote.Standing.COUNTED
-    try:
-        used = _increment([key for _, key, _ in active])
-    except Exception as error:  # noqa: BLE001 - a cache outage must not refuse votes
-        logger.warning("daily vote caps are off: the cache cannot be reached (%s)", error)
+    used = take([key for _, key, _ in active])
+    if len(used) != len(active):  # the cache could not be reached: the caps are off
         return Vote.Standing.COUNTED
     for (reason, _, cap), count in zip(active, used, strict=True):
         if count > cap:
@@ -93,7 +117,7 @@ def give_back(*, voter: Voter | None, address: str, standing: Vote.Standing) -> 
     if not keys:
         return
     try:
-        _increment(keys, by=-1)
+        limits.count(keys, by=-1)
     except Exception as error:  # noqa: BLE001 - a brake; the integrity task sees every vote
         logger.warning("daily vote caps: could not give back one vote (%s)", error)
 
@@ -117,35 +141,3 @@ def _caps(*, voter: Voter | None, address: str) -> list[tuple[Vote.Standing, str
     return [
         (reason, f"daily-cap:{reason}:{who}:{day}", cap) for reason, who, cap in caps if who and cap
     ]
-
-
-def _increment(keys: list[str], *, by: int = 1) -> list[int]:
-    """Add ``by`` to each counter (kept two days), in one round trip on Redis."""
-    client = limits.redis_client()
-    if client is None:
-        counts = []
-        for key in keys:
-            cache.add(key, 0, timeout=2 * 86400)
-            counts.append(int(cache.incr(key, by)))
-        return counts
-    script = getattr(client, "_arena_caps", None)
-    if script is None:
-        script = client.register_script(_INCREMENT)
-        setattr(client, "_arena_caps", script)  # noqa: B010
-    made = [cache.make_and_validate_key(key) for key in keys]
-    return [int(count) for count in script(keys=made, args=[by, _KEEP_S])]
-
-
-_KEEP_S = 2 * 86400
-# INCRBY each key, and give a new counter its expiry: one EVALSHA instead of a pipeline of two
-# commands per key (redis-py packs and parses each command of a pipeline in Python).
-_INCREMENT = """
-local counts = {}
-for i, key in ipairs(KEYS) do
-    counts[i] = redis.call('INCRBY', key, ARGV[1])
-    if redis.call('TTL', key) < 0 then
-        redis.call('EXPIRE', key, ARGV[2])
-    end
-end
-return counts
-"""

@@ -360,3 +360,39 @@ def test_sign_in_settings_start_with_allauth_and_refuse_half_configurations() ->
     assert on.returncode == 0, on.stderr
     half = check(ARENA_REQUIRE_SIGN_IN="1")
     assert half.returncode != 0 and "need ARENA_ACCOUNTS=1" in half.stderr
+
+
+@pytest.mark.django_db
+def test_a_vote_takes_its_request_limit_and_daily_caps_in_one_redis_round_trip(
+    client: Client,
+    models: list[Any],
+    finish_battle: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from arena import limits
+
+    redis = limits.redis_client()
+    if redis is None:
+        pytest.skip("Redis is the deployed cache; the laptop's local cache has no round trips")
+    settings.ARENA_DAILY_CAP_VOTER = 1
+    battles = [ready_battle(client, finish_battle, f"a fox {i}") for i in range(2)]
+    sent: list[str] = []
+    real = type(redis).execute_command
+
+    def counting(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(type(redis), "execute_command", counting)
+    for battle in battles:
+        sent.clear()
+        client.post(f"/api/v1/battles/{battle.public_id}/vote", {"choice": "left"})
+        assert sent == ["EVALSHA"], sent
+    # The caps were counted in that round trip: the second vote is over the voter's cap.
+    standings = list(Vote.objects.order_by("pk").values_list("standing", flat=True))
+    assert standings == ["", Vote.Standing.OVER_CAP_VOTER]
+    # A refused vote counts against the limit too, still in one round trip, and takes no cap.
+    sent.clear()
+    again = client.post(f"/api/v1/battles/{battles[0].public_id}/vote", {"choice": "left"})
+    assert again.status_code == 409 and sent == ["EVALSHA"]
