@@ -40,14 +40,14 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 
-from arena import services, statements
+from arena import services, statements, visitors
 from arena.models import Battle, Vote
 from generation import capacity
-from generation.models import Generation, ImageModel
+from generation.models import Generation
 
 # How often a waiting battle's queue position and estimate are drawn afresh, in seconds.
 WAIT_REFRESH_S = 3
@@ -286,57 +286,15 @@ def battle_next_poll(battle: Battle, *, now: datetime | None = None) -> NextPoll
 
 # --- The panel's full answer: one statement compiled once ---------------------------------------
 
-# What the battle panel and next_poll read, by model and field; every other field is deferred
-# and loads on first use (the vote, for a voted battle). An ORM query of the battle with its
-# four related rows cost more to compile each time than the rest of the answer together.
-_PANEL_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
-    (
-        "",
-        Battle,
-        (
-            "id",
-            "public_id",
-            "prompt_text",
-            "category",
-            "model_left_id",
-            "model_right_id",
-            "generation_left_id",
-            "generation_right_id",
-            "status",
-            "anonymous",
-            "gold_side",
-            "created_at",
-            "ready_at",
-            "share_token",
-            "reveal_at",
-        ),
-    ),
-    *(
-        (
-            side,
-            Generation,
-            (
-                "id",
-                "status",
-                "image",
-                "steps",
-                "steps_done",
-                "started_at",
-                "output_width",
-                "output_height",
-            ),
-        )
-        for side in ("generation_left", "generation_right")
-    ),
-    *((side, ImageModel, ("id", "display_name")) for side in ("model_left", "model_right")),
-)
-
 
 def _panel_read(public_id: UUID, owner: str) -> QuerySet[Any]:
-    columns = [
-        f"{side}__{name}" if side else name for side, _, names in _PANEL_READS for name in names
-    ]
-    return Battle.objects.filter(public_id=public_id, owner=owner).order_by().values_list(*columns)
+    # The columns the vote reads too (visitors.BATTLE_READS): an ORM query of the battle with
+    # its four related rows cost more to compile each time than the rest of the answer.
+    return (
+        Battle.objects.filter(public_id=public_id, owner=owner)
+        .order_by()
+        .values_list(*visitors.BATTLE_COLUMNS)
+    )
 
 
 _PANEL_READ = statements.PreparedRead(
@@ -351,14 +309,7 @@ def panel_battle(*, battle_id: UUID, owner: str) -> Battle:
     row = _PANEL_READ.first(battle_id, owner)
     if row is None:
         raise Http404("No Battle matches the given query.")
-    values = iter(row)
-    loaded: dict[str, Any] = {}
-    for side, model, names in _PANEL_READS:
-        loaded[side] = statements.instance(model, "default", {n: next(values) for n in names})
-    found: Battle = loaded.pop("")
-    for side, related in loaded.items():
-        Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
-    return found
+    return visitors.battle_from(iter(row))
 
 
 def _aware(value: datetime) -> datetime:

@@ -573,20 +573,15 @@ def _one_statement_sql(connection: BaseDatabaseWrapper, *, counts: tuple[str, ..
     return f"WITH {', '.join(parts)} SELECT {', '.join(answers)}"
 
 
-class _OneStatements(dict[tuple[statements.Statement, ...], statements.Statement]):
-    """The vote's single statement for each set of count statements (none, the pair's, the
-    pair's and the style row's), written once per process and database, prepared on
-    PostgreSQL."""
-
-    def __missing__(self, counts: tuple[statements.Statement, ...]) -> statements.Statement:
-        def build(connection: BaseDatabaseWrapper) -> str:
-            return _one_statement_sql(connection, counts=tuple(c.sql(connection) for c in counts))
-
-        made = self[counts] = statements.Statement(build, name="vote")
-        return made
+def _one_statement_of(
+    connection: BaseDatabaseWrapper, variant: tuple[statements.Statement, ...]
+) -> str:
+    return _one_statement_sql(connection, counts=tuple(c.sql(connection) for c in variant))
 
 
-_ONE_STATEMENT = _OneStatements()
+# The vote's single statement for each set of count statements (none, the pair's, the pair's and
+# the style row's), written once per process and database, prepared on PostgreSQL.
+_ONE_STATEMENT = statements.Variants(_one_statement_of, name="vote")
 
 
 def cast_vote(

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import connections
@@ -130,6 +130,28 @@ class Statement:
         if sql is None:
             sql = self._sql[key] = self.build(connection)
         return sql
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Variants(dict[K, Statement]):
+    """One fixed statement per variant (a condition, a set of parts), each written on first use
+    as ``build(connection, variant)``, then once per process and database like any Statement."""
+
+    def __init__(self, build: Callable[[BaseDatabaseWrapper, K], str], *, name: str) -> None:
+        super().__init__()
+        self.build = build
+        self.name = name
+
+    def __missing__(self, variant: K) -> Statement:
+        build = self.build
+
+        def written(connection: BaseDatabaseWrapper) -> str:
+            return build(connection, variant)
+
+        made = self[variant] = Statement(written, name=self.name)
+        return made
 
 
 def insert(model: type[Model], columns: Sequence[str], *, select_from: str = "") -> Statement:

@@ -3,6 +3,7 @@ request budget, and the checks a new session passes before its first battle."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -75,9 +76,10 @@ def battle_for(request: HttpRequest, battle_id: UUID) -> Battle:
     )
 
 
-# What a vote and its answer read (cast_vote, battle_state, the battle panel), by model and
-# field; every other field is deferred and loads on first use.
-_VOTE_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
+# What a vote and its answer read (cast_vote, battle_state), and the battle panel's poll
+# (polling.panel_battle, next_poll), by model and field; every other field is deferred and
+# loads on first use.
+BATTLE_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
     (
         "",
         Battle,
@@ -103,22 +105,43 @@ _VOTE_READS: tuple[tuple[str, type[Model], tuple[str, ...]], ...] = (
         (
             side,
             Generation,
-            ("id", "status", "image", "steps", "steps_done", "output_width", "output_height"),
+            (
+                "id",
+                "status",
+                "image",
+                "steps",
+                "steps_done",
+                "started_at",
+                "output_width",
+                "output_height",
+            ),
         )
         for side in ("generation_left", "generation_right")
     ),
     *((side, ImageModel, ("id", "display_name")) for side in ("model_left", "model_right")),
 )
+BATTLE_COLUMNS = [
+    f"{side}__{name}" if side else name for side, _, names in BATTLE_READS for name in names
+]
 _VOTER_COLUMNS = ("voter_pk", "voter_user", "voter_flagged")
+
+
+def battle_from(values: Iterator[Any]) -> Battle:
+    """The battle with its generations and models, from the BATTLE_COLUMNS of a row (taken
+    from ``values`` in order), as if the ORM had loaded them."""
+    loaded: dict[str, Any] = {}
+    for side, model, names in BATTLE_READS:
+        loaded[side] = statements.instance(model, "default", {n: next(values) for n in names})
+    found: Battle = loaded.pop("")
+    for side, related in loaded.items():
+        Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
+    return found
 
 
 def _vote_read(public_id: UUID, owner: str, session_key: str, now: datetime) -> QuerySet[Battle]:
     voter = Voter.objects.filter(session=OuterRef("owner"))
     # The visitor's session row too (arena.sessions), so the vote reads it in this round trip.
     session = Session.objects.filter(session_key=session_key, expire_date__gt=now)
-    columns = [
-        f"{side}__{name}" if side else name for side, _, names in _VOTE_READS for name in names
-    ]
     return (
         Battle.objects.filter(public_id=public_id, owner=owner)
         .annotate(
@@ -128,7 +151,7 @@ def _vote_read(public_id: UUID, owner: str, session_key: str, now: datetime) -> 
             session_data=Subquery(session.values("session_data")[:1]),
         )
         .order_by()
-        .values_list(*columns, *_VOTER_COLUMNS, "session_data")
+        .values_list(*BATTLE_COLUMNS, *_VOTER_COLUMNS, "session_data")
     )
 
 
@@ -153,13 +176,7 @@ def battle_to_vote(request: HttpRequest, battle_id: UUID) -> Battle:
     if row is None:
         raise Http404("No Battle matches the given query.")
     values = iter(row)
-    loaded: dict[str, Any] = {}
-    for side, model, names in _VOTE_READS:
-        fields = {name: next(values) for name in names}
-        loaded[side] = statements.instance(model, "default", fields)
-    found: Battle = loaded.pop("")
-    for side, related in loaded.items():
-        Battle._meta.get_field(side).set_cached_value(found, related)  # type: ignore[union-attr]
+    found = battle_from(values)
     for name in _VOTER_COLUMNS:
         setattr(found, name, next(values))
     session_data = next(values)

@@ -116,7 +116,7 @@ def _one_vote(
 _PAIR_KEY = ("category", "anonymous", "model_a", "model_b")
 
 
-def _upsert_pair_sql(connection: BaseDatabaseWrapper, only_if: str) -> str:
+def _upsert_pair_sql(connection: BaseDatabaseWrapper, variant: str) -> str:
     """INSERT the pair's row with these counts, or add them to its row (PostgreSQL and SQLite);
     parameters: category, anonymous, model a, model b, then the four counts."""
     quote = connection.ops.quote_name
@@ -130,24 +130,14 @@ def _upsert_pair_sql(connection: BaseDatabaseWrapper, only_if: str) -> str:
     return (
         f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608 - model names only
         # SQLite needs a WHERE before ON CONFLICT to parse an upsert from a SELECT.
-        f"SELECT {', '.join(['%s'] * len(names))} WHERE {only_if} "
+        f"SELECT {', '.join(['%s'] * len(names))} WHERE {variant} "
         f"ON CONFLICT ({', '.join(column[name] for name in _PAIR_KEY)}) DO UPDATE SET {added}"
     )
 
 
-class _Upserts(dict[str, statements.Statement]):
-    """The pair upsert per condition, each written once per process and database (a fixed
-    statement: arena.statements), since the ORM cost a vote about half a millisecond to build
-    its UPDATE."""
-
-    def __missing__(self, only_if: str) -> statements.Statement:
-        made = self[only_if] = statements.Statement(
-            functools.partial(_upsert_pair_sql, only_if=only_if), name="pair count upsert"
-        )
-        return made
-
-
-_UPSERT_PAIR = _Upserts()
+# The pair upsert per condition, each written once per process and database (a fixed statement:
+# arena.statements), since the ORM cost a vote about half a millisecond to build its UPDATE.
+_UPSERT_PAIR = statements.Variants(_upsert_pair_sql, name="pair count upsert")
 
 
 def add_pair_counts(*, pairs: tally.PairTally, labels: list[tuple[str, bool]]) -> None:

@@ -37,7 +37,7 @@ def test_the_vote_read_loads_the_same_values_as_the_orm(
         found = visitors.battle_to_vote(request, battle.public_id)
         read = [
             (side, [getattr(getattr(found, side) if side else found, n) for n in names])
-            for side, _, names in visitors._VOTE_READS
+            for side, _, names in visitors.BATTLE_READS
         ]
     assert len(queries.captured_queries) == 1, "one statement; nothing loads lazily"
     expected = Battle.objects.select_related(
@@ -45,7 +45,7 @@ def test_the_vote_read_loads_the_same_values_as_the_orm(
     ).get(pk=battle.pk)
     for side, values in read:
         orm = getattr(expected, side) if side else expected
-        names = next(names for s, _, names in visitors._VOTE_READS if s == side)
+        names = next(names for s, _, names in visitors.BATTLE_READS if s == side)
         want = [getattr(orm, name) for name in names]
         assert values == want, side
         assert [type(v) for v in values] == [type(v) for v in want], side
